@@ -1,0 +1,442 @@
+"""Lightweight OpenPose pre/post-processing, reproducing upstream val.py and modules/keypoints.py.
+
+Upstream: Daniil-Osokin/lightweight-human-pose-estimation.pytorch @ 1590929; Ascend port:
+ACL_PyTorch/contrib/cv/detection/OpenPose. Facts: shared/reference/pipelines.md sections 1, 5 and 7.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from scipy.spatial import cKDTree
+
+STRIDE = 8
+NUM_KPTS = 18  # heatmap channel 18 is background
+POSE_ENTRY_SIZE = 20  # 18 keypoint ids, total score, keypoint count
+POINTS_PER_LIMB = 10
+MIN_PAF_SCORE = 0.05
+PEAK_THRESHOLD = 0.1
+PEAK_MIN_DISTANCE = 6
+
+BODY_PARTS_KPT_IDS = ((1, 2), (1, 5), (2, 3), (3, 4), (5, 6), (6, 7), (1, 8), (8, 9), (9, 10), (1, 11),
+                      (11, 12), (12, 13), (1, 0), (0, 14), (14, 16), (0, 15), (15, 17), (2, 16), (5, 17))
+BODY_PARTS_PAF_IDS = ((12, 13), (20, 21), (14, 15), (16, 17), (22, 23), (24, 25), (0, 1), (2, 3), (4, 5),
+                      (6, 7), (8, 9), (10, 11), (28, 29), (30, 31), (34, 35), (32, 33), (36, 37), (18, 19), (26, 27))
+EAR_SHOULDER_PARTS = (17, 18)  # redundant limbs: they only fill joints still missing
+TO_COCO_MAP = (0, -1, 6, 8, 10, 5, 7, 9, 12, 14, 16, 11, 13, 15, 2, 1, 4, 3)  # -1: neck, not in COCO
+COCO_TO_18 = (0, 6, 8, 10, 5, 7, 9, 12, 14, 16, 11, 13, 15, 2, 1, 4, 3)  # 0-based COCO index per non-neck slot
+NECK = 1
+R_SHOULDER, L_SHOULDER = 2, 5
+
+
+@dataclass(frozen=True)
+class Profile:
+    height: int
+    width: int | None  # None: free width, padded as val.py pad_width does
+    interpolation: int
+    # val.py subtracts a tuple mean, which promotes the image to float64, so its cubic resize runs in
+    # float64 (measurably different from float32); the Ascend port uses float32 mean and scale.
+    resize_dtype: type
+
+
+PROFILES = {
+    "upstream": Profile(368, None, cv2.INTER_CUBIC, np.float64),
+    "ascend": Profile(368, 640, cv2.INTER_LINEAR, np.float32),
+}
+
+
+@dataclass(frozen=True)
+class PadRecord:
+    """How one original image maps into the network input.
+
+    Coordinates are continuous with pixel centres on integers, the convention cv2.resize samples with
+    (source = (dest + 0.5) / scale - 0.5 when called with fx = fy = scale).
+    """
+
+    orig_h: int
+    orig_w: int
+    scale: float
+    resized_h: int
+    resized_w: int
+    top: int
+    bottom: int
+    left: int
+    right: int
+
+    @property
+    def input_h(self) -> int:
+        return self.top + self.resized_h + self.bottom
+
+    @property
+    def input_w(self) -> int:
+        return self.left + self.resized_w + self.right
+
+    def _offset(self) -> np.ndarray:
+        return np.array([self.left, self.top], dtype=np.float64)
+
+    def to_original(self, xy: np.ndarray) -> np.ndarray:
+        return (np.asarray(xy, dtype=np.float64) - self._offset() + 0.5) / self.scale - 0.5
+
+    def to_input(self, xy: np.ndarray) -> np.ndarray:
+        return (np.asarray(xy, dtype=np.float64) + 0.5) * self.scale - 0.5 + self._offset()
+
+    @classmethod
+    def identity(cls, height: int, width: int) -> "PadRecord":
+        return cls(height, width, 1.0, height, width, 0, 0, 0, 0)
+
+
+# ----------------------------------------------------------------------------------------- preprocessing
+
+def _profile(name: str) -> Profile:
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; expected one of {sorted(PROFILES)}")
+    return PROFILES[name]
+
+
+def _resize(image_bgr: np.ndarray, prof: Profile) -> tuple[np.ndarray, float]:
+    if image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
+        raise ValueError(f"expected an HxWx3 BGR image, got shape {image_bgr.shape}")
+    h, w = image_bgr.shape[:2]
+    normed = (image_bgr.astype(prof.resize_dtype) - 128) / 256  # exact in both dtypes: normalise first
+    scale = prof.height / h if prof.width is None else min(prof.height / h, prof.width / w)
+    # fx/fy (not dsize), as both upstreams: the size is round(w * scale) and sampling uses exactly scale.
+    resized = cv2.resize(normed, (0, 0), fx=scale, fy=scale, interpolation=prof.interpolation)
+    return resized, scale
+
+
+def _pad(resized: np.ndarray, scale: float, orig_hw: tuple[int, int], target_h: int, target_w: int):
+    rh, rw = resized.shape[:2]
+    if rh > target_h or rw > target_w:
+        raise ValueError(f"resized image {rh}x{rw} exceeds the input {target_h}x{target_w}")
+    top, left = (target_h - rh) // 2, (target_w - rw) // 2
+    record = PadRecord(orig_hw[0], orig_hw[1], scale, rh, rw, top, target_h - rh - top, left, target_w - rw - left)
+    chw = np.zeros((3, target_h, target_w), dtype=np.float32)  # pad value 0, after normalisation
+    chw[:, top:top + rh, left:left + rw] = resized.transpose(2, 0, 1)
+    return chw, record
+
+
+def _target_width(prof: Profile, resized_w: int, min_width: int | None) -> int:
+    if prof.width is not None:
+        if min_width is not None and min_width > prof.width:
+            raise ValueError(f"profile has a fixed width {prof.width}; min_width {min_width} is larger")
+        return prof.width
+    wanted = max(resized_w, prof.height, min_width or 0)
+    return math.ceil(wanted / STRIDE) * STRIDE
+
+
+def preprocess(image_bgr: np.ndarray, profile: str, min_width: int | None = None) -> tuple[np.ndarray, PadRecord]:
+    """BGR uint8 HxWx3 -> float32 (3, h, w) network input (BGR kept) and its PadRecord."""
+    prof = _profile(profile)
+    resized, scale = _resize(image_bgr, prof)
+    target_h = math.ceil(prof.height / STRIDE) * STRIDE
+    return _pad(resized, scale, image_bgr.shape[:2], target_h, _target_width(prof, resized.shape[1], min_width))
+
+
+def preprocess_batch(images: list[np.ndarray], profile: str) -> tuple[np.ndarray, list[PadRecord]]:
+    prof = _profile(profile)
+    resized = [_resize(img, prof) for img in images]
+    width = max(_target_width(prof, r.shape[1], None) for r, _ in resized)
+    target_h = math.ceil(prof.height / STRIDE) * STRIDE
+    padded = [_pad(r, s, img.shape[:2], target_h, width) for (r, s), img in zip(resized, images)]
+    return np.stack([p[0] for p in padded]), [p[1] for p in padded]
+
+
+# ---------------------------------------------------------------------------------------- postprocessing
+
+def _peak_mask(maps: np.ndarray) -> np.ndarray:
+    """Peaks of one or more maps stacked on axes >= 2.
+
+    Upstream zeroes values < 0.1 and zero-pads; a pixel >= 0.1 then beats a zeroed or padded neighbour
+    anyway, so comparing raw values is equivalent (NaN never peaks either way) and needs no copies.
+    """
+    peak = maps >= PEAK_THRESHOLD
+    peak[1:] &= maps[1:] > maps[:-1]
+    peak[:-1] &= maps[:-1] > maps[1:]
+    peak[:, 1:] &= maps[:, 1:] > maps[:, :-1]
+    peak[:, :-1] &= maps[:, :-1] > maps[:, 1:]
+    return peak
+
+
+def _suppress(xy: np.ndarray) -> np.ndarray:
+    """Greedy suppression in x order: a kept peak drops every later one closer than 6 px.
+
+    Suppressed peaks suppress nothing, so the result depends on the order (x, then y).
+    """
+    keep = np.ones(len(xy), dtype=bool)
+    if len(xy) < 2:
+        return keep
+    # Integer coordinates: distance < 6 <=> squared distance <= 35.
+    pairs = cKDTree(xy).query_pairs(math.sqrt(PEAK_MIN_DISTANCE ** 2 - 0.5), output_type="ndarray")
+    if len(pairs):
+        pairs = np.sort(pairs, axis=1)
+        pairs = pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
+        for i, j in pairs.tolist():
+            if keep[i]:
+                keep[j] = False
+    return keep
+
+
+def _keypoints_from_mask(heatmap: np.ndarray, mask_xy: np.ndarray) -> np.ndarray:
+    # nonzero over the transposed (W, H) mask lists peaks by x then y: upstream's stable sort by x.
+    xs, ys = np.nonzero(mask_xy)
+    keep = _suppress(np.stack([xs, ys], axis=1))
+    xs, ys = xs[keep], ys[keep]
+    return np.stack([xs, ys, heatmap[ys, xs]], axis=1).astype(np.float64).reshape(-1, 3)
+
+
+def extract_keypoints(heatmap: np.ndarray) -> np.ndarray:
+    """One keypoint type's (H, W) map -> (N, 3) rows of x, y, score, ordered as upstream."""
+    heatmap = np.asarray(heatmap)
+    return _keypoints_from_mask(heatmap, _peak_mask(heatmap).T)
+
+
+def _sample_points(a: np.ndarray, vec_raw: np.ndarray, t) -> np.ndarray:
+    # Point t of 10 from a to b inclusive, rounded (half to even) to the pixel whose PAF is read;
+    # float32 throughout, operation by operation as upstream.
+    steps = vec_raw * np.float32(1 / (POINTS_PER_LIMB - 1))
+    return (steps * t + a).round().astype(np.int32)
+
+
+def _plausible(kpts_a: np.ndarray, kpts_b: np.ndarray, planes: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Candidate indices (b * n + a, upstream's b-major layout) that could still be valid limbs.
+
+    A limb needs 9 of its 10 points to pass, so a candidate is dropped as soon as two fail. Each point's
+    score is computed elementwise exactly as upstream does, so no valid candidate is ever dropped.
+    """
+    n, m = len(kpts_a), len(kpts_b)
+    width = planes[0].shape[1]
+    flat = [p.ravel() for p in planes]
+    cand = np.arange(n * m)
+    ax = np.tile(kpts_a[:, 0], m)
+    ay = np.tile(kpts_a[:, 1], m)
+    vx = (kpts_b[:, None, 0] - kpts_a[None, :, 0]).ravel()
+    vy = (kpts_b[:, None, 1] - kpts_a[None, :, 1]).ravel()
+    norm = np.sqrt(vx * vx + vy * vy) + np.float32(1e-6)
+    ux, uy = vx / norm, vy / norm
+    failures = np.zeros(len(cand), dtype=np.int8)
+    for t in np.arange(POINTS_PER_LIMB, dtype=np.float32):
+        px = _sample_points(ax, vx, t)
+        py = _sample_points(ay, vy, t)
+        idx = py.astype(np.intp) * width + px
+        score = flat[0][idx] * ux + flat[1][idx] * uy
+        failures += ~(score > MIN_PAF_SCORE)
+        alive = np.flatnonzero(failures < 2)
+        if len(alive) < len(cand):
+            cand, ax, ay, vx, vy, ux, uy, failures = (
+                v[alive] for v in (cand, ax, ay, vx, vy, ux, uy, failures))
+    return cand
+
+
+def _connections(kpts_a: np.ndarray, kpts_b: np.ndarray, field: np.ndarray, paf_ids: tuple[int, int]):
+    """Scores every a->b candidate on the PAF, returns NMS-surviving (a index, b index, score).
+
+    Mirrors upstream's float32 arithmetic and array shapes so the thresholds see identical values.
+    """
+    n = len(kpts_a)
+    planes = tuple(np.ascontiguousarray(field[:, :, c]) for c in paf_ids)
+    cand = _plausible(kpts_a, kpts_b, planes)
+    if len(cand) == 0:
+        return []
+    b_idx, a_idx = np.divmod(cand, n)
+    a = kpts_a[a_idx, :2].reshape(-1, 1, 2)
+    vec_raw = (kpts_b[b_idx, :2] - kpts_a[a_idx, :2]).reshape(-1, 1, 2)
+    vec = vec_raw / (np.linalg.norm(vec_raw, ord=2, axis=-1, keepdims=True) + 1e-6)
+    grid = np.arange(POINTS_PER_LIMB, dtype=np.float32).reshape(1, -1, 1)
+    points = _sample_points(a, vec_raw, grid)
+    x, y = points[..., 0].ravel(), points[..., 1].ravel()
+    sampled = np.stack([planes[0][y, x], planes[1][y, x]], axis=-1).reshape(-1, POINTS_PER_LIMB, 2)
+    point_scores = (sampled * vec).sum(-1).reshape(-1, POINTS_PER_LIMB)
+    passed = point_scores > MIN_PAF_SCORE
+    passed_num = passed.sum(1)
+    # Same (K, 10) float32 layout as upstream, so the row sums round identically.
+    scores = (point_scores * passed).sum(1) / (passed_num + 1e-6)
+    valid = (scores > 0) & (passed_num / POINTS_PER_LIMB > 0.8)
+    if not valid.any():
+        return []
+    a_idx, b_idx, scores = a_idx[valid], b_idx[valid], scores[valid]
+    # Same call as upstream (default argsort, reversed), so equal scores tie-break identically.
+    order = scores.argsort()[::-1]
+    used_a, used_b, kept = set(), set(), []
+    for ia, ib, s in zip(a_idx[order].tolist(), b_idx[order].tolist(), scores[order].tolist()):
+        if ia not in used_a and ib not in used_b:
+            used_a.add(ia)
+            used_b.add(ib)
+            kept.append((ia, ib, s))
+    return kept
+
+
+def group_keypoints(keypoints_by_type: list[np.ndarray], pafs_hwc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-type (N, 3) keypoints and (H, W, 38) PAFs -> pose_entries (M, 20) and all_keypoints (K, 4).
+
+    Keypoint ids are positions in the concatenation of keypoints_by_type (all_keypoints[:, 3]).
+    Entry rows hold 18 keypoint ids (-1 missing), the total score and the keypoint count.
+    """
+    counts = [len(k) for k in keypoints_by_type]
+    all_keypoints = np.zeros((sum(counts), 4), dtype=np.float64)
+    if all_keypoints.size:
+        all_keypoints[:, :3] = np.concatenate([np.asarray(k, dtype=np.float64).reshape(-1, 3)[:, :3]
+                                               for k in keypoints_by_type])
+    all_keypoints[:, 3] = np.arange(len(all_keypoints))
+    # Upstream samples with float32 copies of the keypoints; scores stay float64 in all_keypoints.
+    starts = np.cumsum([0] + counts)
+    typed = [all_keypoints[s:s + c].astype(np.float32) for s, c in zip(starts, counts)]
+    score = all_keypoints[:, 2]
+
+    entries = np.empty((0, POSE_ENTRY_SIZE), dtype=np.float64)
+    for part_id, (kpt_a, kpt_b) in enumerate(BODY_PARTS_KPT_IDS):
+        if counts[kpt_a] == 0 or counts[kpt_b] == 0:
+            continue
+        found = _connections(typed[kpt_a], typed[kpt_b], pafs_hwc, BODY_PARTS_PAF_IDS[part_id])
+        if not found:
+            continue
+        ia, ib, conn_score = (np.array(v) for v in zip(*found))
+        ca, cb = starts[kpt_a] + ia, starts[kpt_b] + ib
+        # Upstream loops connection by connection over the entries. After NMS a connection's a and b ids
+        # are unique, so each entry is touched by at most one connection and one vectorised pass per
+        # limb gives the same result: a lookup from keypoint id to connection replaces the inner loop.
+        by_a = np.full(len(all_keypoints) + 1, -1)  # slot -1 maps a missing joint to "no connection"
+        by_b = by_a.copy()
+        by_a[ca] = np.arange(len(ca))
+        by_b[cb] = np.arange(len(cb))
+        conn_of_a = by_a[entries[:, kpt_a].astype(int)]
+        if part_id in EAR_SHOULDER_PARTS:
+            # Fill the missing end only, without touching count or score.
+            fill_b = (conn_of_a >= 0) & (entries[:, kpt_b] == -1)
+            conn_of_b = by_b[entries[:, kpt_b].astype(int)]
+            fill_a = (conn_of_b >= 0) & (entries[:, kpt_a] == -1)
+            entries[fill_b, kpt_b] = cb[conn_of_a[fill_b]]
+            entries[fill_a, kpt_a] = ca[conn_of_b[fill_a]]
+            continue
+        # Every entry already holding a gets b, overwriting any b it had, and counts it again.
+        hit = conn_of_a >= 0
+        conn = conn_of_a[hit]
+        entries[hit, kpt_b] = cb[conn]
+        entries[hit, -1] += 1
+        entries[hit, -2] += score[cb[conn]] + conn_score[conn]
+        # Unmatched connections start new entries, in connection order.
+        matched = np.zeros(len(ca), dtype=bool)
+        matched[conn] = True
+        new = np.flatnonzero(~matched)
+        rows = np.full((len(new), POSE_ENTRY_SIZE), -1.0)
+        rows[:, kpt_a], rows[:, kpt_b], rows[:, -1] = ca[new], cb[new], 2
+        rows[:, -2] = (score[ca[new]] + score[cb[new]]) + conn_score[new]
+        entries = np.vstack([entries, rows])
+
+    keep = (entries[:, -1] >= 3) & ~(entries[:, -2] / np.maximum(entries[:, -1], 1) < 0.2)
+    return entries[keep], all_keypoints
+
+
+def to_coco(pose_entries: np.ndarray, all_keypoints: np.ndarray) -> list[dict]:
+    results = []
+    for entry in pose_entries:
+        keypoints = [0.0] * 51
+        for slot, kpt_id in enumerate(entry[:NUM_KPTS]):
+            coco = TO_COCO_MAP[slot]
+            if coco < 0 or kpt_id == -1:
+                continue
+            x, y = all_keypoints[int(kpt_id), :2]
+            # Upstream maps a pixel index to its centre.
+            keypoints[coco * 3:coco * 3 + 3] = [float(x) + 0.5, float(y) + 0.5, 1.0]
+        # Not normalised; the -1 discounts the neck, as upstream.
+        results.append({"keypoints": keypoints, "score": float(entry[-2] * max(0, entry[-1] - 1))})
+    return results
+
+
+def _to_original_frame(maps_chw: np.ndarray, record: PadRecord, stride: int) -> np.ndarray:
+    """(C, h, w) network output -> (orig_h, orig_w, C) float32, as val.py infer does."""
+    hwc = np.asarray(maps_chw, dtype=np.float32).transpose(1, 2, 0)
+    if (hwc.shape[0] * stride, hwc.shape[1] * stride) != (record.input_h, record.input_w):
+        raise ValueError(f"maps {hwc.shape[:2]} x stride {stride} do not match input "
+                         f"{record.input_h}x{record.input_w}")
+    up = cv2.resize(hwc, (0, 0), fx=stride, fy=stride, interpolation=cv2.INTER_CUBIC)
+    up = up.reshape(up.shape[0], up.shape[1], -1)  # cv2 drops a single channel axis
+    crop = up[record.top:up.shape[0] - record.bottom, record.left:up.shape[1] - record.right]
+    out = cv2.resize(crop, (record.orig_w, record.orig_h), interpolation=cv2.INTER_CUBIC)
+    return out.reshape(record.orig_h, record.orig_w, -1)
+
+
+def decode(heatmaps: np.ndarray, pafs: np.ndarray, record: PadRecord, stride: int = STRIDE) -> list[dict]:
+    """Last-stage heatmaps (19, h, w) and PAFs (38, h, w) of one image -> COCO results without image_id."""
+    heat = _to_original_frame(heatmaps, record, stride)
+    field = _to_original_frame(pafs, record, stride)
+    keypoint_maps = heat[:, :, :NUM_KPTS]
+    masks = _peak_mask(keypoint_maps).transpose(2, 1, 0)  # (type, x, y)
+    by_type = [_keypoints_from_mask(keypoint_maps[:, :, k], masks[k]) for k in range(NUM_KPTS)]
+    return to_coco(*group_keypoints(by_type, field))
+
+
+# ------------------------------------------------------------------------------------------------ oracle
+
+def _people_18(annotations: list[dict], height: int, width: int) -> list[np.ndarray]:
+    """COCO annotations -> per person (18, 3) rows of x, y, labelled, in the 18-keypoint order."""
+    people = []
+    for ann in annotations:
+        if ann.get("iscrowd", 0) or ann.get("num_keypoints", 0) == 0:
+            continue  # COCOeval ignores these
+        coco = np.asarray(ann["keypoints"], dtype=np.float64).reshape(17, 3)
+        person = np.zeros((NUM_KPTS, 3))
+        slots = [s for s in range(NUM_KPTS) if s != NECK]
+        person[slots, :2] = coco[list(COCO_TO_18), :2]
+        person[slots, 2] = coco[list(COCO_TO_18), 2] > 0
+        if person[R_SHOULDER, 2] and person[L_SHOULDER, 2]:
+            # Peaks live on pixels; the neck is never scored, so rounding its mean position is harmless.
+            person[NECK] = [*np.floor((person[R_SHOULDER, :2] + person[L_SHOULDER, :2]) / 2 + 0.5), 1]
+        inside = (person[:, 0] >= 0) & (person[:, 0] < width) & (person[:, 1] >= 0) & (person[:, 1] < height)
+        person[:, 2] *= inside
+        people.append(person)
+    return people
+
+
+def encode_ground_truth(annotations: list[dict], height: int, width: int, sigma: float = 1.0,
+                        paf_thickness: float = 1.0) -> tuple[np.ndarray, np.ndarray, PadRecord, int]:
+    """Decoder oracle: renders one image's ground truth so that decode() recovers its people.
+
+    Rendered in the original frame with an identity record and stride 1, so decode's resizes are copies
+    and each heatmap peak (value 1) sits exactly on its ground-truth pixel. Same-type peaks are merged by
+    max, so any two at least 2 px apart stay strict peaks (decode's 6 px suppression still applies).
+    PAFs are averaged where limbs of one type overlap, which keeps each true limb's alignment positive.
+    The thickness must cover decode's rounded samples (<= 0.71 px off the segment).
+    """
+    heat = np.zeros((height, width, NUM_KPTS + 1), dtype=np.float32)
+    paf_sum = np.zeros((height, width, 2 * len(BODY_PARTS_KPT_IDS)), dtype=np.float32)
+    paf_count = np.zeros((height, width, len(BODY_PARTS_KPT_IDS)), dtype=np.float32)
+    radius = int(math.ceil(3 * sigma))
+    offsets = np.arange(-radius, radius + 1)
+    gauss = np.exp(-(offsets[:, None] ** 2 + offsets[None, :] ** 2) / (2 * sigma ** 2)).astype(np.float32)
+    yy, xx = np.mgrid[0:height, 0:width]
+
+    for person in _people_18(annotations, height, width):
+        for k in np.flatnonzero(person[:, 2]):
+            x, y = person[k, :2].astype(int)
+            x0, x1, y0, y1 = max(x - radius, 0), min(x + radius + 1, width), max(y - radius, 0), min(y + radius + 1, height)
+            patch = gauss[y0 - y + radius:y1 - y + radius, x0 - x + radius:x1 - x + radius]
+            np.maximum(heat[y0:y1, x0:x1, k], patch, out=heat[y0:y1, x0:x1, k])
+        for limb, (ka, kb) in enumerate(BODY_PARTS_KPT_IDS):
+            if not (person[ka, 2] and person[kb, 2]):
+                continue
+            a, b = person[ka, :2], person[kb, :2]
+            length = np.linalg.norm(b - a)
+            if length < 1e-7:
+                continue
+            unit = (b - a) / length
+            x0, y0 = np.maximum(np.floor(np.minimum(a, b) - paf_thickness), 0).astype(int)
+            x1 = min(int(math.ceil(max(a[0], b[0]) + paf_thickness)) + 1, width)
+            y1 = min(int(math.ceil(max(a[1], b[1]) + paf_thickness)) + 1, height)
+            px, py = xx[y0:y1, x0:x1] - a[0], yy[y0:y1, x0:x1] - a[1]
+            t = np.clip((px * unit[0] + py * unit[1]) / length, 0, 1)
+            near = np.hypot(px - t * (b[0] - a[0]), py - t * (b[1] - a[1])) <= paf_thickness
+            region = (slice(y0, y1), slice(x0, x1))
+            paf_x, paf_y = BODY_PARTS_PAF_IDS[limb]
+            paf_sum[region][near, paf_x] += unit[0]
+            paf_sum[region][near, paf_y] += unit[1]
+            paf_count[region][near, limb] += 1
+
+    heat[:, :, NUM_KPTS] = 1 - heat[:, :, :NUM_KPTS].max(axis=2)
+    channel_limb = np.empty(paf_sum.shape[2], dtype=int)
+    for limb, ids in enumerate(BODY_PARTS_PAF_IDS):
+        channel_limb[list(ids)] = limb
+    pafs = paf_sum / np.maximum(paf_count[:, :, channel_limb], 1)
+    # Channel-first views of channel-last buffers: decode transposes them back without copying.
+    return heat.transpose(2, 0, 1), pafs.transpose(2, 0, 1), PadRecord.identity(height, width), 1

@@ -1,0 +1,56 @@
+"""OpenVINO on the CPU: ONNX -> IR (FP32 or FP16-compressed weights) is this machine's real
+counterpart of ATC's ONNX -> OM step."""
+from __future__ import annotations
+
+from posegate.backends.base import Backend, Session, SessionInfo
+
+# What the CPU plugin computes in for each precision we ask for. fp32 must be pinned: on CPUs with
+# BF16 support the plugin's default is bf16, which would make an "fp32" run silently lossy.
+_HINTS = {"fp32": ["f32"], "fp16": ["f16", "bf16", "f32"]}
+
+
+class OvSession(Session):
+    def __init__(self, spec, xml, precision):
+        import openvino as ov
+        core = ov.Core()
+        caps = set(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+        hint = next(h for h in _HINTS[precision] if h == "f32" or h.upper() in caps)
+        self.compiled = core.compile_model(str(xml), "CPU", {"INFERENCE_PRECISION_HINT": hint})
+        self.request = self.compiled.create_infer_request()
+        names = [o.get_any_name() for o in self.compiled.outputs]
+        self.order = [names.index(n) for n in spec.output_names]
+        super().__init__(spec, SessionInfo("openvino", precision,
+                                           str(self.compiled.get_property("INFERENCE_PRECISION_HINT")),
+                                           {"capabilities": sorted(caps)}))
+
+    def _run(self, x):
+        res = self.request.infer({self.spec.input_name: x})
+        values = list(res.values())
+        return [values[i] for i in self.order]
+
+    def close(self):
+        self.request = self.compiled = None
+
+
+class OpenVinoBackend(Backend):
+    name = "openvino"
+    precisions = ("fp32", "fp16")
+
+    def unavailable_reason(self):
+        try:
+            import openvino  # noqa: F401
+        except ImportError as e:
+            return f"openvino is not importable ({e}); pip install openvino"
+        return None
+
+    def version(self):
+        import openvino
+        return openvino.__version__
+
+    def convert(self, source, out_dir, precision, shape):
+        import openvino as ov
+        model = ov.convert_model(str(source.onnx_path(self.opset)))
+        ov.save_model(model, str(out_dir / "model.xml"), compress_to_fp16=(precision == "fp16"))
+
+    def load(self, artifact_dir, source, precision):
+        return OvSession(source.spec, artifact_dir / "model.xml", precision)

@@ -1,0 +1,112 @@
+"""Test cases generated from the registries: model x backend x precision x batch x shape x dataset.
+
+A case's id reads like a sentence fragment, ``mspn_2xstg-openvino-fp16-bs8-256x192``, is stable
+across xdist workers, and selects with ``-k``. Which cases a stage gets is decided here, from the
+specs' and backends' declared capabilities, never by naming a model.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, replace
+
+from posegate.backends import BACKENDS, REFERENCE
+
+STAGES = ("weights", "golden", "preprocess", "export", "convert", "infer", "postprocess", "accuracy", "perf")
+
+
+@dataclass(frozen=True)
+class Case:
+    model: str
+    backend: str | None = None
+    precision: str | None = None
+    batch: int | None = None
+    shape: str | None = None
+    dataset: str | None = None
+    variant: str | None = None  # e.g. "opset11", "device", "truncated"
+    full: bool = False  # runs only in the full selection
+
+    @property
+    def id(self) -> str:
+        parts = [self.model, self.backend, self.precision,
+                 None if self.batch is None else f"bs{self.batch}", self.shape, self.dataset, self.variant]
+        return "-".join(p for p in parts if p is not None)
+
+    @property
+    def spec(self):
+        from models import MODELS
+        return MODELS[self.model]
+
+    @property
+    def profile(self):
+        return self.spec.profile(self.shape)
+
+    @property
+    def row_key(self) -> tuple:
+        return (self.model, self.backend, self.precision, self.batch, self.shape)
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+def _backends(spec, include_reference: bool):
+    for name, backend in BACKENDS.items():
+        if backend.reference and not include_reference:
+            continue
+        for precision in backend.precisions:
+            if precision in spec.precisions or backend.reference:
+                yield name, precision
+
+
+def _batches(profile):
+    yield from ((b, not profile.default) for b in profile.batch_sizes)
+    yield from ((b, True) for b in profile.full_batch_sizes)
+
+
+def generate(kind: str, specs, datasets=()) -> list[Case]:
+    """All cases of one kind; ``datasets`` are (name, has_images) pairs known at collection."""
+    cases: list[Case] = []
+    for spec in specs:
+        m = spec.name
+        if kind == "model":
+            cases.append(Case(m))
+        elif kind == "golden":
+            cases.append(Case(m, variant="golden"))
+        elif kind == "shape":
+            cases += [Case(m, shape=p.name, full=not p.default) for p in spec.profiles]
+        elif kind == "export":
+            cases += [Case(m, variant=f"opset{o}") for o in spec.opsets]
+        elif kind == "convert":
+            for b, prec in _backends(spec, include_reference=False):
+                if not BACKENDS[b].static_shapes:
+                    cases.append(Case(m, b, prec))
+                    continue
+                for p in spec.profiles:
+                    cases += [Case(m, b, prec, bs, p.name, full=f) for bs, f in _batches(p)]
+        elif kind in ("infer", "perf"):
+            for b, prec in _backends(spec, include_reference=(kind == "perf")):
+                for p in spec.profiles:
+                    cases += [Case(m, b, prec, bs, p.name, full=f) for bs, f in _batches(p)]
+        elif kind in ("accuracy", "parity"):
+            for b, prec in _backends(spec, include_reference=(kind == "accuracy")):
+                for p in spec.profiles:
+                    cases += [Case(m, b, prec, p.eval_batch, p.name, d, full=not p.default)
+                              for d, has_images in datasets if has_images]
+        elif kind == "oracle":
+            cases += [Case(m, dataset=d) for d, _ in datasets]
+        elif kind == "postprocess":
+            cases += [Case(m, REFERENCE, "fp32", p.batch_sizes[0], p.name, full=not p.default) for p in spec.profiles]
+        else:
+            raise ValueError(f"unknown case kind {kind!r}")
+    return cases
+
+
+def known_failure(spec, test_id: str) -> str | None:
+    """The reason of a known failure whose pattern matches ``test_id`` (turned into a strict xfail)."""
+    for pattern, reason in spec.known_failures.items():
+        if re.search(pattern, test_id):
+            return reason
+    return None
+
+
+def for_batch(case: Case, batch: int) -> Case:
+    return replace(case, batch=batch)

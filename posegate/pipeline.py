@@ -1,0 +1,193 @@
+"""The stages of a port, as lazily built, cached artifacts.
+
+Every stage test asks this object for what it needs (a model, an ONNX file, a converted model, a
+session, preprocessed inputs, reference outputs, predictions); each artifact is built at most once
+per cache key, across runs and across xdist workers.
+"""
+from __future__ import annotations
+
+import json
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+
+from posegate import __version__
+from posegate.backends import BACKENDS, REFERENCE, ModelSource
+from posegate.cache import ArtifactCache
+from posegate.export import export_onnx
+from posegate.progress import Progress
+from posegate.weights import WeightsInfo, build_model, file_digest
+
+
+class StageFailed(RuntimeError):
+    """An upstream stage failed: dependants skip with this message instead of failing again."""
+
+    def __init__(self, stage: str, test_id: str, error: BaseException | str):
+        self.stage, self.test_id = stage, test_id
+        detail = error if isinstance(error, str) else f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+        super().__init__(f"{stage} failed (see {test_id}): {detail}")
+
+
+@dataclass(frozen=True)
+class Batch:
+    image_ids: tuple[int, ...]
+    x: np.ndarray
+    records: list
+
+
+class Pipeline:
+    def __init__(self, cache: ArtifactCache, weights_dir: Path | None = None):
+        self.cache = cache
+        self.weights_dir = Path(weights_dir) if weights_dir else None
+        self._models: dict[str, torch.nn.Module] = {}
+        self._sessions: dict[tuple, object] = {}
+        self._failures: dict[tuple, StageFailed] = {}
+
+    # ---- weights -------------------------------------------------------------------------------
+    def checkpoint_path(self, spec) -> Path | None:
+        if self.weights_dir is None:
+            return None
+        path = self.weights_dir / spec.checkpoint.filename
+        return path if path.exists() else None
+
+    def weights_identity(self, spec) -> str:
+        path = self.checkpoint_path(spec)
+        return f"{path.name}@{file_digest(path)[:12]}" if path else f"synthetic-seed{spec.seed}"
+
+    def torch_model(self, spec) -> torch.nn.Module:
+        """The reference network; dependants of a failed weights stage skip instead of failing."""
+        if spec.name not in self._models:
+            self._models[spec.name] = self._once(("weights", spec.name), "weights", f"test_weights[{spec.name}]",
+                                                 lambda: build_model(spec, self.checkpoint_path(spec)))
+        return self._models[spec.name]
+
+    def weights_info(self, spec) -> WeightsInfo:
+        return self.torch_model(spec).posegate_weights
+
+    # ---- export / convert ------------------------------------------------------------------------
+    def onnx(self, spec, opset: int) -> Path:
+        prof = spec.profiles[0]
+        sample = (1, spec.channels, prof.height or prof.perf_shape[0], prof.width or prof.perf_shape[1])
+        fields = {"model": spec.name, "spec_version": spec.version, "weights": self.weights_identity(spec),
+                  "opset": opset, "dynamic_axes": spec.dynamic_axes(), "sample": sample,
+                  "torch": torch.__version__, "onnx": onnx.__version__, "posegate": __version__}
+
+        def build():
+            model = self.torch_model(spec)
+            return self.cache.get_or_build("onnx", fields, lambda d: export_onnx(model, spec, d / "model.onnx", opset, sample))
+        entry = self._once(("onnx", spec.name, opset), "export", f"test_export[{spec.name}-opset{opset}]", build)
+        return entry.file("model.onnx")
+
+    def source(self, spec) -> ModelSource:
+        return ModelSource(spec, lambda: self.torch_model(spec), lambda opset: self.onnx(spec, opset))
+
+    def converted(self, spec, backend_name: str, precision: str, shape: tuple | None = None) -> Path | None:
+        backend = BACKENDS[backend_name]
+        if not backend.converts:
+            return None
+        shape = shape if backend.static_shapes else None
+        onnx_path = self.onnx(spec, backend.opset)
+        fields = {"onnx": file_digest(onnx_path), "settings": backend.artifact_settings(precision),
+                  "shape": shape, "spec_version": spec.version}
+        test_id = f"test_convert[{spec.name}-{backend_name}-{precision}]"
+
+        def build():
+            return self.cache.get_or_build(
+                "convert", fields, lambda d: backend.convert(self.source(spec), d, precision, shape))
+        return self._once(("convert", spec.name, backend_name, precision, shape), "convert", test_id, build).path
+
+    def session(self, spec, backend_name: str, precision: str, shape: tuple | None = None):
+        backend = BACKENDS[backend_name]
+        key = (spec.name, backend_name, precision, shape if backend.static_shapes else None)
+        if key not in self._sessions:
+            artifact = self.converted(spec, backend_name, precision, shape)
+            self._sessions[key] = self._once(("load",) + key, "convert",
+                                             f"test_convert[{spec.name}-{backend_name}-{precision}]",
+                                             lambda: backend.load(artifact, self.source(spec), precision))
+        return self._sessions[key]
+
+    def close(self):
+        for s in self._sessions.values():
+            s.close()
+        self._sessions.clear()
+
+    # ---- data ----------------------------------------------------------------------------------
+    def batches(self, spec, profile, dataset, batch: int, image_ids=None):
+        """Preprocessed batches of a dataset's images, in image-id order (not cached: full-size sets)."""
+        ids = list(image_ids if image_ids is not None else dataset.image_ids)
+        for i in range(0, len(ids), batch):
+            chunk = ids[i:i + batch]
+            x, records = spec.codec.preprocess_batch([dataset.load_image(j) for j in chunk], profile.preprocess)
+            yield Batch(tuple(chunk), x, records)
+
+    def parity_batch(self, spec, profile, dataset, batch: int) -> Batch:
+        """The first ``batch`` images of a dataset (cycled if it has fewer), preprocessed and cached."""
+        ids = tuple(dataset.image_ids[i % len(dataset.image_ids)] for i in range(batch))
+        fields = {"dataset": dataset.identity, "model": spec.name, "spec_version": spec.version,
+                  "profile": profile.name, "preprocess": profile.preprocess, "image_ids": ids}
+
+        def build(d: Path):
+            b = next(self.batches(spec, profile, dataset, batch, ids))
+            np.save(d / "x.npy", b.x)
+            (d / "records.pkl").write_bytes(pickle.dumps(b.records))
+        entry = self.cache.get_or_build("inputs", fields, build)
+        return Batch(ids, np.load(entry.file("x.npy")), pickle.loads(entry.file("records.pkl").read_bytes()))
+
+    def reference_outputs(self, spec, profile, dataset, batch: int) -> dict[str, np.ndarray]:
+        b = self.parity_batch(spec, profile, dataset, batch)
+        fields = {"model": spec.name, "weights": self.weights_identity(spec), "spec_version": spec.version,
+                  "dataset": dataset.identity, "profile": profile.name, "image_ids": b.image_ids,
+                  "backend": REFERENCE, "backend_version": BACKENDS[REFERENCE].version()}
+
+        def build(d: Path):
+            np.savez(d / "outputs.npz", **self.session(spec, REFERENCE, "fp32").run({spec.input_name: b.x}))
+        entry = self.cache.get_or_build("outputs", fields, build)
+        with np.load(entry.file("outputs.npz")) as z:
+            return {k: z[k] for k in spec.output_names}
+
+    def decode(self, spec, outputs: dict, records: list, image_ids) -> list[dict]:
+        results = []
+        for i, (image_id, record) in enumerate(zip(image_ids, records)):
+            maps = [outputs[n][i] for n in spec.decode_outputs]
+            for person in spec.codec.decode(*maps, record, stride=spec.output_stride):
+                results.append({"image_id": int(image_id), "category_id": 1, **person})
+        return results
+
+    def predictions(self, spec, backend_name: str, precision: str, profile, dataset) -> list[dict]:
+        """Keypoint results of a whole dataset through one backend, cached by every input of the result."""
+        backend = BACKENDS[backend_name]
+        fields = {"model": spec.name, "weights": self.weights_identity(spec), "spec_version": spec.version,
+                  "dataset": dataset.identity, "profile": profile.name, "batch": profile.eval_batch,
+                  "backend": backend.artifact_settings(precision), "posegate": __version__}
+
+        def build(d: Path):
+            session = self.session(spec, backend_name, precision)
+            results = []
+            progress = Progress(len(dataset.image_ids), f"{spec.name} {backend_name}-{precision} {dataset.name}")
+            for b in self.batches(spec, profile, dataset, profile.eval_batch):
+                results += self.decode(spec, session.run({spec.input_name: b.x}), b.records, b.image_ids)
+                progress.advance(len(b.image_ids))
+            progress.close()
+            (d / "results.json").write_text(json.dumps(results))
+        entry = self.cache.get_or_build("predictions", fields, build)
+        return json.loads(entry.file("results.json").read_text())
+
+    # ---- failure memo ----------------------------------------------------------------------------
+    def _once(self, key: tuple, stage: str, test_id: str, fn):
+        """Run ``fn`` once per key; a failure is remembered and re-raised as StageFailed for dependants."""
+        if key in self._failures:
+            raise self._failures[key]
+        try:
+            return fn()
+        except StageFailed as e:
+            self._failures[key] = e
+            raise
+        except Exception as e:
+            failure = StageFailed(stage, test_id, e)
+            failure.__cause__ = e
+            self._failures[key] = failure
+            raise failure from e

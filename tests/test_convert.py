@@ -1,0 +1,29 @@
+"""Stage 5, convert: each backend turns the export into its own artifact (cached) and loads it."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fixtures.artifacts import skip_unavailable
+from posegate.backends import BACKENDS
+
+STAGE = "convert"
+pytestmark = pytest.mark.stage
+
+
+@pytest.mark.cases("convert")
+def test_convert(case, pipeline, needs, record):
+    spec = case.spec
+    skip_unavailable(case.backend)
+    backend = BACKENDS[case.backend]
+    needs(pipeline.onnx, spec, backend.opset)
+    shape = None if case.shape is None else (case.batch, spec.channels, case.profile.height, case.profile.width)
+    artifact = pipeline.converted(spec, case.backend, case.precision, shape)
+    files = sorted(p.name for p in artifact.iterdir())
+    session = pipeline.session(spec, case.backend, case.precision, shape)
+    record(artifact_files=files, execution=session.info.execution, backend_version=backend.version())
+    prof = spec.profiles[0]
+    x = np.zeros((1, spec.channels, prof.height or prof.perf_shape[0], prof.width or prof.perf_shape[1]), np.float32)
+    out = session.run({spec.input_name: x})
+    assert list(out) == list(spec.output_names)
+    assert all(np.isfinite(v).all() for v in out.values())

@@ -1,0 +1,28 @@
+"""Stage 6, infer: every backend's outputs against the PyTorch reference on real preprocessed inputs."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from posegate.parity import compare
+from fixtures.artifacts import skip_unavailable
+
+STAGE = "infer"
+pytestmark = pytest.mark.stage
+
+
+@pytest.mark.cases("infer")
+def test_infer(case, pipeline, run_context, needs, record):
+    spec, profile = case.spec, case.profile
+    skip_unavailable(case.backend)
+    dataset = run_context.parity_dataset()
+    reference = needs(pipeline.reference_outputs, spec, profile, dataset, case.batch)
+    session = needs(pipeline.session, spec, case.backend, case.precision)
+    batch = pipeline.parity_batch(spec, profile, dataset, case.batch)
+    outputs = session.run({spec.input_name: batch.x})
+    errors = {name: compare(outputs[name], reference[name], spec.tolerance(case.precision, name))
+              for name in spec.output_names}
+    record(parity={n: e.as_dict() for n, e in errors.items()}, dataset=dataset.name,
+           weights=pipeline.weights_identity(spec), execution=session.info.execution)
+    failing = [f"{n}: {e.describe()}" for n, e in errors.items() if not e.ok]
+    assert not failing, f"{case.backend}-{case.precision} off the torch reference:\n" + "\n".join(failing)

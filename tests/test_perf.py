@@ -1,0 +1,109 @@
+"""Stage 9, perf: throughput with pytest-benchmark, device-only and end to end, after warm-up.
+
+Device-only times the engine call alone on a preprocessed batch; end to end times preprocess +
+infer + decode from decoded BGR images in memory (file reading excluded). Both report samples/s in
+extra_info. Timing assertions live here and nowhere else.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from fixtures.artifacts import skip_unavailable
+
+STAGE = "perf"
+pytestmark = pytest.mark.perf
+MIN_TIME = 2.0  # seconds of timed work per benchmark, so a round is never a single noisy sample
+MIN_ROUNDS, MAX_ROUNDS, WARMUP = 3, 50, 1
+
+
+def _rounds(seconds_per_call: float) -> int:
+    return int(min(MAX_ROUNDS, max(MIN_ROUNDS, MIN_TIME / max(seconds_per_call, 1e-6))))
+
+
+def _perf_input(spec, profile, pipeline, run_context, batch):
+    b = pipeline.parity_batch(spec, profile, run_context.parity_dataset(), batch)
+    if profile.dynamic:  # benchmark the dynamic profile at its declared concrete shape
+        h, w = profile.perf_shape
+        x = np.zeros((batch, spec.channels, h, w), np.float32)
+        hh, ww = min(h, b.x.shape[2]), min(w, b.x.shape[3])
+        x[:, :, :hh, :ww] = b.x[:, :, :hh, :ww]
+        return x
+    return b.x
+
+
+def _time(benchmark, fn, samples, scope, record, group, **extra):
+    fn()  # first call outside the timer (lazy allocations, graph compilation)
+    start = time.perf_counter()
+    fn()
+    one = time.perf_counter() - start
+    rounds = _rounds(one)
+    benchmark.group = group
+    benchmark.pedantic(fn, rounds=rounds, warmup_rounds=WARMUP, iterations=1)
+    mean = benchmark.stats.stats.mean
+    rate = samples / mean
+    benchmark.extra_info.update({"samples_per_second": rate, "samples_per_round": samples, "scope": scope,
+                                 "warmup_rounds": WARMUP + 1, "rounds": rounds, **extra})
+    record(throughput=rate, unit="img/s", scope=scope)
+    return rate
+
+
+@pytest.mark.cases("perf")
+def test_perf_device(case, benchmark, pipeline, run_context, needs, record):
+    spec, profile = case.spec, case.profile
+    skip_unavailable(case.backend)
+    needs.stage("infer", model=case.model, backend=case.backend, precision=case.precision, shape=case.shape)
+    session = needs(pipeline.session, spec, case.backend, case.precision)
+    feeds = {spec.input_name: _perf_input(spec, profile, pipeline, run_context, case.batch)}
+    _time(benchmark, lambda: session.run(feeds), case.batch, "device-only", record,
+          f"{case.model}-{case.shape}-device", input_shape=list(feeds[spec.input_name].shape),
+          execution=session.info.execution, expected=spec.expected_throughput)
+
+
+@pytest.mark.cases("perf")
+def test_perf_end_to_end(case, benchmark, pipeline, run_context, needs, record):
+    spec, profile = case.spec, case.profile
+    skip_unavailable(case.backend)
+    needs.stage("infer", model=case.model, backend=case.backend, precision=case.precision, shape=case.shape)
+    session = needs(pipeline.session, spec, case.backend, case.precision)
+    dataset = run_context.parity_dataset()
+    ids = [dataset.image_ids[i % len(dataset.image_ids)] for i in range(case.batch)]
+    images = [dataset.load_image(i) for i in ids]
+
+    def run():
+        x, records = spec.codec.preprocess_batch(images, profile.preprocess)
+        return pipeline.decode(spec, session.run({spec.input_name: x}), records, ids)
+    _time(benchmark, run, case.batch, "end-to-end", record, f"{case.model}-{case.shape}-e2e", dataset=dataset.name)
+
+
+@pytest.mark.cases("postprocess")
+def test_decode_cost(case, benchmark, pipeline, run_context, needs, record):
+    """Decoding must not dominate: per image it costs less than ONNX Runtime's inference of it."""
+    spec, profile = case.spec, case.profile
+    skip_unavailable("onnxruntime")
+    dataset = run_context.parity_dataset()
+    session = needs(pipeline.session, spec, "onnxruntime", "fp32")
+    ratios = []
+    for image_id in dataset.image_ids[:4]:
+        b = next(pipeline.batches(spec, profile, dataset, 1, [image_id]))
+        outputs = session.run({spec.input_name: b.x})
+        infer = min(_timed(lambda: session.run({spec.input_name: b.x}), session) for _ in range(3))
+        decode = min(_timed(lambda: pipeline.decode(spec, outputs, b.records, b.image_ids)) for _ in range(3))
+        ratios.append(decode / infer)
+    outputs = session.run({spec.input_name: b.x})
+    benchmark.group = f"{case.model}-{case.shape}-decode"
+    benchmark.pedantic(lambda: pipeline.decode(spec, outputs, b.records, b.image_ids), rounds=10, warmup_rounds=1)
+    worst = max(ratios)
+    benchmark.extra_info.update({"decode_over_infer": ratios, "worst_ratio": worst, "dataset": dataset.name,
+                                 "weights": pipeline.weights_identity(spec)})
+    record(metric="decode/infer time", value=worst, threshold=1.0, direction="max", margin=1.0 - worst,
+           dataset=dataset.name)
+    assert worst < 1.0, f"decoding costs {worst:.2f}x the ONNX Runtime inference on {dataset.name}"
+
+
+def _timed(fn, session=None) -> float:
+    start = time.perf_counter()
+    fn()
+    return session.last_seconds if session is not None else time.perf_counter() - start
