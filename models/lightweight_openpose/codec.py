@@ -135,6 +135,9 @@ def preprocess(image_bgr: np.ndarray, profile: str, min_width: int | None = None
 
 
 def preprocess_batch(images: list[np.ndarray], profile: str) -> tuple[np.ndarray, list[PadRecord]]:
+    """float32 (N, 3, h, w); free-width profiles pad every image, centred, to the widest own width."""
+    if not images:
+        raise ValueError("empty batch")
     prof = _profile(profile)
     resized = [_resize(img, prof) for img in images]
     width = max(_target_width(prof, r.shape[1], None) for r, _ in resized)
@@ -145,22 +148,36 @@ def preprocess_batch(images: list[np.ndarray], profile: str) -> tuple[np.ndarray
 
 # ---------------------------------------------------------------------------------------- postprocessing
 
-def _peak_mask(maps: np.ndarray) -> np.ndarray:
-    """Peaks of one or more maps stacked on axes >= 2.
+def _peaks(maps: np.ndarray, channels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Peaks in the first `channels` channels of (H, W, C) maps as (channel, x, y), sorted that way.
 
     Upstream zeroes values < 0.1 and zero-pads; a pixel >= 0.1 then beats a zeroed or padded neighbour
-    anyway, so comparing raw values is equivalent (NaN never peaks either way) and needs no copies.
+    anyway, so comparing raw values is equivalent (NaN never peaks either way). Within a channel
+    upstream lists peaks row-major, then stable-sorts by x: the order is x, then y.
     """
-    peak = maps >= PEAK_THRESHOLD
-    peak[1:] &= maps[1:] > maps[:-1]
-    peak[:-1] &= maps[:-1] > maps[1:]
-    peak[:, 1:] &= maps[:, 1:] > maps[:, :-1]
-    peak[:, :-1] &= maps[:, :-1] > maps[:, 1:]
-    return peak
+    h, w, c = maps.shape
+    sub = maps[:, :, :channels]
+    peak = sub >= PEAK_THRESHOLD
+    if np.count_nonzero(peak) * 8 > peak.size:  # dense maps: whole-array comparisons are cheaper
+        peak[1:] &= sub[1:] > sub[:-1]
+        peak[:-1] &= sub[:-1] > sub[1:]
+        peak[:, 1:] &= sub[:, 1:] > sub[:, :-1]
+        peak[:, :-1] &= sub[:, :-1] > sub[:, 1:]
+        y, x, ch = np.unravel_index(np.flatnonzero(peak), peak.shape)
+    else:  # sparse maps: compare each candidate with its 4 neighbours only
+        y, x, ch = np.unravel_index(np.flatnonzero(peak), peak.shape)
+        flat = np.ascontiguousarray(maps).ravel()
+        idx = (y * w + x) * c + ch
+        keep = np.ones(len(idx), dtype=bool)
+        for shift, inside in ((c, x < w - 1), (-c, x > 0), (w * c, y < h - 1), (-w * c, y > 0)):
+            keep &= ~inside | (flat[idx] > flat[np.where(inside, idx + shift, idx)])
+        y, x, ch = y[keep], x[keep], ch[keep]
+    order = np.lexsort((y, x, ch))
+    return ch[order], x[order], y[order]
 
 
 def _suppress(xy: np.ndarray) -> np.ndarray:
-    """Greedy suppression in x order: a kept peak drops every later one closer than 6 px.
+    """Greedy suppression in list order: a kept peak drops every later one closer than 6 px.
 
     Suppressed peaks suppress nothing, so the result depends on the order (x, then y).
     """
@@ -171,25 +188,27 @@ def _suppress(xy: np.ndarray) -> np.ndarray:
     pairs = cKDTree(xy).query_pairs(math.sqrt(PEAK_MIN_DISTANCE ** 2 - 0.5), output_type="ndarray")
     if len(pairs):
         pairs = np.sort(pairs, axis=1)
-        pairs = pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
-        for i, j in pairs.tolist():
+        for i, j in pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))].tolist():
             if keep[i]:
                 keep[j] = False
     return keep
 
 
-def _keypoints_from_mask(heatmap: np.ndarray, mask_xy: np.ndarray) -> np.ndarray:
-    # nonzero over the transposed (W, H) mask lists peaks by x then y: upstream's stable sort by x.
-    xs, ys = np.nonzero(mask_xy)
-    keep = _suppress(np.stack([xs, ys], axis=1))
-    xs, ys = xs[keep], ys[keep]
-    return np.stack([xs, ys, heatmap[ys, xs]], axis=1).astype(np.float64).reshape(-1, 3)
+def _extract_all(maps: np.ndarray, channels: int) -> list[np.ndarray]:
+    ch, x, y = _peaks(maps, channels)
+    bounds = np.searchsorted(ch, np.arange(channels + 1))
+    by_type = []
+    for k in range(channels):
+        xs, ys = x[bounds[k]:bounds[k + 1]], y[bounds[k]:bounds[k + 1]]
+        keep = _suppress(np.stack([xs, ys], axis=1))
+        xs, ys = xs[keep], ys[keep]
+        by_type.append(np.stack([xs, ys, maps[ys, xs, k]], axis=1).astype(np.float64).reshape(-1, 3))
+    return by_type
 
 
 def extract_keypoints(heatmap: np.ndarray) -> np.ndarray:
     """One keypoint type's (H, W) map -> (N, 3) rows of x, y, score, ordered as upstream."""
-    heatmap = np.asarray(heatmap)
-    return _keypoints_from_mask(heatmap, _peak_mask(heatmap).T)
+    return _extract_all(np.asarray(heatmap)[:, :, None], 1)[0]
 
 
 def _sample_points(a: np.ndarray, vec_raw: np.ndarray, t) -> np.ndarray:
@@ -199,15 +218,17 @@ def _sample_points(a: np.ndarray, vec_raw: np.ndarray, t) -> np.ndarray:
     return (steps * t + a).round().astype(np.int32)
 
 
-def _plausible(kpts_a: np.ndarray, kpts_b: np.ndarray, planes: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+def _plausible(kpts_a: np.ndarray, kpts_b: np.ndarray, field: np.ndarray, paf_ids: tuple[int, int]) -> np.ndarray:
     """Candidate indices (b * n + a, upstream's b-major layout) that could still be valid limbs.
 
     A limb needs 9 of its 10 points to pass, so a candidate is dropped as soon as two fail. Each point's
     score is computed elementwise exactly as upstream does, so no valid candidate is ever dropped.
     """
     n, m = len(kpts_a), len(kpts_b)
-    width = planes[0].shape[1]
-    flat = [p.ravel() for p in planes]
+    _, width, depth = field.shape
+    planes = [field.ravel()[c::depth] for c in paf_ids]  # strided views of the two channels
+    if n * m > 4096:
+        planes = [p.copy() for p in planes]  # many gathers: contiguous planes are cache-friendlier
     cand = np.arange(n * m)
     ax = np.tile(kpts_a[:, 0], m)
     ay = np.tile(kpts_a[:, 1], m)
@@ -220,7 +241,7 @@ def _plausible(kpts_a: np.ndarray, kpts_b: np.ndarray, planes: tuple[np.ndarray,
         px = _sample_points(ax, vx, t)
         py = _sample_points(ay, vy, t)
         idx = py.astype(np.intp) * width + px
-        score = flat[0][idx] * ux + flat[1][idx] * uy
+        score = planes[0][idx] * ux + planes[1][idx] * uy
         failures += ~(score > MIN_PAF_SCORE)
         alive = np.flatnonzero(failures < 2)
         if len(alive) < len(cand):
@@ -235,8 +256,7 @@ def _connections(kpts_a: np.ndarray, kpts_b: np.ndarray, field: np.ndarray, paf_
     Mirrors upstream's float32 arithmetic and array shapes so the thresholds see identical values.
     """
     n = len(kpts_a)
-    planes = tuple(np.ascontiguousarray(field[:, :, c]) for c in paf_ids)
-    cand = _plausible(kpts_a, kpts_b, planes)
+    cand = _plausible(kpts_a, kpts_b, field, paf_ids)
     if len(cand) == 0:
         return []
     b_idx, a_idx = np.divmod(cand, n)
@@ -246,7 +266,7 @@ def _connections(kpts_a: np.ndarray, kpts_b: np.ndarray, field: np.ndarray, paf_
     grid = np.arange(POINTS_PER_LIMB, dtype=np.float32).reshape(1, -1, 1)
     points = _sample_points(a, vec_raw, grid)
     x, y = points[..., 0].ravel(), points[..., 1].ravel()
-    sampled = np.stack([planes[0][y, x], planes[1][y, x]], axis=-1).reshape(-1, POINTS_PER_LIMB, 2)
+    sampled = field[y, x][:, list(paf_ids)].reshape(-1, POINTS_PER_LIMB, 2)
     point_scores = (sampled * vec).sum(-1).reshape(-1, POINTS_PER_LIMB)
     passed = point_scores > MIN_PAF_SCORE
     passed_num = passed.sum(1)
@@ -283,12 +303,13 @@ def group_keypoints(keypoints_by_type: list[np.ndarray], pafs_hwc: np.ndarray) -
     starts = np.cumsum([0] + counts)
     typed = [all_keypoints[s:s + c].astype(np.float32) for s, c in zip(starts, counts)]
     score = all_keypoints[:, 2]
+    field = np.ascontiguousarray(pafs_hwc)
 
     entries = np.empty((0, POSE_ENTRY_SIZE), dtype=np.float64)
     for part_id, (kpt_a, kpt_b) in enumerate(BODY_PARTS_KPT_IDS):
         if counts[kpt_a] == 0 or counts[kpt_b] == 0:
             continue
-        found = _connections(typed[kpt_a], typed[kpt_b], pafs_hwc, BODY_PARTS_PAF_IDS[part_id])
+        found = _connections(typed[kpt_a], typed[kpt_b], field, BODY_PARTS_PAF_IDS[part_id])
         if not found:
             continue
         ia, ib, conn_score = (np.array(v) for v in zip(*found))
@@ -361,16 +382,16 @@ def decode(heatmaps: np.ndarray, pafs: np.ndarray, record: PadRecord, stride: in
     """Last-stage heatmaps (19, h, w) and PAFs (38, h, w) of one image -> COCO results without image_id."""
     heat = _to_original_frame(heatmaps, record, stride)
     field = _to_original_frame(pafs, record, stride)
-    keypoint_maps = heat[:, :, :NUM_KPTS]
-    masks = _peak_mask(keypoint_maps).transpose(2, 1, 0)  # (type, x, y)
-    by_type = [_keypoints_from_mask(keypoint_maps[:, :, k], masks[k]) for k in range(NUM_KPTS)]
-    return to_coco(*group_keypoints(by_type, field))
+    return to_coco(*group_keypoints(_extract_all(heat, NUM_KPTS), field))
 
 
 # ------------------------------------------------------------------------------------------------ oracle
 
+ABSENT, DRAWN, HIDDEN = 0, 1, -1  # oracle joint states; HIDDEN: labelled, but decode cannot show it there
+
+
 def _people_18(annotations: list[dict], height: int, width: int) -> list[np.ndarray]:
-    """COCO annotations -> per person (18, 3) rows of x, y, labelled, in the 18-keypoint order."""
+    """COCO annotations -> per person (18, 3) rows of x, y, state, in the 18-keypoint order."""
     people = []
     for ann in annotations:
         if ann.get("iscrowd", 0) or ann.get("num_keypoints", 0) == 0:
@@ -379,42 +400,120 @@ def _people_18(annotations: list[dict], height: int, width: int) -> list[np.ndar
         person = np.zeros((NUM_KPTS, 3))
         slots = [s for s in range(NUM_KPTS) if s != NECK]
         person[slots, :2] = coco[list(COCO_TO_18), :2]
-        person[slots, 2] = coco[list(COCO_TO_18), 2] > 0
-        if person[R_SHOULDER, 2] and person[L_SHOULDER, 2]:
+        person[slots, 2] = np.where(coco[list(COCO_TO_18), 2] > 0, DRAWN, ABSENT)
+        if person[R_SHOULDER, 2] == DRAWN and person[L_SHOULDER, 2] == DRAWN:
             # Peaks live on pixels; the neck is never scored, so rounding its mean position is harmless.
-            person[NECK] = [*np.floor((person[R_SHOULDER, :2] + person[L_SHOULDER, :2]) / 2 + 0.5), 1]
+            person[NECK] = [*np.floor((person[R_SHOULDER, :2] + person[L_SHOULDER, :2]) / 2 + 0.5), DRAWN]
         inside = (person[:, 0] >= 0) & (person[:, 0] < width) & (person[:, 1] >= 0) & (person[:, 1] < height)
-        person[:, 2] *= inside
+        person[~inside, 2] = ABSENT
         people.append(person)
     return people
 
 
+def _hide_suppressed(people: list[np.ndarray]) -> None:
+    """Hides the joints decode's 6 px suppression would remove (same type, another person, too close).
+    Drawn anyway, a joint one pixel from another would even flatten both peaks."""
+    for k in range(NUM_KPTS):
+        owners = [i for i, p in enumerate(people) if p[k, 2] == DRAWN]
+        if len(owners) < 2:
+            continue
+        xy = np.array([people[i][k, :2] for i in owners], dtype=np.int64)
+        order = np.lexsort((xy[:, 1], xy[:, 0]))  # decode's order decides who survives
+        for o in order[~_suppress(xy[order])]:
+            people[owners[o]][k, 2] = HIDDEN
+
+
+_TREE_LIMBS = BODY_PARTS_KPT_IDS[:17]  # the two ear-shoulder limbs are redundant for connectivity
+_NEIGHBOURS = [[b if a == k else a for a, b in _TREE_LIMBS if k in (a, b)] for k in range(NUM_KPTS)]
+
+
+def _free_spot(centre, anchors, occupied, height, width):
+    """First pixel on rings around centre that is >= 6 px from every same-type peak already placed
+    (so decode's suppression neither removes it nor is removed by it) and >= 2 px from its anchors."""
+    occupied = np.reshape(occupied, (-1, 2))
+    anchors = np.reshape(anchors, (-1, 2))
+    for radius in (0, 4, 6, 8, 10, 12, 16, 24, 32):
+        for angle in np.arange(16) * (np.pi / 8):
+            spot = np.floor(centre + radius * np.array([np.cos(angle), np.sin(angle)]) + 0.5)
+            if not (0 <= spot[0] < width and 0 <= spot[1] < height):
+                continue
+            if (np.sum((occupied - spot) ** 2, axis=1) >= PEAK_MIN_DISTANCE ** 2).all() and \
+                    (np.sum((anchors - spot) ** 2, axis=1) >= 4).all():
+                return spot
+    return None
+
+
+def _complete_skeleton(person, occupied, height, width):
+    """Places the joints upstream's tree grouping needs to connect the drawn ones (and to reach its
+    minimum of 3 keypoints), plus hidden ones as close to their truth as decode allows.
+
+    OKS ignores keypoints the ground truth leaves unlabelled, so the added joints cost no AP but keep
+    the person from splitting into fragments or vanishing.
+    """
+    drawn = set(np.flatnonzero(person[:, 2] == DRAWN).tolist())
+    hidden = set(np.flatnonzero(person[:, 2] == HIDDEN).tolist())
+    if not drawn | hidden:
+        return person
+    needed = set(range(NUM_KPTS))
+    while True:  # minimal subtree holding every labelled joint: prune the other leaves
+        leaves = {k for k in needed - drawn - hidden if sum(j in needed for j in _NEIGHBOURS[k]) <= 1}
+        if not leaves:
+            break
+        needed -= leaves
+    while len(needed) < 3:
+        needed.add(min(j for k in needed for j in _NEIGHBOURS[k] if j not in needed))
+    person = person.copy()
+    pending = sorted(needed - drawn)
+    while True:
+        # Each placed joint can anchor the next one along the tree.
+        ready = [k for k in pending if any(person[j, 2] == DRAWN for j in _NEIGHBOURS[k])]
+        if not ready:
+            return person
+        k = ready[0]
+        pending.remove(k)
+        anchors = [person[j, :2] for j in _NEIGHBOURS[k] if person[j, 2] == DRAWN]
+        centre = person[k, :2] if k in hidden else np.mean(anchors, axis=0)
+        spot = _free_spot(centre, anchors, occupied[k], height, width)
+        if spot is not None:
+            person[k] = [*spot, DRAWN]
+            occupied[k].append(spot)
+
+
 def encode_ground_truth(annotations: list[dict], height: int, width: int, sigma: float = 1.0,
-                        paf_thickness: float = 1.0) -> tuple[np.ndarray, np.ndarray, PadRecord, int]:
+                        paf_thickness: float = 1.0, complete: bool = True
+                        ) -> tuple[np.ndarray, np.ndarray, PadRecord, int]:
     """Decoder oracle: renders one image's ground truth so that decode() recovers its people.
 
     Rendered in the original frame with an identity record and stride 1, so decode's resizes are copies
-    and each heatmap peak (value 1) sits exactly on its ground-truth pixel. Same-type peaks are merged by
-    max, so any two at least 2 px apart stay strict peaks (decode's 6 px suppression still applies).
-    PAFs are averaged where limbs of one type overlap, which keeps each true limb's alignment positive.
-    The thickness must cover decode's rounded samples (<= 0.71 px off the segment).
+    and each heatmap peak (value 1) sits exactly on its ground-truth pixel. Labelled keypoints are drawn
+    at their ground-truth positions, except those decode's 6 px suppression would drop for another
+    person's same-type joint (an upstream limit). With `complete`, those and the unlabelled joints the
+    grouping needs are added at free positions (see _complete_skeleton). Same-type peaks merge by max,
+    so any two at least 2 px apart stay strict peaks.
+    PAFs are averaged where limbs of one type overlap, which keeps each true limb's alignment positive;
+    the thickness must cover decode's rounded samples (<= 0.71 px off the segment).
     """
     heat = np.zeros((height, width, NUM_KPTS + 1), dtype=np.float32)
-    paf_sum = np.zeros((height, width, 2 * len(BODY_PARTS_KPT_IDS)), dtype=np.float32)
-    paf_count = np.zeros((height, width, len(BODY_PARTS_KPT_IDS)), dtype=np.float32)
+    pafs = np.zeros((height, width, 2 * len(BODY_PARTS_KPT_IDS)), dtype=np.float32)
+    paf_count = np.zeros_like(pafs)
     radius = int(math.ceil(3 * sigma))
     offsets = np.arange(-radius, radius + 1)
     gauss = np.exp(-(offsets[:, None] ** 2 + offsets[None, :] ** 2) / (2 * sigma ** 2)).astype(np.float32)
-    yy, xx = np.mgrid[0:height, 0:width]
 
-    for person in _people_18(annotations, height, width):
-        for k in np.flatnonzero(person[:, 2]):
+    people = _people_18(annotations, height, width)
+    _hide_suppressed(people)
+    if complete:
+        occupied = [[p[k, :2] for p in people if p[k, 2] == DRAWN] for k in range(NUM_KPTS)]
+        people = [_complete_skeleton(p, occupied, height, width) for p in people]
+    for person in people:
+        for k in np.flatnonzero(person[:, 2] == DRAWN):
             x, y = person[k, :2].astype(int)
-            x0, x1, y0, y1 = max(x - radius, 0), min(x + radius + 1, width), max(y - radius, 0), min(y + radius + 1, height)
+            x0, x1 = max(x - radius, 0), min(x + radius + 1, width)
+            y0, y1 = max(y - radius, 0), min(y + radius + 1, height)
             patch = gauss[y0 - y + radius:y1 - y + radius, x0 - x + radius:x1 - x + radius]
             np.maximum(heat[y0:y1, x0:x1, k], patch, out=heat[y0:y1, x0:x1, k])
         for limb, (ka, kb) in enumerate(BODY_PARTS_KPT_IDS):
-            if not (person[ka, 2] and person[kb, 2]):
+            if not (person[ka, 2] == DRAWN and person[kb, 2] == DRAWN):
                 continue
             a, b = person[ka, :2], person[kb, :2]
             length = np.linalg.norm(b - a)
@@ -424,19 +523,14 @@ def encode_ground_truth(annotations: list[dict], height: int, width: int, sigma:
             x0, y0 = np.maximum(np.floor(np.minimum(a, b) - paf_thickness), 0).astype(int)
             x1 = min(int(math.ceil(max(a[0], b[0]) + paf_thickness)) + 1, width)
             y1 = min(int(math.ceil(max(a[1], b[1]) + paf_thickness)) + 1, height)
-            px, py = xx[y0:y1, x0:x1] - a[0], yy[y0:y1, x0:x1] - a[1]
+            px, py = np.arange(x0, x1)[None, :] - a[0], np.arange(y0, y1)[:, None] - a[1]
             t = np.clip((px * unit[0] + py * unit[1]) / length, 0, 1)
             near = np.hypot(px - t * (b[0] - a[0]), py - t * (b[1] - a[1])) <= paf_thickness
-            region = (slice(y0, y1), slice(x0, x1))
-            paf_x, paf_y = BODY_PARTS_PAF_IDS[limb]
-            paf_sum[region][near, paf_x] += unit[0]
-            paf_sum[region][near, paf_y] += unit[1]
-            paf_count[region][near, limb] += 1
+            for channel, component in zip(BODY_PARTS_PAF_IDS[limb], unit):
+                pafs[y0:y1, x0:x1, channel][near] += component
+                paf_count[y0:y1, x0:x1, channel][near] += 1
 
     heat[:, :, NUM_KPTS] = 1 - heat[:, :, :NUM_KPTS].max(axis=2)
-    channel_limb = np.empty(paf_sum.shape[2], dtype=int)
-    for limb, ids in enumerate(BODY_PARTS_PAF_IDS):
-        channel_limb[list(ids)] = limb
-    pafs = paf_sum / np.maximum(paf_count[:, :, channel_limb], 1)
+    np.divide(pafs, paf_count, out=pafs, where=paf_count > 1)
     # Channel-first views of channel-last buffers: decode transposes them back without copying.
     return heat.transpose(2, 0, 1), pafs.transpose(2, 0, 1), PadRecord.identity(height, width), 1

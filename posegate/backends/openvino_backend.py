@@ -19,8 +19,8 @@ class OvSession(Session):
         self.request = self.compiled.create_infer_request()
         names = [o.get_any_name() for o in self.compiled.outputs]
         self.order = [names.index(n) for n in spec.output_names]
-        super().__init__(spec, SessionInfo("openvino", precision,
-                                           str(self.compiled.get_property("INFERENCE_PRECISION_HINT")),
+        actual = self.compiled.get_property("INFERENCE_PRECISION_HINT")
+        super().__init__(spec, SessionInfo("openvino", precision, actual.get_type_name(),
                                            {"capabilities": sorted(caps)}))
 
     def _run(self, x):

@@ -1,0 +1,40 @@
+"""The registries and case ids: the only lists of models and backends, and readable stable ids."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from models import MODELS
+from posegate.backends import BACKENDS, REFERENCE
+from posegate.cases import generate
+
+STAGE = "weights"
+pytestmark = pytest.mark.stage
+
+
+def test_every_model_folder_is_registered_under_its_name():
+    assert MODELS and all(name == spec.name for name, spec in MODELS.items())
+
+
+def test_infer_ids_read_model_backend_precision_batch_shape():
+    cases = generate("infer", MODELS.values())
+    ids = [c.id for c in cases]
+    assert len(ids) == len(set(ids))
+    pattern = re.compile(r"^[a-z0-9_]+-(%s)-(fp32|fp16|int8)-bs\d+-[\dxW]+$" % "|".join(BACKENDS))
+    assert all(pattern.match(i) for i in ids), ids
+    assert not any(c.backend == REFERENCE for c in cases), "the reference is not compared with itself"
+
+
+def test_cases_follow_declared_capabilities():
+    for spec in MODELS.values():
+        for c in generate("infer", [spec]):
+            assert c.precision in BACKENDS[c.backend].precisions and c.precision in spec.precisions
+            profile = spec.profile(c.shape)
+            assert c.batch in profile.batch_sizes + profile.full_batch_sizes
+            assert c.full == (c.batch not in profile.batch_sizes or not profile.default)
+
+
+def test_ids_are_identical_across_collections():
+    """xdist workers collect independently; their ids must agree."""
+    assert [c.id for c in generate("perf", MODELS.values())] == [c.id for c in generate("perf", MODELS.values())]
