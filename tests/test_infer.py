@@ -1,7 +1,6 @@
 """Stage 6, infer: every backend's outputs against the PyTorch reference on real preprocessed inputs."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from posegate.parity import compare

@@ -34,6 +34,13 @@ def _perf_input(spec, profile, pipeline, run_context, batch):
     return b.x
 
 
+def _session(case, pipeline, needs):
+    """A loaded engine whose outputs passed parity: a fast wrong engine is never benchmarked."""
+    skip_unavailable(case.backend)
+    needs.stage("infer", model=case.model, backend=case.backend, precision=case.precision, shape=case.shape)
+    return needs(pipeline.session, case.spec, case.backend, case.precision)
+
+
 def _time(benchmark, fn, samples, scope, record, group, **extra):
     fn()  # first call outside the timer (lazy allocations, graph compilation)
     start = time.perf_counter()
@@ -53,9 +60,7 @@ def _time(benchmark, fn, samples, scope, record, group, **extra):
 @pytest.mark.cases("perf")
 def test_perf_device(case, benchmark, pipeline, run_context, needs, record):
     spec, profile = case.spec, case.profile
-    skip_unavailable(case.backend)
-    needs.stage("infer", model=case.model, backend=case.backend, precision=case.precision, shape=case.shape)
-    session = needs(pipeline.session, spec, case.backend, case.precision)
+    session = _session(case, pipeline, needs)
     feeds = {spec.input_name: _perf_input(spec, profile, pipeline, run_context, case.batch)}
     _time(benchmark, lambda: session.run(feeds), case.batch, "device-only", record,
           f"{case.model}-{case.shape}-device", input_shape=list(feeds[spec.input_name].shape),
@@ -65,9 +70,7 @@ def test_perf_device(case, benchmark, pipeline, run_context, needs, record):
 @pytest.mark.cases("perf")
 def test_perf_end_to_end(case, benchmark, pipeline, run_context, needs, record):
     spec, profile = case.spec, case.profile
-    skip_unavailable(case.backend)
-    needs.stage("infer", model=case.model, backend=case.backend, precision=case.precision, shape=case.shape)
-    session = needs(pipeline.session, spec, case.backend, case.precision)
+    session = _session(case, pipeline, needs)
     dataset = run_context.parity_dataset()
     ids = [dataset.image_ids[i % len(dataset.image_ids)] for i in range(case.batch)]
     images = [dataset.load_image(i) for i in ids]

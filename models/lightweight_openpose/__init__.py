@@ -25,18 +25,8 @@ def _tolerances():
     return {"fp32": {o: fp32 for o in OUTPUTS}, "fp16": {o: fp16 for o in OUTPUTS}}
 
 
-# Upstream's 6 px peak suppression cannot keep apart same-type joints of two people closer than that;
-# 9 annotated people of subset250 have such a joint, so the decoder oracle tops out below 0.99 there.
-KNOWN_FAILURES = {
-    r"test_decoder_oracle\[.*coco-val2017-subset250\]":
-        "oracle AP 0.9869 < 0.99: upstream's 6 px peak suppression merges same-type joints of different "
-        "people in images 176857, 89648, 358923, 194875 of subset250",
-}
-
-
 def make_spec(name, version, build, checkpoint, thresholds, golden=None, notes=""):
     """Everything but the network is shared by the Lightweight OpenPose family."""
-    from posegate.spec import ModelSpec
     return ModelSpec(
         name=name, version=version, build_network=build, checkpoint=checkpoint,
         input_name="data", output_names=OUTPUTS, channels=3, color="BGR",
@@ -47,7 +37,6 @@ def make_spec(name, version, build, checkpoint, thresholds, golden=None, notes="
         agreement_floor={"fp32": 0.95, "fp16": 0.6},
         thresholds=thresholds, golden=golden, opsets=(11, 17),
         expected_throughput={"Ascend310P3": {"368x640": {1: 338.76}}},
-        known_failures=KNOWN_FAILURES,
         notes=notes,
     )
 

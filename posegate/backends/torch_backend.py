@@ -1,7 +1,6 @@
 """The reference: the PyTorch module itself, fp32 on CPU."""
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from posegate.backends.base import Backend, Session, SessionInfo
