@@ -57,10 +57,9 @@ class Summary:
                 if all(t.case.get(k) in (None, v) for k, v in zip(KEY, key)):
                     row["stages"][t.stage] = merge(row["stages"].get(t.stage), t.outcome)
                     if all(t.case.get(k) is not None for k in KEY):
-                        for r in t.results:
-                            row["results"].append(r)
-                            row["datasets"].add(r.get("dataset")) if r.get("dataset") else None
-                            row["weights"].add(r.get("weights")) if r.get("weights") else None
+                        row["results"] += t.results
+                        row["datasets"].update(r["dataset"] for r in t.results if r.get("dataset"))
+                        row["weights"].update(r["weights"] for r in t.results if r.get("weights"))
         out = []
         for row in rows.values():
             row["datasets"] = sorted(row["datasets"])
