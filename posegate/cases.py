@@ -7,7 +7,7 @@ specs' and backends' declared capabilities, never by naming a model.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 from posegate.backends import BACKENDS, REFERENCE
 
@@ -39,10 +39,6 @@ class Case:
     @property
     def profile(self):
         return self.spec.profile(self.shape)
-
-    @property
-    def row_key(self) -> tuple:
-        return (self.model, self.backend, self.precision, self.batch, self.shape)
 
     def as_dict(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -107,6 +103,3 @@ def known_failure(spec, test_id: str) -> str | None:
             return reason
     return None
 
-
-def for_batch(case: Case, batch: int) -> Case:
-    return replace(case, batch=batch)

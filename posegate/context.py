@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
@@ -22,7 +22,6 @@ class RunContext:
     reference_dir: Path | None
     cache_dir: Path
     full: bool = False
-    _extra: dict = field(default_factory=dict)
 
     @classmethod
     def from_options(cls, data_root=None, weights_dir=None, reference_dir=None, cache_dir=None, full=False):

@@ -4,7 +4,6 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-import numpy as np
 import onnx
 import torch
 
@@ -53,6 +52,3 @@ def check_onnx(path: Path, spec, opset: int) -> onnx.ModelProto:
             raise ExportError(f"{path}: {name} has a fixed batch dimension {dims[0]}; the spec needs it dynamic")
     return model
 
-
-def max_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))) if a.size else 0.0

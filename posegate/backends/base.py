@@ -15,10 +15,6 @@ from typing import Callable
 import numpy as np
 
 
-class BackendUnavailable(RuntimeError):
-    pass
-
-
 @dataclass
 class ModelSource:
     """Lazy producers of what a backend may convert from (Polygraphy-style loaders)."""
