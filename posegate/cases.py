@@ -58,11 +58,19 @@ def _batches(profile):
     yield from ((b, True) for b in profile.full_batch_sizes)
 
 
-def generate(kind: str, specs, datasets=()) -> list[Case]:
-    """All cases of one kind; ``datasets`` are (name, has_images) pairs known at collection."""
+def generate(kind: str, specs, datasets=None, needs: str | None = None) -> list[Case]:
+    """All cases of one kind.
+
+    ``datasets`` maps a dataset kind to the (name, has_inputs) pairs known at collection; ``needs``
+    keeps only the models whose flow has that capability (e.g. "letterbox" for padding checks).
+    """
+    datasets = datasets or {}
     cases: list[Case] = []
     for spec in specs:
-        m = spec.name
+        m, flow = spec.name, spec.flow
+        if needs and needs not in flow.capabilities:
+            continue
+        sets = datasets.get(flow.dataset_kind, [])
         if kind == "model":
             cases.append(Case(m))
         elif kind == "golden":
@@ -86,11 +94,15 @@ def generate(kind: str, specs, datasets=()) -> list[Case]:
             for b, prec in _backends(spec, include_reference=(kind == "accuracy")):
                 for p in spec.profiles:
                     cases += [Case(m, b, prec, p.eval_batch, p.name, d, full=not p.default)
-                              for d, has_images in datasets if has_images]
+                              for d, has_inputs in sets if has_inputs]
         elif kind == "oracle":
-            cases += [Case(m, dataset=d) for d, _ in datasets]
+            if flow.has_oracle:
+                cases += [Case(m, dataset=d) for d, _ in sets]
         elif kind == "postprocess":
             cases += [Case(m, REFERENCE, "fp32", p.batch_sizes[0], p.name, full=not p.default) for p in spec.profiles]
+        elif kind == "decode_cost":
+            cases += [Case(m, "onnxruntime", "fp32", flow.decode_cost_batch, p.name, full=not p.default)
+                      for p in spec.profiles]
         else:
             raise ValueError(f"unknown case kind {kind!r}")
     return cases

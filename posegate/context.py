@@ -8,7 +8,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 SYNTHETIC = "synthetic"
-SYNTHETIC_IMAGES = 8
 
 
 def _path(value) -> Path | None:
@@ -22,9 +21,11 @@ class RunContext:
     reference_dir: Path | None
     cache_dir: Path
     full: bool = False
+    boxes: str = "detections"
 
     @classmethod
-    def from_options(cls, data_root=None, weights_dir=None, reference_dir=None, cache_dir=None, full=False):
+    def from_options(cls, data_root=None, weights_dir=None, reference_dir=None, cache_dir=None, full=False,
+                     boxes=None):
         data_root = _path(data_root or os.environ.get("POSEGATE_DATA_ROOT"))
         weights_dir = _path(weights_dir or os.environ.get("POSEGATE_WEIGHTS_DIR"))
         reference_dir = _path(reference_dir or os.environ.get("POSEGATE_REFERENCE_DIR"))
@@ -36,36 +37,50 @@ class RunContext:
                     reference_dir = candidate
                     break
         cache_dir = _path(cache_dir or os.environ.get("POSEGATE_CACHE_DIR")) or REPO / ".posegate_cache"
-        return cls(data_root, weights_dir, reference_dir, cache_dir, full)
+        boxes = boxes or os.environ.get("POSEGATE_BOXES") or "detections"
+        if boxes not in ("detections", "ground-truth"):
+            raise ValueError(f"POSEGATE_BOXES={boxes!r}: expected 'detections' or 'ground-truth'")
+        return cls(data_root, weights_dir, reference_dir, cache_dir, full, boxes)
+
+    @property
+    def options(self) -> dict:
+        """What flows read from the run (part of every prediction's cache key through the flow)."""
+        return {"boxes": self.boxes}
 
     # ---- datasets -------------------------------------------------------------------------------
     @cached_property
-    def datasets(self) -> dict:
-        """Name -> dataset; the synthetic set when no data root is given."""
+    def datasets(self) -> dict[str, dict[str, object]]:
+        """Kind -> name -> dataset; without a data root, one synthetic set per kind (drawn on first use)."""
+        from posegate.datasets import KINDS
         if self.data_root is None:
-            return {SYNTHETIC: None}  # generated on first use
+            return {kind: {SYNTHETIC: None} for kind in KINDS}
         from posegate.datasets.discovery import discover
-        return {d.name: d for d in discover(self.data_root)}
+        found: dict[str, dict[str, object]] = {kind: {} for kind in KINDS}
+        for d in discover(self.data_root):
+            found[d.kind][d.name] = d
+        return found
 
-    def dataset(self, name: str):
-        ds = self.datasets[name]
-        if ds is None:
-            from posegate.datasets.coco import CocoKeypointDataset
-            from posegate.datasets.synthetic import generate
-            ds = CocoKeypointDataset(generate(self.cache_dir / "datasets" / SYNTHETIC, SYNTHETIC_IMAGES))
-            self.datasets[name] = ds
-        return ds
+    def dataset(self, kind: str, name: str):
+        sets = self.datasets.setdefault(kind, {})
+        if name not in sets:
+            raise KeyError(f"no {kind} dataset named {name!r}; found {sorted(sets)}")
+        if sets[name] is None:
+            from posegate.datasets import KINDS
+            sets[name] = KINDS[kind].synthetic(self.cache_dir / "datasets" / kind / SYNTHETIC, self.reference_dir)
+        return sets[name]
 
-    def dataset_flags(self) -> list[tuple[str, bool]]:
-        """(name, has_images) of every dataset, for parametrization at collection."""
-        return [(n, True if d is None else d.has_images) for n, d in self.datasets.items()]
+    def dataset_flags(self) -> dict[str, list[tuple[str, bool]]]:
+        """Kind -> (name, has_inputs) of each dataset, for parametrization at collection."""
+        return {kind: [(n, True if d is None else d.has_inputs) for n, d in sets.items()]
+                for kind, sets in self.datasets.items()}
 
-    def parity_dataset(self):
-        """Real images for tensor parity: the smallest dataset with images, else the synthetic set."""
-        with_images = [d for d in self.datasets.values() if d is not None and d.has_images]
-        if with_images:
-            return min(with_images, key=lambda d: len(d.image_ids))
-        return self.dataset(SYNTHETIC)
+    def parity_dataset(self, kind: str):
+        """Real inputs for tensor parity: the smallest dataset of the kind with inputs, else a synthetic set."""
+        usable = [d for d in self.datasets.get(kind, {}).values() if d is not None and d.has_inputs]
+        if usable:
+            return min(usable, key=len)
+        self.datasets.setdefault(kind, {}).setdefault(SYNTHETIC, None)
+        return self.dataset(kind, SYNTHETIC)
 
     # ---- reference files ------------------------------------------------------------------------
     def reference_file(self, *parts: str) -> Path | None:

@@ -6,6 +6,7 @@ per cache key, across runs and across xdist workers.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import pickle
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from posegate import __version__
 from posegate.backends import BACKENDS, REFERENCE, ModelSource
 from posegate.cache import ArtifactCache
 from posegate.export import export_onnx
+from posegate.flows import MissingData
 from posegate.progress import Progress
 from posegate.weights import WeightsInfo, build_model, file_digest
 
@@ -34,16 +36,18 @@ class StageFailed(RuntimeError):
 
 @dataclass(frozen=True)
 class Batch:
-    image_ids: tuple[int, ...]
+    samples: tuple
     x: np.ndarray
     records: list
 
 
 class Pipeline:
-    def __init__(self, cache: ArtifactCache, weights_dir: Path | None = None):
+    def __init__(self, cache: ArtifactCache, weights_dir: Path | None = None, options: dict | None = None):
         self.cache = cache
         self.weights_dir = Path(weights_dir) if weights_dir else None
+        self.options = dict(options or {})  # run options flows read, e.g. {"boxes": "ground-truth"}
         self._models: dict[str, torch.nn.Module] = {}
+        self._samples: dict[tuple, list] = {}
         self._sessions: dict[tuple, object] = {}
         self._failures: dict[tuple, StageFailed] = {}
 
@@ -70,8 +74,7 @@ class Pipeline:
 
     # ---- export / convert ------------------------------------------------------------------------
     def onnx(self, spec, opset: int) -> Path:
-        prof = spec.profiles[0]
-        sample = (1, spec.channels, prof.height or prof.perf_shape[0], prof.width or prof.perf_shape[1])
+        sample = (1, *spec.profiles[0].concrete_dims)
         fields = {"model": spec.name, "spec_version": spec.version, "weights": self.weights_identity(spec),
                   "opset": opset, "dynamic_axes": spec.dynamic_axes(), "sample": sample,
                   "torch": torch.__version__, "onnx": onnx.__version__, "posegate": __version__}
@@ -116,31 +119,41 @@ class Pipeline:
         self._sessions.clear()
 
     # ---- data ----------------------------------------------------------------------------------
-    def batches(self, spec, profile, dataset, batch: int, image_ids=None):
-        """Preprocessed batches of a dataset's images, in image-id order (not cached: full-size sets)."""
-        ids = list(image_ids if image_ids is not None else dataset.image_ids)
-        for i in range(0, len(ids), batch):
-            chunk = ids[i:i + batch]
-            x, records = spec.codec.preprocess_batch([dataset.load_image(j) for j in chunk], profile.preprocess)
+    def samples(self, spec, profile, dataset) -> list:
+        key = (spec.name, profile.name, dataset.identity)
+        if key not in self._samples:
+            self._samples[key] = spec.flow.samples(dataset, profile, self.options)
+        return self._samples[key]
+
+    def batches(self, spec, profile, dataset, batch: int, samples=None):
+        """Preprocessed batches of a dataset's samples, in order (not cached: full-size sets)."""
+        flow = spec.flow
+        samples = list(samples if samples is not None else self.samples(spec, profile, dataset))
+        for i in range(0, len(samples), batch):
+            chunk = samples[i:i + batch]
+            x, records = flow.preprocess([flow.load(dataset, s) for s in chunk], profile)
             yield Batch(tuple(chunk), x, records)
 
     def parity_batch(self, spec, profile, dataset, batch: int) -> Batch:
-        """The first ``batch`` images of a dataset (cycled if it has fewer), preprocessed and cached."""
-        ids = tuple(dataset.image_ids[i % len(dataset.image_ids)] for i in range(batch))
+        """The first ``batch`` samples of a dataset (cycled if it has fewer), preprocessed and cached."""
+        every = self.samples(spec, profile, dataset)
+        if not every:
+            raise MissingData(f"{dataset.identity} yields no {spec.flow.unit} for {spec.name}")
+        samples = tuple(every[i % len(every)] for i in range(batch))
         fields = {"dataset": dataset.identity, "model": spec.name, "spec_version": spec.version,
-                  "profile": profile.name, "preprocess": profile.preprocess, "image_ids": ids}
+                  "profile": profile.name, "preprocess": profile.preprocess, "samples": samples}
 
         def build(d: Path):
-            b = next(self.batches(spec, profile, dataset, batch, ids))
+            b = next(self.batches(spec, profile, dataset, batch, samples))
             np.save(d / "x.npy", b.x)
             (d / "records.pkl").write_bytes(pickle.dumps(b.records))
         entry = self.cache.get_or_build("inputs", fields, build)
-        return Batch(ids, np.load(entry.file("x.npy")), pickle.loads(entry.file("records.pkl").read_bytes()))
+        return Batch(samples, np.load(entry.file("x.npy")), pickle.loads(entry.file("records.pkl").read_bytes()))
 
     def reference_outputs(self, spec, profile, dataset, batch: int) -> dict[str, np.ndarray]:
         b = self.parity_batch(spec, profile, dataset, batch)
         fields = {"model": spec.name, "weights": self.weights_identity(spec), "spec_version": spec.version,
-                  "dataset": dataset.identity, "profile": profile.name, "image_ids": b.image_ids,
+                  "dataset": dataset.identity, "profile": profile.name, "samples": b.samples,
                   "backend": REFERENCE, "backend_version": BACKENDS[REFERENCE].version()}
 
         def build(d: Path):
@@ -149,32 +162,29 @@ class Pipeline:
         with np.load(entry.file("outputs.npz")) as z:
             return {k: z[k] for k in spec.output_names}
 
-    def decode(self, spec, outputs: dict, records: list, image_ids) -> list[dict]:
-        results = []
-        for i, (image_id, record) in enumerate(zip(image_ids, records)):
-            maps = [outputs[n][i] for n in spec.decode_outputs]
-            for person in spec.codec.decode(*maps, record, stride=spec.output_stride):
-                results.append({"image_id": int(image_id), "category_id": 1, **person})
-        return results
+    def decode(self, spec, outputs: dict, records: list, samples) -> list:
+        return spec.flow.decode(outputs, records, list(samples))
 
-    def predictions(self, spec, backend_name: str, precision: str, profile, dataset) -> list[dict]:
-        """Keypoint results of a whole dataset through one backend, cached by every input of the result."""
+    def predictions(self, spec, backend_name: str, precision: str, profile, dataset) -> list:
+        """Results of a whole dataset through one backend, cached by every input of the result."""
         backend = BACKENDS[backend_name]
+        samples = self.samples(spec, profile, dataset)
         fields = {"model": spec.name, "weights": self.weights_identity(spec), "spec_version": spec.version,
                   "dataset": dataset.identity, "profile": profile.name, "batch": profile.eval_batch,
+                  "samples": _digest(samples), "flow": spec.flow.identity(self.options),
                   "backend": backend.artifact_settings(precision), "posegate": __version__}
 
         def build(d: Path):
             session = self.session(spec, backend_name, precision)
             results = []
-            progress = Progress(len(dataset.image_ids), f"{spec.name} {backend_name}-{precision} {dataset.name}")
-            for b in self.batches(spec, profile, dataset, profile.eval_batch):
-                results += self.decode(spec, session.run({spec.input_name: b.x}), b.records, b.image_ids)
-                progress.advance(len(b.image_ids))
+            progress = Progress(len(samples), f"{spec.name} {backend_name}-{precision} {dataset.name}", spec.flow.unit)
+            for b in self.batches(spec, profile, dataset, profile.eval_batch, samples):
+                results += self.decode(spec, session.run({spec.input_name: b.x}), b.records, b.samples)
+                progress.advance(len(b.samples))
             progress.close()
-            (d / "results.json").write_text(json.dumps(results))
+            (d / "results.pkl").write_bytes(pickle.dumps(results))
         entry = self.cache.get_or_build("predictions", fields, build)
-        return json.loads(entry.file("results.json").read_text())
+        return pickle.loads(entry.file("results.pkl").read_bytes())
 
     # ---- failure memo ----------------------------------------------------------------------------
     def _once(self, key: tuple, stage: str, test_id: str, fn):
@@ -191,3 +201,7 @@ class Pipeline:
             failure.__cause__ = e
             self._failures[key] = failure
             raise failure from e
+
+
+def _digest(value) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()

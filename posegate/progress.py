@@ -13,8 +13,8 @@ MIN_ITEMS = int(os.environ.get("POSEGATE_PROGRESS_MIN", "50"))
 
 
 class Progress:
-    def __init__(self, total: int, label: str, interval: float = 30.0, stream=None):
-        self.total, self.label, self.interval = total, label, interval
+    def __init__(self, total: int, label: str, unit: str = "images", interval: float = 30.0, stream=None):
+        self.total, self.label, self.unit, self.interval = total, label, unit, interval
         self.stream = stream or sys.__stderr__
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
         self.enabled = total >= MIN_ITEMS and os.environ.get("PYTEST_XDIST_WORKER") is None
@@ -26,7 +26,7 @@ class Progress:
         rate = self.done / elapsed if elapsed > 0 else 0.0
         left = (self.total - self.done) / rate if rate > 0 else float("nan")
         eta = time.strftime("%H:%M:%S", time.gmtime(left)) if left == left else "--:--:--"
-        return f"[posegate] {self.label}: {self.done}/{self.total} images, {rate:.1f}/s, {eta} left"
+        return f"[posegate] {self.label}: {self.done}/{self.total} {self.unit}, {rate:.1f}/s, {eta} left"
 
     def advance(self, n: int = 1) -> None:
         self.done += n

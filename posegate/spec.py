@@ -29,14 +29,15 @@ class Threshold:
     metric: str
     value: float
     direction: str  # "min" | "max"
-    dataset: str  # dataset kind that must be present, e.g. "official:coco-val2017" or a dataset name
+    dataset: str  # "official" (the kind's full official set) or a dataset name
     weights: str  # "official" (the spec's checkpoint file) or "any"
     source: str  # where the number comes from
     profiles: tuple[str, ...] = ()  # input profiles it applies to; empty = all
 
     def margin(self, measured: float) -> float:
         """Positive when the gate passes."""
-        return measured - self.value if self.direction == "min" else self.value - measured
+        from posegate.metrics import margin
+        return margin(measured, self.value, self.direction)
 
     def passes(self, measured: float) -> bool:
         return self.margin(measured) >= 0
@@ -44,23 +45,36 @@ class Threshold:
 
 @dataclass(frozen=True)
 class InputProfile:
-    """One input shape family of a model: its id fragment, geometry, preprocessing and batches.
+    """One input family of a model: its id fragment, per-sample dims, preprocessing and batches.
 
-    ``width``/``height`` None means that axis is dynamic (the upstream variable-width input).
+    ``dims`` are the engine input's dims after the batch axis, None where the axis is dynamic (the
+    upstream variable-width image, a sequence of any length); ``perf_dims`` makes a dynamic profile
+    concrete for export samples and benchmarks.
     """
-    name: str  # test-id fragment, e.g. "368x640" or "368xW"
-    height: int | None
-    width: int | None
+    name: str  # test-id fragment, e.g. "368x640", "368xW", "256x192-flip", "6115"
+    dims: tuple[int | None, ...]
     preprocess: str  # codec profile name
     batch_sizes: tuple[int, ...]
     full_batch_sizes: tuple[int, ...] = ()  # only under --full
     eval_batch: int = 1  # batch used for dataset-level accuracy
-    perf_shape: tuple[int, int] | None = None  # concrete HxW for benchmarks of a dynamic profile
+    perf_dims: tuple[int, ...] | None = None
     default: bool = True  # False: whole profile only under --full
 
     @property
     def dynamic(self) -> bool:
-        return self.height is None or self.width is None
+        return any(d is None for d in self.dims)
+
+    @property
+    def concrete_dims(self) -> tuple[int, ...]:
+        if not self.dynamic:
+            return tuple(self.dims)
+        if self.perf_dims is None or len(self.perf_dims) != len(self.dims):
+            raise ValueError(f"profile {self.name} has dynamic dims {self.dims} and no matching perf_dims")
+        return tuple(self.perf_dims)
+
+    def engine_shape(self, batch: int) -> tuple[int, ...] | None:
+        """The static engine input shape of one batch size; None for a dynamic profile."""
+        return None if self.dynamic else (batch, *self.dims)
 
 
 @dataclass(frozen=True)
@@ -71,6 +85,9 @@ class Checkpoint:
     manifest: str  # file name under <data-root>/manifests/ (or --manifests-dir)
     ignorable: tuple[str, ...] = ()  # regexes of keys the loader may drop (reported, not fatal)
     strip_prefixes: tuple[str, ...] = ("module.",)
+    # maps another published layout onto the network's before key/shape matching (e.g. a port's
+    # Conv2d (k,1) weights onto Conv1d); a pure function of the tensor dict
+    adapt: Callable[[dict], dict] | None = None
     size: int | None = None
     digests: Mapping[str, str] = field(default_factory=dict)  # published {"sha256": hex, ...}
     how_to_get: str = ""
@@ -93,18 +110,18 @@ class ModelSpec:
     checkpoint: Checkpoint
     input_name: str
     output_names: tuple[str, ...]
-    channels: int
-    color: str  # "BGR" / "RGB": channel order the network expects
     profiles: tuple[InputProfile, ...]
-    codec: Any  # module/object with preprocess_batch, decode, encode_ground_truth
-    decode_outputs: tuple[str, ...]  # outputs the decoder reads (in decode's argument order)
-    output_stride: int
-    dataset_kind: str  # "coco_keypoints"
-    metric: str  # "AP"
+    flow: Any  # a posegate.flows.Flow: samples, preprocessing, decoding, oracle of this model's task
+    metric: str  # a key of posegate.metrics.METRICS ("AP", "MPJPE")
+    input_axes: tuple[str, ...] = ("batch", "channels", "height", "width")
+    color: str | None = None  # "BGR" / "RGB" for image inputs: the channel order the network expects
     precisions: tuple[str, ...] = ("fp32", "fp16")
     tolerances: Mapping[str, Mapping[str, Tolerance]] = field(default_factory=dict)  # precision -> output -> tol
-    metric_parity: Mapping[str, float] = field(default_factory=dict)  # precision -> max |AP - AP_ref|
-    agreement_floor: Mapping[str, float] = field(default_factory=dict)  # precision -> min agreement AP
+    metric_parity: Mapping[str, float] = field(default_factory=dict)  # precision -> max |metric - metric_ref|
+    # precision -> bound on a backend's results scored against the reference's own results (agreement
+    # AP is a floor, the MPJPE between the two a ceiling: the metric says which)
+    agreement: Mapping[str, float] = field(default_factory=dict)
+    dynamic_step: int = 64  # how far the export test grows a dynamic axis to prove it is dynamic
     thresholds: tuple[Threshold, ...] = ()
     golden: Golden | None = None
     opsets: tuple[int, ...] = (11, 17)
@@ -126,18 +143,29 @@ class ModelSpec:
             raise KeyError(f"{self.name} declares no {precision} tolerance for output {output!r}") from None
 
     def dynamic_axes(self) -> dict[str, dict[int, str]]:
-        """Batch is always dynamic; H/W only where some profile leaves them free."""
-        axes = {0: "batch"}
-        if any(p.height is None for p in self.profiles):
-            axes[2] = "height"
-        if any(p.width is None for p in self.profiles):
-            axes[3] = "width"
-        out_axes = {0: "batch"}
-        if 2 in axes:
-            out_axes[2] = "out_height"
-        if 3 in axes:
-            out_axes[3] = "out_width"
+        """Batch is always dynamic; another axis where some profile leaves it free, in and out alike."""
+        free = [i + 1 for i in range(len(self.input_axes) - 1) if any(p.dims[i] is None for p in self.profiles)]
+        axes = {0: self.input_axes[0], **{i: self.input_axes[i] for i in free}}
+        out_axes = {0: self.input_axes[0], **{i: f"out_{self.input_axes[i]}" for i in free}}
         return {self.input_name: axes, **{n: dict(out_axes) for n in self.output_names}}
+
+    @property
+    def fixed_dims(self) -> dict[int, int]:
+        """Input axes (1-based after batch) whose size every profile fixes to the same value."""
+        fixed = {}
+        for i in range(len(self.input_axes) - 1):
+            sizes = {p.dims[i] for p in self.profiles}
+            if len(sizes) == 1 and None not in sizes:
+                fixed[i + 1] = sizes.pop()
+        return fixed
+
+    def check_input(self, x, who: str) -> None:
+        """A clear error for an engine input of the wrong kind, before any engine sees it."""
+        import numpy as np
+        bad = [a for a, size in self.fixed_dims.items() if x.ndim == len(self.input_axes) and x.shape[a] != size]
+        if x.dtype != np.float32 or x.ndim != len(self.input_axes) or bad:
+            want = " x ".join(str(self.fixed_dims.get(i, self.input_axes[i])) for i in range(len(self.input_axes)))
+            raise ValueError(f"{who}: input {x.dtype} {tuple(x.shape)}, {self.name} wants float32 {want}")
 
     def build(self, checkpoint=None):
         """The PyTorch network in eval mode: official weights from ``checkpoint`` or seeded random ones."""

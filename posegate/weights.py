@@ -127,6 +127,8 @@ def match_state_dict(tensors: dict, target: dict, spec_ckpt, path: Path) -> tupl
         if tensors and all(k.startswith(prefix) for k in tensors):
             tensors = {k[len(prefix):]: v for k, v in tensors.items()}
             stripped = prefix
+    if spec_ckpt.adapt is not None:
+        tensors = spec_ckpt.adapt(tensors)
     ignore = [re.compile(p) for p in spec_ckpt.ignorable]
     ignored = sorted(k for k in tensors if k not in target and any(p.match(k) for p in ignore))
     unexpected = sorted(k for k in tensors if k not in target and k not in ignored)

@@ -17,13 +17,12 @@ def test_convert(case, pipeline, needs, record):
     skip_unavailable(case.backend)
     backend = BACKENDS[case.backend]
     needs(pipeline.onnx, spec, backend.opset)
-    shape = None if case.shape is None else (case.batch, spec.channels, case.profile.height, case.profile.width)
+    shape = None if case.shape is None else case.profile.engine_shape(case.batch)
     artifact = pipeline.converted(spec, case.backend, case.precision, shape)
     files = sorted(p.name for p in artifact.iterdir())
     session = pipeline.session(spec, case.backend, case.precision, shape)
     record(artifact_files=files, execution=session.info.execution, backend_version=backend.version())
-    prof = spec.profiles[0]
-    x = np.zeros((1, spec.channels, prof.height or prof.perf_shape[0], prof.width or prof.perf_shape[1]), np.float32)
+    x = np.zeros(shape or (1, *spec.profiles[0].concrete_dims), np.float32)
     out = session.run({spec.input_name: x})
     assert list(out) == list(spec.output_names)
     assert all(np.isfinite(v).all() for v in out.values())

@@ -25,14 +25,13 @@ def _rounds(seconds_per_call: float) -> int:
 
 
 def _perf_input(spec, profile, pipeline, run_context, batch):
-    b = pipeline.parity_batch(spec, profile, run_context.parity_dataset(), batch)
-    if profile.dynamic:  # benchmark the dynamic profile at its declared concrete shape
-        h, w = profile.perf_shape
-        x = np.zeros((batch, spec.channels, h, w), np.float32)
-        hh, ww = min(h, b.x.shape[2]), min(w, b.x.shape[3])
-        x[:, :, :hh, :ww] = b.x[:, :, :hh, :ww]
-        return x
-    return b.x
+    b = pipeline.parity_batch(spec, profile, run_context.parity_dataset(spec.flow.dataset_kind), batch)
+    if profile.dynamic:  # benchmark the dynamic profile at its declared concrete shape, real data where it fits
+        x = np.zeros((b.x.shape[0], *profile.concrete_dims), np.float32)
+        overlap = tuple(slice(0, min(a, c)) for a, c in zip(x.shape, b.x.shape))
+        x[overlap] = b.x[overlap]
+        return x, b.records
+    return b.x, b.records
 
 
 def _session(case, pipeline, needs):
@@ -42,7 +41,7 @@ def _session(case, pipeline, needs):
     return needs(pipeline.session, case.spec, case.backend, case.precision)
 
 
-def _time(benchmark, fn, samples, scope, record, group, **extra):
+def _time(benchmark, fn, samples, unit, scope, record, group, **extra):
     fn()  # first call outside the timer (lazy allocations, graph compilation)
     start = time.perf_counter()
     fn()
@@ -52,9 +51,9 @@ def _time(benchmark, fn, samples, scope, record, group, **extra):
     benchmark.pedantic(fn, rounds=rounds, warmup_rounds=0, iterations=1)
     mean = benchmark.stats.stats.mean
     rate = samples / mean
-    benchmark.extra_info.update({"samples_per_second": rate, "samples_per_round": samples, "scope": scope,
+    benchmark.extra_info.update({"samples_per_second": rate, "samples_per_round": samples, "unit": unit, "scope": scope,
                                  "warmup_rounds": WARMUP, "rounds": rounds, **extra})
-    record(throughput=rate, unit="img/s", scope=scope)
+    record(throughput=rate, unit=f"{unit}/s", scope=scope)
     return rate
 
 
@@ -62,9 +61,10 @@ def _time(benchmark, fn, samples, scope, record, group, **extra):
 def test_perf_device(case, benchmark, pipeline, run_context, needs, record):
     spec, profile = case.spec, case.profile
     session = _session(case, pipeline, needs)
-    feeds = {spec.input_name: _perf_input(spec, profile, pipeline, run_context, case.batch)}
-    _time(benchmark, lambda: session.run(feeds), case.batch, "device-only", record,
-          f"{case.model}-{case.shape}-device", input_shape=list(feeds[spec.input_name].shape),
+    x, records = _perf_input(spec, profile, pipeline, run_context, case.batch)
+    feeds = {spec.input_name: x}
+    _time(benchmark, lambda: session.run(feeds), spec.flow.units(x, records), spec.flow.unit, "device-only", record,
+          f"{case.model}-{case.shape}-device", input_shape=list(x.shape),
           execution=session.info.execution, expected=spec.expected_throughput)
 
 
@@ -72,38 +72,42 @@ def test_perf_device(case, benchmark, pipeline, run_context, needs, record):
 def test_perf_end_to_end(case, benchmark, pipeline, run_context, needs, record):
     spec, profile = case.spec, case.profile
     session = _session(case, pipeline, needs)
-    dataset = run_context.parity_dataset()
-    ids = [dataset.image_ids[i % len(dataset.image_ids)] for i in range(case.batch)]
-    images = [dataset.load_image(i) for i in ids]
+    dataset = run_context.parity_dataset(spec.flow.dataset_kind)
+    samples = pipeline.parity_batch(spec, profile, dataset, case.batch).samples
+    raws = [spec.flow.load(dataset, s) for s in samples]  # decoded in memory: file reading is not timed
+    x, records = spec.flow.preprocess(raws, profile)
 
     def run():
-        x, records = spec.codec.preprocess_batch(images, profile.preprocess)
-        return pipeline.decode(spec, session.run({spec.input_name: x}), records, ids)
-    _time(benchmark, run, case.batch, "end-to-end", record, f"{case.model}-{case.shape}-e2e", dataset=dataset.name)
+        x, records = spec.flow.preprocess(raws, profile)
+        return pipeline.decode(spec, session.run({spec.input_name: x}), records, samples)
+    _time(benchmark, run, spec.flow.units(x, records), spec.flow.unit, "end-to-end", record,
+          f"{case.model}-{case.shape}-e2e", dataset=dataset.name)
 
 
-@pytest.mark.cases("postprocess")
+@pytest.mark.cases("decode_cost")
 def test_decode_cost(case, benchmark, pipeline, run_context, needs, record):
-    """Decoding must not dominate: per image it costs less than ONNX Runtime's inference of it."""
+    """Decoding must not dominate: a batch costs less to decode than ONNX Runtime's inference of it."""
     spec, profile = case.spec, case.profile
     skip_unavailable("onnxruntime")
     session = needs(pipeline.session, spec, "onnxruntime", "fp32")
-    if pipeline.weights_info(spec).synthetic:
+    if spec.flow.decode_needs_trained_weights and pipeline.weights_info(spec).synthetic:
         pytest.skip(f"decode cost is measured on trained outputs; supply {spec.checkpoint.filename} in --weights-dir "
                     "(random weights give noise maps with hundreds of peaks per channel)")
-    dataset = run_context.parity_dataset()
+    dataset = run_context.parity_dataset(spec.flow.dataset_kind)
+    every = pipeline.samples(spec, profile, dataset)
+    batches = [every[i:i + case.batch] for i in range(0, min(len(every), 4 * case.batch), case.batch)]
     ratios = []
-    for image_id in dataset.image_ids[:4]:
-        b = next(pipeline.batches(spec, profile, dataset, 1, [image_id]))
+    for samples in batches:
+        b = next(pipeline.batches(spec, profile, dataset, len(samples), samples))
         outputs = session.run({spec.input_name: b.x})
         infer = min(_timed(lambda: session.run({spec.input_name: b.x}), session) for _ in range(3))
-        decode = min(_timed(lambda: pipeline.decode(spec, outputs, b.records, b.image_ids)) for _ in range(3))
+        decode = min(_timed(lambda: pipeline.decode(spec, outputs, b.records, b.samples)) for _ in range(3))
         ratios.append(decode / infer)
     benchmark.group = f"{case.model}-{case.shape}-decode"
-    benchmark.pedantic(lambda: pipeline.decode(spec, outputs, b.records, b.image_ids), rounds=10, warmup_rounds=1)
+    benchmark.pedantic(lambda: pipeline.decode(spec, outputs, b.records, b.samples), rounds=10, warmup_rounds=1)
     worst = max(ratios)
     benchmark.extra_info.update({"decode_over_infer": ratios, "worst_ratio": worst, "dataset": dataset.name,
-                                 "weights": pipeline.weights_identity(spec)})
+                                 "batch": case.batch, "weights": pipeline.weights_identity(spec)})
     record(metric="decode/infer time", value=worst, threshold=1.0, direction="max", margin=1.0 - worst,
            dataset=dataset.name)
     assert worst < 1.0, f"decoding costs {worst:.2f}x the ONNX Runtime inference on {dataset.name}"

@@ -1,6 +1,7 @@
 """Lightweight OpenPose inference (seed 000): COCO val2017 AP 0.403 at the Ascend port's 368x640."""
 from __future__ import annotations
 
+from posegate.flows import BottomUp
 from posegate.spec import Checkpoint, Golden, InputProfile, ModelSpec, Threshold, Tolerance
 
 from models.lightweight_openpose import codec
@@ -10,9 +11,9 @@ OUTPUTS = ("stage1_heatmaps", "stage1_pafs", "stage2_heatmaps", "stage2_pafs")
 
 # The Ascend port's static input and the upstream variable-width one (height 368, width free).
 PROFILES = (
-    InputProfile("368x640", 368, 640, preprocess="ascend", batch_sizes=(1, 4), full_batch_sizes=(8,)),
-    InputProfile("368xW", 368, None, preprocess="upstream", batch_sizes=(1,), full_batch_sizes=(4, 8),
-                 perf_shape=(368, 496)),
+    InputProfile("368x640", (3, 368, 640), preprocess="ascend", batch_sizes=(1, 4), full_batch_sizes=(8,)),
+    InputProfile("368xW", (3, 368, None), preprocess="upstream", batch_sizes=(1,), full_batch_sizes=(4, 8),
+                 perf_dims=(3, 368, 496)),
 )
 
 
@@ -29,12 +30,12 @@ def make_spec(name, version, build, checkpoint, thresholds, golden=None, notes="
     """Everything but the network is shared by the Lightweight OpenPose family."""
     return ModelSpec(
         name=name, version=version, build_network=build, checkpoint=checkpoint,
-        input_name="data", output_names=OUTPUTS, channels=3, color="BGR",
-        profiles=PROFILES, codec=codec, decode_outputs=("stage2_heatmaps", "stage2_pafs"), output_stride=8,
-        dataset_kind="coco_keypoints", metric="AP", precisions=("fp32", "fp16"),
+        input_name="data", output_names=OUTPUTS, color="BGR", profiles=PROFILES,
+        flow=BottomUp(codec, decode_outputs=("stage2_heatmaps", "stage2_pafs"), stride=codec.STRIDE),
+        metric="AP", precisions=("fp32", "fp16"),
         tolerances=_tolerances(),
         metric_parity={"fp32": 0.005, "fp16": 0.03},
-        agreement_floor={"fp32": 0.95, "fp16": 0.6},
+        agreement={"fp32": 0.95, "fp16": 0.6},
         thresholds=thresholds, golden=golden, opsets=(11, 17),
         expected_throughput={"Ascend310P3": {"368x640": {1: 338.76}}},
         notes=notes,
@@ -49,9 +50,9 @@ SPEC = make_spec(
         ignorable=(r"refinement_stages\.[1-9]\d*\.",),
         how_to_get="the official checkpoint_iter_370000.pth of Daniil-Osokin/lightweight-human-pose-estimation.pytorch"),
     thresholds=(
-        Threshold("AP", 0.403, "min", dataset="official:coco-val2017", weights="official",
+        Threshold("AP", 0.403, "min", dataset="official", weights="official",
                   source="seed 000: Ascend 310P3 result on val2017", profiles=("368x640",)),
-        Threshold("AP", 0.40, "min", dataset="official:coco-val2017", weights="official",
+        Threshold("AP", 0.40, "min", dataset="official", weights="official",
                   source="upstream README: 40% AP single scale", profiles=("368xW",)),
     ),
     golden=Golden("lightweight_openpose.npz", {o: o for o in OUTPUTS},

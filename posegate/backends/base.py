@@ -41,8 +41,7 @@ class Session(ABC):
         x = feeds.get(self.spec.input_name)
         if x is None or len(feeds) != 1:
             raise ValueError(f"{self.info.backend}: feeds {list(feeds)} != [{self.spec.input_name!r}]")
-        if x.dtype != np.float32 or x.ndim != 4 or x.shape[1] != self.spec.channels:
-            raise ValueError(f"{self.info.backend}: input {x.dtype} {x.shape}, want float32 N x {self.spec.channels} x H x W")
+        self.spec.check_input(x, self.info.backend)
         x = np.ascontiguousarray(x)
         start = time.perf_counter()
         outputs = self._run(x)

@@ -1,0 +1,35 @@
+"""Dataset kinds: how each is recognised in a data root, drawn synthetically, and what its official set is.
+
+A model's flow names its kind; a new kind (a new task's data) plugs in by adding an entry here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+
+@dataclass(frozen=True)
+class DatasetKind:
+    name: str
+    recognise: Callable[[Path], object | None]  # folder -> dataset, or None when not this kind
+    synthetic: Callable[[Path, Path | None], object]  # (folder, reference dir) -> a generated dataset
+    official: str  # what to supply for the official gate, said in every skip that needs it
+
+
+def _coco_recognise(folder):
+    from posegate.datasets.coco import recognise
+    return recognise(folder)
+
+
+def _coco_synthetic(folder, reference_dir):
+    from posegate.datasets.coco import CocoKeypointDataset
+    from posegate.datasets.synthetic import generate
+    return CocoKeypointDataset(generate(folder, 8))
+
+
+KINDS: dict[str, DatasetKind] = {k.name: k for k in (
+    DatasetKind("coco-keypoints", _coco_recognise, _coco_synthetic,
+                "the full COCO val2017 (annotations/person_keypoints_val2017.json and its 5000 images in "
+                "val2017/) as a folder under --data-root"),
+)}

@@ -196,6 +196,9 @@ class CocoKeypointDataset:
     def __repr__(self) -> str:
         return f"CocoKeypointDataset({self.identity!r})"
 
+    def __len__(self) -> int:
+        return len(self._images)
+
     @property
     def name(self) -> str:
         return self._root.name
@@ -226,8 +229,15 @@ class CocoKeypointDataset:
         return f"{self.name}@{self._sha256[:8]}:{len(self._images)}img"
 
     @property
+    def has_inputs(self) -> bool:
+        """Whether inference can run on it (images present), beside metric-only uses."""
+        return self.has_images
+
+    @property
     def is_official_val2017(self) -> bool:
         return len(self._images) == OFFICIAL_VAL2017_IMAGES and self.has_images
+
+    is_official = is_official_val2017
 
     @cached_property
     def coco(self) -> COCO:

@@ -1,0 +1,230 @@
+"""How a model's data moves: dataset -> samples -> engine input -> outputs -> results -> metric.
+
+A flow is the task-specific part of a spec (bottom-up images, top-down crops on person boxes,
+2D-to-3D sequences); the stage tests and the pipeline only ever call this interface, so a new kind
+of model brings a flow, not special cases in the shared code. A sample is a small JSON-able value
+(an image id, a person box, a sequence key), so it can key the cache and travel between workers.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+
+class MissingData(LookupError):
+    """An input the run needs is absent (not malformed): dependants skip with this message."""
+
+
+class Flow(ABC):
+    dataset_kind: str = ""
+    unit: str = "samples"  # what throughput counts
+    capabilities: frozenset = frozenset()  # checks that apply: "image", "letterbox", "crop", "sequence"
+    has_oracle: bool = False
+    decode_cost_batch: int = 1  # batch whose decoding must cost less than its inference
+    decode_needs_trained_weights: bool = False  # random weights make decoding unrepresentative
+
+    @abstractmethod
+    def samples(self, dataset, profile, options: dict) -> list:
+        """The evaluation units of a dataset, in a deterministic order."""
+
+    @abstractmethod
+    def load(self, dataset, sample):
+        """The raw input of one sample, as ``preprocess`` takes it."""
+
+    @abstractmethod
+    def preprocess(self, raws: list, profile) -> tuple[np.ndarray, list]:
+        """Engine input for a batch (which may hold extra copies, e.g. flipped) and one record per sample."""
+
+    @abstractmethod
+    def decode(self, outputs: dict, records: list, samples: list) -> list:
+        """Results of a batch, in the form the spec's metric scores."""
+
+    def units(self, x: np.ndarray, records: list) -> int:
+        """How many throughput units one engine call on ``x`` processes."""
+        return len(records)
+
+    def check_results(self, results: list, records: list, samples: list) -> list[str]:
+        """Problems with decoded results (empty = valid); the postprocess stage asserts none."""
+        return []
+
+    def oracle(self, dataset) -> list:
+        raise NotImplementedError(f"{type(self).__name__} has no decoder oracle")
+
+    def official_problem(self, dataset, options: dict) -> str | None:
+        """Why this run's inputs are not the official protocol's, beyond the dataset itself; None if they are."""
+        return None
+
+    def identity(self, options: dict) -> dict:
+        """Run options that change samples or results (part of every prediction's cache key)."""
+        return {}
+
+
+# ------------------------------------------------------------------------------------------- COCO
+
+def check_coco_results(results: list, sizes: dict) -> list[str]:
+    """COCO keypoint results: 17 (x, y, v) inside their image, missing ones (0, 0, 0), finite scores."""
+    problems = []
+    for r in results:
+        kp = np.asarray(r["keypoints"], float).reshape(17, 3)
+        found = kp[:, 2] > 0
+        w, h = sizes[r["image_id"]]
+        if r["category_id"] != 1 or not np.isfinite(r["score"]) or r["score"] < 0:
+            problems.append(f"image {r['image_id']}: category {r['category_id']} score {r['score']}")
+        if np.any(kp[~found] != 0):
+            problems.append(f"image {r['image_id']}: missing keypoints must be (0, 0, 0)")
+        if not np.all(np.isfinite(kp)):
+            problems.append(f"image {r['image_id']}: non-finite keypoints")
+        elif not np.all((kp[found, 0] >= 0) & (kp[found, 0] <= w) & (kp[found, 1] >= 0) & (kp[found, 1] <= h)):
+            problems.append(f"image {r['image_id']}: keypoints outside the {w}x{h} image")
+    return problems
+
+
+class BottomUp(Flow):
+    """Whole images in, every person out: the codec groups keypoints itself (OpenPose, HigherHRNet)."""
+    dataset_kind = "coco-keypoints"
+    unit = "img"
+    capabilities = frozenset({"image", "letterbox"})
+    has_oracle = True
+    decode_needs_trained_weights = True  # noise maps hold hundreds of peaks per channel
+
+    def __init__(self, codec, decode_outputs: tuple[str, ...], stride: int):
+        self.codec, self.decode_outputs, self.stride = codec, decode_outputs, stride
+
+    def samples(self, dataset, profile, options):
+        return [int(i) for i in dataset.image_ids]
+
+    def load(self, dataset, sample):
+        return dataset.load_image(sample)
+
+    def from_image(self, image):
+        return image
+
+    def preprocess(self, raws, profile):
+        return self.codec.preprocess_batch(raws, profile.preprocess)
+
+    def decode(self, outputs, records, samples):
+        results = []
+        for i, (image_id, record) in enumerate(zip(samples, records)):
+            maps = [outputs[n][i] for n in self.decode_outputs]
+            results += [{"image_id": int(image_id), "category_id": 1, **p}
+                        for p in self.codec.decode(*maps, record, stride=self.stride)]
+        return results
+
+    def check_results(self, results, records, samples):
+        return check_coco_results(results, {int(i): (r.orig_w, r.orig_h) for i, r in zip(samples, records)})
+
+    def oracle(self, dataset):
+        results = []
+        for image_id in dataset.image_ids:
+            info = dataset.image_info(image_id)
+            *maps, rec, stride = self.codec.encode_ground_truth(dataset.annotations(image_id), info.height, info.width)
+            results += [{"image_id": image_id, "category_id": 1, **p} for p in self.codec.decode(*maps, rec, stride=stride)]
+        return results
+
+
+class TopDown(Flow):
+    """One crop per person box (detections, or ground-truth boxes on request), batched across images."""
+    dataset_kind = "coco-keypoints"
+    unit = "crops"
+    capabilities = frozenset({"image", "crop"})
+    has_oracle = True
+    decode_cost_batch = 64
+
+    def __init__(self, codec, output: str, flip: bool):
+        self.codec, self.output, self.flip = codec, output, flip
+
+    def samples(self, dataset, profile, options):
+        boxes = options.get("boxes", "detections")
+        if boxes == "ground-truth":
+            return [{"image_id": int(a["image_id"]), "bbox": [float(v) for v in a["bbox"]], "score": 1.0}
+                    for i in dataset.image_ids for a in dataset.annotations(i)
+                    if not a.get("iscrowd") and a["bbox"][2] > 0 and a["bbox"][3] > 0]
+        if dataset.detections_file is None:
+            raise MissingData(f"{dataset.root}/detections/ holds no person detection file: put "
+                              "COCO_val2017_detections_AP_H_56_person.json (COCO results format) there, "
+                              "or run with --boxes=ground-truth")
+        known = set(dataset.image_ids)
+        # upstream keeps every person detection, with no score threshold
+        return [{"image_id": int(d["image_id"]), "bbox": [float(v) for v in d["bbox"]], "score": float(d["score"])}
+                for d in dataset.load_detections() if d["category_id"] == 1 and d["image_id"] in known]
+
+    def load(self, dataset, sample):
+        return dataset.load_image(sample["image_id"]), sample["bbox"], sample["score"], sample["image_id"]
+
+    def from_image(self, image):
+        h, w = image.shape[:2]
+        return image, [0.0, 0.0, float(w), float(h)], 1.0, 0
+
+    def preprocess(self, raws, profile):
+        return self.codec.preprocess_crops(raws, flip=self.flip)
+
+    def decode(self, outputs, records, samples):
+        return self.codec.decode_crops(outputs[self.output], records)
+
+    def check_results(self, results, records, samples):
+        problems = check_coco_results(results, {r.image_id: (r.orig_w, r.orig_h) for r in records})
+        if len(results) != len(samples):
+            problems.append(f"{len(results)} people decoded from {len(samples)} boxes")
+        return problems
+
+    def oracle(self, dataset):
+        results = []
+        for image_id in dataset.image_ids:
+            info = dataset.image_info(image_id)
+            heatmaps, records = self.codec.encode_ground_truth(dataset.annotations(image_id), info.height,
+                                                               info.width, image_id)
+            if records:
+                results += self.codec.decode_crops(heatmaps, records)
+        return results
+
+    def official_problem(self, dataset, options):
+        if options.get("boxes", "detections") != "detections":
+            return "the official protocol uses the standard person detections, not ground-truth boxes"
+        if dataset.detections_file is None:
+            return "no person detection file under detections/"
+        return None
+
+    def identity(self, options):
+        return {"boxes": options.get("boxes", "detections")}
+
+
+# -------------------------------------------------------------------------------------- sequences
+
+class Sequences(Flow):
+    """2D keypoint sequences in, 3D poses out (VideoPose3D); the codec pads and flips."""
+    dataset_kind = "h36m"
+    unit = "frames"
+    capabilities = frozenset({"sequence"})
+
+    def __init__(self, codec, output: str):
+        self.codec, self.output = codec, output
+
+    def samples(self, dataset, profile, options):
+        return [list(k) for k in dataset.sequences]
+
+    def load(self, dataset, sample):
+        return dataset.inputs(tuple(sample))
+
+    def preprocess(self, raws, profile):
+        return self.codec.preprocess_batch(raws, profile.preprocess)
+
+    def decode(self, outputs, records, samples):
+        poses = self.codec.decode_batch(outputs[self.output], records)
+        return [{"key": list(s), "poses_3d": p} for s, p in zip(samples, poses)]
+
+    def units(self, x, records):
+        # as the seed counts: every frame the engine processes, flipped copies and padding included
+        return int(x.shape[0] * x.shape[1])
+
+    def check_results(self, results, records, samples):
+        problems = []
+        for r, rec in zip(results, records):
+            p = np.asarray(r["poses_3d"])
+            if p.shape != (rec.frames, 17, 3):
+                problems.append(f"{r['key']}: poses {p.shape}, want ({rec.frames}, 17, 3)")
+            elif not np.isfinite(p).all():
+                problems.append(f"{r['key']}: non-finite poses")
+            elif np.any(p[:, 0] != 0):
+                problems.append(f"{r['key']}: root joint not at the origin (targets are root-relative)")
+        return problems
