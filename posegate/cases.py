@@ -100,6 +100,9 @@ def generate(kind: str, specs, datasets=None, needs: str | None = None) -> list[
                 cases += [Case(m, dataset=d) for d, _ in sets]
         elif kind == "postprocess":
             cases += [Case(m, REFERENCE, "fp32", p.batch_sizes[0], p.name, full=not p.default) for p in spec.profiles]
+        elif kind == "shards":
+            p = next(p for p in spec.profiles if p.default)
+            cases += [Case(m, "onnxruntime", "fp32", p.eval_batch, p.name, d) for d, has_inputs in sets if has_inputs]
         elif kind == "decode_cost":
             cases += [Case(m, "onnxruntime", "fp32", flow.decode_cost_batch, p.name, full=not p.default)
                       for p in spec.profiles]

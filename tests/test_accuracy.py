@@ -24,7 +24,7 @@ def test_decoder_oracle(case, run_context, record):
     metric = METRICS[spec.metric]
     score = metric.evaluate(dataset, spec.flow.oracle(dataset))
     record(metric=f"oracle {metric.name}", value=score.value, threshold=ORACLE_FLOOR, direction="min",
-           margin=score.value - ORACLE_FLOOR, dataset=dataset.name)
+           margin=score.value - ORACLE_FLOOR, dataset=dataset.name, dataset_id=dataset.identity)
     assert score.value >= ORACLE_FLOOR, f"decoder oracle {metric.name} {score.value:.4f} < {ORACLE_FLOOR} on {dataset.identity}"
 
 
@@ -47,11 +47,11 @@ def test_metric_parity(case, pipeline, run_context, needs, record):
     weights = pipeline.weights_identity(spec)
     name = metric.name
     record(metric=f"|{name}-{name}_ref|", value=abs(v - v_ref), threshold=tol, direction="max",
-           margin=tol - abs(v - v_ref), dataset=dataset.name, weights=weights, measured=v, reference=v_ref)
+           margin=tol - abs(v - v_ref), dataset=dataset.name, dataset_id=dataset.identity, weights=weights, measured=v, reference=v_ref)
     if agree is not None:
         bound = spec.agreement[case.precision]
         record(metric=metric.agreement_name, value=agree, threshold=bound, direction=metric.agreement_direction,
-               margin=margin(agree, bound, metric.agreement_direction), dataset=dataset.name, weights=weights)
+               margin=margin(agree, bound, metric.agreement_direction), dataset=dataset.name, dataset_id=dataset.identity, weights=weights)
     assert abs(v - v_ref) <= tol, f"{name} {v:.4f} vs reference {v_ref:.4f} on {dataset.name}: beyond {tol}"
     if agree is None:
         assert not got, f"{case.backend}-{case.precision} finds {len(got)} people where the reference finds none"
@@ -94,7 +94,7 @@ def test_accuracy(case, pipeline, run_context, needs, record):
     info = pipeline.weights_info(spec)
     gates = list(_applicable(spec, case, dataset, info, pipeline.options))
     active = [t for t, applies in gates if applies]
-    base = dict(dataset=dataset.name, weights=info.identity, count=score.count, **score.details)
+    base = dict(dataset=dataset.name, dataset_id=dataset.identity, weights=info.identity, count=score.count, **score.details)
     if not active:
         record(metric=metric.name, value=score.value, **base)
         wanted = "; ".join(_wanted(spec, t) for t, _ in gates)

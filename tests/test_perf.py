@@ -12,11 +12,14 @@ import numpy as np
 import pytest
 
 from fixtures.artifacts import skip_unavailable
+from posegate.backends import REFERENCE
+from posegate.parity import compare
+from posegate.throughput import MIN_ROUNDS, validity
 
 STAGE = "perf"
 pytestmark = pytest.mark.perf
 MIN_TIME = 2.0  # seconds of timed work per benchmark, so a round is never a single noisy sample
-MIN_ROUNDS, MAX_ROUNDS = 3, 50
+MAX_ROUNDS = 50
 WARMUP = 2  # untimed calls before the rounds: the first (allocations, compilation) and the probe that sizes rounds
 
 
@@ -41,6 +44,20 @@ def _session(case, pipeline, needs):
     return needs(pipeline.session, case.spec, case.backend, case.precision)
 
 
+def _check_parity(case, pipeline, session, feeds):
+    """The engine's outputs on the very inputs it is timed on must match torch: a fast wrong engine fails."""
+    if case.backend == REFERENCE:
+        return
+    spec = case.spec
+    got = session.run(feeds)
+    ref = pipeline.session(spec, REFERENCE, "fp32").run(feeds)
+    bad = [f"{n}: {e.describe()}" for n in spec.output_names
+           if not (e := compare(got[n], ref[n], spec.tolerance(case.precision, n))).ok]
+    if bad:
+        pytest.fail(f"benchmark invalid: {case.backend}-{case.precision} outputs fail parity with torch on the timed "
+                    "inputs: " + "; ".join(bad), pytrace=False)
+
+
 def _time(benchmark, fn, samples, unit, scope, record, group, **extra):
     fn()  # first call outside the timer (lazy allocations, graph compilation)
     start = time.perf_counter()
@@ -49,11 +66,14 @@ def _time(benchmark, fn, samples, unit, scope, record, group, **extra):
     rounds = _rounds(one)
     benchmark.group = group
     benchmark.pedantic(fn, rounds=rounds, warmup_rounds=0, iterations=1)
-    mean = benchmark.stats.stats.mean
-    rate = samples / mean
+    stats = benchmark.stats.stats
+    rate = samples / stats.mean
+    spread = stats.stddev / stats.mean if stats.mean > 0 else 0.0
+    invalid = validity(rounds, stats.total, spread)
     benchmark.extra_info.update({"samples_per_second": rate, "samples_per_round": samples, "unit": unit, "scope": scope,
-                                 "warmup_rounds": WARMUP, "rounds": rounds, **extra})
-    record(throughput=rate, unit=f"{unit}/s", scope=scope)
+                                 "warmup_rounds": WARMUP, "rounds": rounds, "total_seconds": stats.total,
+                                 "spread": spread, "valid": not invalid, "invalid_because": invalid, **extra})
+    record(throughput=rate, unit=f"{unit}/s", scope=scope, valid=not invalid, rounds=rounds, spread=spread)
     return rate
 
 
@@ -63,6 +83,7 @@ def test_perf_device(case, benchmark, pipeline, run_context, needs, record):
     session = _session(case, pipeline, needs)
     x, records = _perf_input(spec, profile, pipeline, run_context, case.batch)
     feeds = {spec.input_name: x}
+    _check_parity(case, pipeline, session, feeds)
     _time(benchmark, lambda: session.run(feeds), spec.flow.units(x, records), spec.flow.unit, "device-only", record,
           f"{case.model}-{case.shape}-device", input_shape=list(x.shape),
           execution=session.info.execution, expected=spec.expected_throughput)
@@ -76,6 +97,7 @@ def test_perf_end_to_end(case, benchmark, pipeline, run_context, needs, record):
     samples = pipeline.parity_batch(spec, profile, dataset, case.batch).samples
     raws = [spec.flow.load(dataset, s) for s in samples]  # decoded in memory: file reading is not timed
     x, records = spec.flow.preprocess(raws, profile)
+    _check_parity(case, pipeline, session, {spec.input_name: x})
 
     def run():
         x, records = spec.flow.preprocess(raws, profile)
