@@ -6,6 +6,7 @@ so each row reads as the whole pipeline of one configuration.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -121,7 +122,7 @@ def format_baseline(r: dict) -> str:
     return f" baseline {v['baseline']:.4f} ({delta:+.4f}) {v['status']}"
 
 
-def markdown(summary: Summary, title: str = "posegate report", machine: dict | None = None) -> str:
+def markdown(summary: Summary, title: str = "posegate report", machine: dict | None = None, base=None) -> str:
     """The same rows as the terminal table, for a CI artifact or a pull-request comment."""
     rows = summary.rows()
     out = [f"# {title}", ""]
@@ -137,7 +138,8 @@ def markdown(summary: Summary, title: str = "posegate report", machine: dict | N
     for r in rows:
         metrics = [format_result(x) for x in r["results"] if "metric" in x]
         speed = [format_result(x) for x in r["results"] if "throughput" in x]
-        links = [f"[{Path(p).name}]({p})" for x in r["results"] for p in x.get("visuals", [])]
+        links = [f"[{Path(p).name}]({os.path.relpath(p, base) if base else p})"
+                 for x in r["results"] for p in x.get("visuals", [])]
         metrics = [m.replace("|", "\\|") for m in metrics]
         out.append("| " + " | ".join([r["model"], r["backend"], r["precision"], str(r["batch"]), r["shape"],
                                        *[SYMBOL[r["stages"].get(s)] for s in STAGES],

@@ -82,7 +82,7 @@ def _wanted(spec, t) -> str:
 
 
 @pytest.mark.cases("accuracy")
-def test_accuracy(case, pipeline, run_context, needs, record):
+def test_accuracy(case, pipeline, run_context, needs, record, visuals):
     """The task metric on a dataset; where the spec's gate applies (dataset and weights), it is asserted."""
     spec, dataset = case.spec, _dataset(run_context, case)
     metric = METRICS[spec.metric]
@@ -96,16 +96,19 @@ def test_accuracy(case, pipeline, run_context, needs, record):
     active = [t for t, applies in gates if applies]
     base = dict(dataset=dataset.name, dataset_id=dataset.identity, weights=info.identity, count=score.count, **score.details)
     if not active:
-        record(metric=metric.name, value=score.value, **base)
+        regressed = record(metric=metric.name, value=score.value, **base)
+        visuals(metric, dataset, results, failing=regressed)
         wanted = "; ".join(_wanted(spec, t) for t, _ in gates)
         problem = spec.flow.official_problem(dataset, pipeline.options)
         pytest.skip(f"{metric.name} {score.value:.4f}{metric.unit and ' ' + metric.unit} measured on "
                     f"{dataset.identity} with {info.identity}; no gate claimed"
                     + (f": {wanted}" if wanted else f": {spec.name} declares no threshold for this dataset")
                     + (f" ({problem})" if problem and dataset.is_official else ""))
+    regressed = False
     for t in active:
-        record(metric=t.metric, value=score.value, threshold=t.value, direction=t.direction,
-               margin=t.margin(score.value), source=t.source, **base)
+        regressed |= record(metric=t.metric, value=score.value, threshold=t.value, direction=t.direction,
+                            margin=t.margin(score.value), source=t.source, **base)
     failing = [f"{t.metric} {score.value:.4f} vs {t.value} ({t.source}): margin {t.margin(score.value):+.4f}"
                for t in active if not t.passes(score.value)]
+    visuals(metric, dataset, results, failing=bool(failing) or regressed)
     assert not failing, "; ".join(failing)

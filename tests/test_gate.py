@@ -119,6 +119,21 @@ def test_markdown_report_has_a_row_per_configuration_and_the_failures():
     assert "## Failures" in md and "margin -0.0200" in md
 
 
+def test_oks_and_worst_case_pictures(run_context, tmp_path):
+    from posegate.visuals import oks, save_worst_images
+    dataset = run_context.parity_dataset("coco-keypoints")
+    people = {i: [a for a in dataset.annotations(i) if a["num_keypoints"]] for i in dataset.image_ids}
+    exact = [{"image_id": i, "keypoints": a["keypoints"], "score": 1.0} for i, ps in people.items() for a in ps]
+    assert all(oks(a, a["keypoints"]) == pytest.approx(1.0) for ps in people.values() for a in ps)
+    first = next(i for i, ps in people.items() if ps)
+    moved = [dict(r, keypoints=[v + 20 * (j % 3 != 2) for j, v in enumerate(r["keypoints"])]) if r["image_id"] == first
+             else r for r in exact]
+    paths = save_worst_images(dataset, moved, tmp_path, "t", count=2)
+    assert len(paths) == 2 and f"image{first}-" in paths[0], paths  # the damaged image is the worst
+    import cv2
+    assert cv2.imread(paths[0]).shape[1] > dataset.image_info(first).width
+
+
 DEGRADE = """
 import os
 from posegate.backends.onnxruntime_backend import OrtSession
