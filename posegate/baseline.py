@@ -83,7 +83,9 @@ def key(test_name: str, metric: str) -> str:
 
 
 class AccuracyBaseline:
-    def __init__(self, entries: dict | None = None, machine: dict | None = None, path: Path | None = None):
+    def __init__(self, entries: dict | None = None, machine: dict | None = None, path: Path | None = None,
+                 missing: bool = False):
+        self.missing = missing
         self.entries = dict(entries or {})
         self.machine = machine or {}
         self.path = path
@@ -91,11 +93,10 @@ class AccuracyBaseline:
     @classmethod
     def load(cls, path) -> "AccuracyBaseline":
         path = Path(path)
+        if not path.exists():  # the first night: everything is recorded as new
+            return cls(path=path, missing=True)
         try:
             data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise FileNotFoundError(f"accuracy baseline {path} does not exist; write one with "
-                                    f"--save-accuracy-baseline={path}") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ValueError(f"accuracy baseline {path} is not JSON ({e})") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT:

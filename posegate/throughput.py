@@ -46,17 +46,16 @@ class Comparison:
 class ThroughputBaseline:
     """A pytest-benchmark JSON file (from --benchmark-json or --benchmark-autosave) used as the baseline."""
 
-    def __init__(self, path, machine: dict, results: dict):
-        self.path, self.machine, self.results = Path(path), machine, results
+    def __init__(self, path, machine: dict, results: dict, missing: bool = False):
+        self.path, self.machine, self.results, self.missing = Path(path), machine, results, missing
 
     @classmethod
     def load(cls, path) -> "ThroughputBaseline":
         path = Path(path)
+        if not path.exists():  # the first night: everything is recorded as new
+            return cls(path, {}, {}, missing=True)
         try:
             data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise FileNotFoundError(f"throughput baseline {path} does not exist; write one with "
-                                    f"-m perf --benchmark-json={path}") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ValueError(f"throughput baseline {path} is not JSON ({e})") from None
         if not isinstance(data, dict) or "benchmarks" not in data or "machine_info" not in data:
@@ -69,6 +68,8 @@ class ThroughputBaseline:
     def compare(self, name: str, rate: float, valid: bool, machine: dict, floor: float) -> Comparison:
         if not valid:
             return Comparison("invalid", rate, message="this result is invalid: not compared with the baseline")
+        if self.missing:
+            return Comparison("new", rate, message=f"no baseline file {self.path} yet: recorded, not compared")
         if not self.machine:
             return Comparison("not-comparable", rate, message=f"{self.path} has no posegate machine fingerprint; "
                                                               "not compared")

@@ -69,6 +69,13 @@ def test_baseline_files_of_the_wrong_kind_are_named(tmp_path):
     assert AccuracyBaseline.load(tmp_path / "acc.json").entries == b.entries
 
 
+def test_a_first_night_without_baseline_files_records_everything_as_new(tmp_path):
+    acc = AccuracyBaseline.load(tmp_path / "none.json")
+    assert acc.missing and acc.compare("t[x]", Measurement("AP", 0.5, "min"), SPEC).status == "new"
+    thr = ThroughputBaseline.load(tmp_path / "none.json")
+    assert thr.missing and thr.compare("t[x]", 10.0, True, fingerprint(), 0.8).status == "new"
+
+
 def _bench(tmp_path, machine, rate=100.0, valid=True):
     path = tmp_path / "bench.json"
     path.write_text(json.dumps({"machine_info": {"posegate": machine}, "benchmarks": [
@@ -170,3 +177,13 @@ def test_a_fast_wrong_engine_fails_its_benchmark(tmp_path, run_context):
     run = _suite(tmp_path, run_context, "-m", "perf", "--benchmark-disable", degrade=0.1, select="test_perf_device")
     assert run.returncode == 1, run.stdout[-3000:]
     assert "benchmark invalid: onnxruntime-fp32 outputs fail parity with torch on the timed inputs" in run.stdout
+
+
+def test_the_nightly_workflow_uses_only_options_this_suite_knows(pytestconfig):
+    import re
+    text = (REPO / ".github" / "workflows" / "nightly.yml").read_text()
+    used = set(re.findall(r"\s(--[a-z][a-z-]+)", text)) - {"--full"}
+    assert {"--shard", "--merge-predictions", "--accuracy-baseline", "--throughput-baseline"} <= used
+    parser = pytestconfig._parser  # pytest keeps no public list of its options
+    known = {n for g in [*parser._groups, parser._anonymous] for o in g.options for n in o.names()}
+    assert not used - known, f"nightly.yml uses options no plugin defines: {sorted(used - known)}"
