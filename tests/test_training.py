@@ -1,0 +1,219 @@
+"""Training pipeline stage checks (seed 003; facts: pipelines.md sections 1 and 5).
+
+Targets and labels against hand-computed cases, then the machinery on the 4 real mini COCO images at a
+small input on CPU: loss decreasing, bit-exact resume, 2-process DDP == one process on the whole
+batch, AMP finite, and the three-step weight hand-over.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from posegate.training import augment, checkpoints, labels as labels_mod, loss, optim, targets
+
+STAGE = "train"
+pytestmark = pytest.mark.stage
+
+S, SIGMA = targets.STRIDE, targets.SIGMA
+
+
+def _person(points: dict, n=18):
+    """An 18-point internal label; ``points`` maps index -> (x, y), the rest is not labelled (v=2)."""
+    kpts = [[0.0, 0.0, 2] for _ in range(n)]
+    for i, (x, y) in points.items():
+        kpts[i] = [float(x), float(y), 1]
+    return {"keypoints": kpts, "objpos": [0.0, 0.0], "processed_other_annotations": []}
+
+
+# ------------------------------------------------------------------------------------------ heatmaps
+
+def test_gaussian_peak_and_extent():
+    # (43.5, 43.5) is exactly the centre cell (5, 5) stands for: 5*8 + 8/2 - 0.5.
+    hm = targets.heatmaps(_person({0: (43.5, 43.5)}), 96, 96)
+    assert hm.shape == (19, 12, 12)
+    assert hm[0, 5, 5] == pytest.approx(1.0)
+    assert hm[0, 5, 6] == pytest.approx(math.exp(-64 / 98), rel=1e-6)  # one cell = 8 px: d^2/(2 sigma^2)
+    assert hm[0, 7, 6] == pytest.approx(math.exp(-(256 + 64) / 98), rel=1e-6)
+    # Support: (8a)^2 + (8b)^2 <= 2 * 49 * ln(100) -> a^2 + b^2 <= 7.05: 1 + 4 + 4 + 4 + 8 cells.
+    assert np.count_nonzero(hm[0]) == 21
+    assert hm[0, 5, 8] == 0 and hm[0, 7, 7] == 0  # 24 px and (16, 16) px: below 1% of the peak
+    assert np.count_nonzero(hm[1:18]) == 0
+    np.testing.assert_allclose(hm[18], 1 - hm[0], atol=1e-7)  # background
+
+
+def test_gaussians_of_people_sum_and_clip():
+    main = _person({3: (43.5, 43.5)})
+    main["processed_other_annotations"] = [_person({3: (43.5, 43.5)})]
+    hm = targets.heatmaps(main, 96, 96)
+    assert hm[3, 5, 5] == 1.0  # 2 clipped
+    assert hm[3, 5, 6] == pytest.approx(1.0)  # 2 x 0.52 clipped
+    assert hm[3, 5, 7] == pytest.approx(2 * math.exp(-256 / 98), rel=1e-6)
+
+
+def test_heatmap_skips_unlabelled_and_clips_window_at_border():
+    label = _person({0: (3.5, 3.5)})
+    label["keypoints"][4] = [43.5, 43.5, 2]  # not labelled: not drawn
+    hm = targets.heatmaps(label, 64, 64)
+    assert np.count_nonzero(hm[4]) == 0
+    assert hm[0, 0, 0] == pytest.approx(1.0) and np.count_nonzero(hm[0]) == 8  # the a, b >= 0 part of the 21
+
+
+# ---------------------------------------------------------------------------------------------- PAFs
+
+def test_paf_horizontal_limb_vectors_and_thickness():
+    # Limb 0 is keypoints (1, 8); map coordinates (2, 5) -> (10, 5).
+    paf = targets.pafs(_person({1: (16, 40), 8: (80, 40)}), 128, 128)
+    assert paf.shape == (38, 16, 16)
+    x, y = paf[0], paf[1]
+    # |perpendicular distance| <= 1 within the bbox grown by 1 (x 1..10, y 4..5; upper bounds exclusive).
+    expected = np.zeros((16, 16), bool)
+    expected[4:6, 1:11] = True
+    np.testing.assert_array_equal(x != 0, expected)
+    assert np.all(x[expected] == 1.0) and np.all(y == 0)
+    assert np.count_nonzero(paf[2:]) == 0
+
+
+def test_paf_diagonal_limb():
+    paf = targets.pafs(_person({8: (16, 16), 9: (48, 48)}), 64, 64)  # limb 1: (8, 9), channels 2, 3
+    v = 1 / math.sqrt(2)
+    assert paf[2, 2, 3] == pytest.approx(v) and paf[3, 2, 3] == pytest.approx(v)  # distance 0.71
+    assert paf[2, 2, 4] == 0  # distance 1.41
+    assert paf[2, 6, 6] == pytest.approx(v)  # endpoint b
+    assert paf[2, 7, 7] == 0  # beyond the grown box's exclusive end int(6 + 1)
+
+
+def test_paf_later_person_overwrites_and_degenerate_limb_is_skipped():
+    main = _person({1: (16, 40), 8: (80, 40)})
+    main["processed_other_annotations"] = [_person({1: (80, 40), 8: (16, 40)}), _person({9: (8, 8), 10: (8, 8)})]
+    paf = targets.pafs(main, 128, 128)
+    assert paf[0, 5, 5] == -1.0  # the other person's reversed limb was drawn last
+    assert np.count_nonzero(paf[4:6]) == 0  # zero-length limb (9, 10)
+
+
+# ----------------------------------------------------------------------------------- masks and labels
+
+def test_crowd_mask_polygon_and_rle():
+    poly = [[16, 16, 40, 16, 40, 40, 16, 40]]
+    mask = targets.crowd_mask([poly], 64, 64)
+    assert mask.dtype == np.uint8 and mask[28, 28] == 0 and mask[8, 8] == 1 and mask[50, 50] == 1
+    assert 24 * 24 <= np.count_nonzero(mask == 0) <= 25 * 25
+    small = targets.map_mask(mask)
+    assert small.shape == (8, 8) and small[3, 3] == 0 and small[0, 0] == 1 and set(np.unique(small)) <= {0, 1}
+    rle = {"size": [64, 64], "counts": [8 * 64, 64, 64 * 64 - 9 * 64]}  # column 8 (column-major RLE)
+    col = targets.crowd_mask([rle], 64, 64)
+    assert np.all(col[:, 8] == 0) and np.count_nonzero(col == 0) == 64
+
+
+def _coco(anns, w=400, h=300):
+    return {"images": [{"id": 1, "file_name": "a.jpg", "width": w, "height": h}], "annotations": anns}
+
+
+def _ann(i, bbox, nk, iscrowd=0, seg=None, v=2):
+    kp = []
+    for k in range(17):
+        kp += [bbox[0] + k, bbox[1] + k, v] if k < nk else [0, 0, 0]
+    return {"id": i, "image_id": 1, "bbox": bbox, "area": bbox[2] * bbox[3], "num_keypoints": nk,
+            "iscrowd": iscrowd, "keypoints": kp, "segmentation": seg or [[0, 0, 1, 0, 1, 1]]}
+
+
+def test_label_preparation_main_people_others_and_crowds():
+    crowd_seg = {"size": [300, 400], "counts": [0, 10, 119990]}
+    anns = [_ann(1, [10, 10, 100, 100], 10), _ann(2, [30, 20, 100, 100], 8),  # centre 20 px away < 0.3 x 100
+            _ann(3, [200, 10, 40, 100], 4), _ann(4, [250, 150, 20, 20], 12), _ann(5, [300, 100, 50, 80], 0),
+            _ann(6, [0, 0, 400, 300], 0, iscrowd=1, seg=crowd_seg), _ann(7, [200, 150, 60, 120], 6, v=1)]
+    prepared = labels_mod.prepare_labels(_coco(anns))
+    assert [p["bbox"] for p in prepared] == [[10, 10, 100, 100], [200, 150, 60, 120]]  # 2 close, 3 few kpts, 4 small
+    main = prepared[0]
+    assert main["objpos"] == [60, 60] and main["scale_provided"] == 100 / 368
+    assert main["segmentations"] == [crowd_seg]
+    # Everyone with keypoints but the main person rides along; num_keypoints == 0 people nowhere.
+    assert [o["bbox"][0] for o in main["processed_other_annotations"]] == [30, 200, 250, 200]
+    assert main["keypoints"][0] == [10, 10, 1] and main["keypoints"][16] == [0, 0, 2]  # v 2 -> 1, 0 -> 2
+    assert prepared[1]["keypoints"][0][2] == 0  # COCO v=1 (occluded) -> 0
+
+
+def test_convert_keypoints_neck_and_visibility():
+    coco = [[0.0, 0.0, 2] for _ in range(17)]
+    coco[5], coco[6] = [20.0, 10.0, 1], [10.0, 30.0, 1]  # left, right shoulder
+    coco[0] = [500.0, 5.0, 1]  # outside the 100-wide image
+    label = {"keypoints": coco, "objpos": [0, 0], "processed_other_annotations": []}
+    sample = augment.convert_keypoints({"image": np.zeros((50, 100, 3), np.uint8), "label": label})
+    k = sample["label"]["keypoints"]
+    assert len(k) == 18 and k[1] == [15.0, 20.0, 1]  # neck: mean of shoulders, visible when both are
+    assert k[2] == [10.0, 30.0, 1] and k[5] == [20.0, 10.0, 1]  # right, left shoulder in the 18-point order
+    assert k[0][2] == 2 and k[3][2] == 2  # outside; (0, 0)
+    coco[6][2] = 0
+    k = augment.convert_keypoints({"image": np.zeros((50, 100, 3), np.uint8),
+                                   "label": {**label, "keypoints": copy.deepcopy(coco)}})["label"]["keypoints"]
+    assert k[1][2] == 0  # one shoulder occluded -> neck occluded
+
+
+def test_flip_mirrors_and_swaps_left_right():
+    label = _person({2: (10, 20), 5: (50, 20), 0: (30, 5), 16: (12, 4)})
+    label["objpos"] = [30.0, 20.0]
+    image = np.zeros((40, 100, 3), np.uint8)
+    image[:, :10] = 255
+    mask = np.ones((40, 100), np.uint8)
+    mask[:, 90:] = 0
+    s = augment.Flip(prob=1.0)({"image": image, "mask": mask, "label": label}, random.Random(0))
+    k = s["label"]["keypoints"]
+    assert k[2][:2] == [49.0, 20.0] and k[5][:2] == [89.0, 20.0]  # x' = w - 1 - x, then right <-> left
+    assert k[0][:2] == [69.0, 5.0] and k[17][:2] == [87.0, 4.0] and k[16][2] == 2  # r_ear -> l_ear slot
+    assert s["label"]["objpos"] == [69.0, 20.0]
+    assert np.all(s["image"][:, 90:] == 255) and np.all(s["mask"][:, :10] == 0)
+    assert augment.swap_left_right(list(range(18))) == [0, 1, 5, 6, 7, 2, 3, 4, 11, 12, 13, 8, 9, 10, 15, 14, 17, 16]
+
+
+# ------------------------------------------------------------------------------------- loss, optimizer
+
+def test_masked_l2_loss_by_hand():
+    pred, target = torch.ones(2, 19, 4, 4), torch.zeros(2, 19, 4, 4)
+    mask = torch.ones(2, 19, 4, 4)
+    mask[:, :, :2] = 0
+    assert loss.l2_loss(pred, target, mask, 2).item() == pytest.approx(2 * 19 * 8 / 2 / 2)
+    outs = [torch.ones(2, 19, 4, 4), torch.zeros(2, 38, 4, 4)] * 2
+    batch = {"image": torch.zeros(2, 3, 32, 32), "keypoint_maps": target, "keypoint_mask": mask,
+             "paf_maps": torch.ones(2, 38, 4, 4), "paf_mask": torch.ones(2, 38, 4, 4)}
+    assert [v.item() for v in loss.stage_losses(outs, batch)] == [76.0, 304.0, 76.0, 304.0]
+
+
+def test_optimizer_groups_cover_every_parameter_once_with_the_upstream_multipliers():
+    from posegate.training.loop import build_network
+    net = build_network(3)
+    opt = optim.make_optimizer(net, base_lr=1.0)
+    where = {id(p): g for g in opt.param_groups for p in g["params"]}
+    assert len(where) == sum(1 for _ in net.parameters())
+    named = dict(net.named_parameters())
+
+    def group(key):
+        g = where[id(named[key])]
+        return g["lr"], g["weight_decay"]
+    assert group("model.0.0.weight") == (1.0, 5e-4)  # backbone conv
+    assert group("model.1.0.weight") == (1.0, 0)  # depthwise
+    assert group("model.1.1.weight") == (1.0, 0) and group("model.1.1.bias") == (2.0, 0)  # BN
+    assert group("cpm.align.0.weight") == (1.0, 5e-4) and group("cpm.align.0.bias") == (2.0, 0)
+    assert group("cpm.trunk.0.0.weight") == (1.0, 0)
+    assert group("initial_stage.trunk.0.0.bias") == (2.0, 0)
+    assert group("refinement_stages.2.trunk.0.initial.0.weight") == (4.0, 5e-4)
+    assert group("refinement_stages.0.heatmaps.1.0.bias") == (8.0, 0)
+    assert group("refinement_stages.1.trunk.4.trunk.0.1.weight") == (1.0, 0)
+    assert group("refinement_stages.1.trunk.4.trunk.0.1.bias") == (2.0, 0)
+
+
+def test_multistep_schedule_per_epoch():
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.Adam([p], lr=4e-5)
+    sched = optim.make_scheduler(opt)
+    lrs = []
+    for _ in range(280):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[99] == 4e-5 and lrs[100] == pytest.approx(4e-5 * 0.333)
+    assert lrs[200] == pytest.approx(4e-5 * 0.333 ** 2) and lrs[279] == pytest.approx(4e-5 * 0.333 ** 3)
