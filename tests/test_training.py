@@ -217,3 +217,134 @@ def test_multistep_schedule_per_epoch():
         sched.step()
     assert lrs[99] == 4e-5 and lrs[100] == pytest.approx(4e-5 * 0.333)
     assert lrs[200] == pytest.approx(4e-5 * 0.333 ** 2) and lrs[279] == pytest.approx(4e-5 * 0.333 ** 3)
+
+
+# ------------------------------------------------------------------ the machinery on real mini images
+
+SMALL = 64  # input side of the machinery checks: 8x8 maps, enough to exercise every path on 2 CPU cores
+
+
+def _coco_with_images(run_context):
+    from posegate.context import REPO
+    from posegate.datasets.coco import CocoKeypointDataset
+    real = [d for d in run_context.datasets.get("coco-keypoints", {}).values() if d is not None and d.has_images]
+    if real:
+        return min(real, key=len)
+    beside = REPO.parent / "shared" / "data" / "coco-val2017-mini"
+    if (beside / "annotations" / "person_keypoints_val2017.json").is_file():
+        return CocoKeypointDataset(beside)
+    return run_context.parity_dataset("coco-keypoints")  # synthetic people when no real images are at hand
+
+
+@pytest.fixture(scope="module")
+def mini(run_context):
+    """(dataset, labels): one main person per image, first four images (the real mini set: all of it)."""
+    dataset = _coco_with_images(run_context)
+    prepared, seen = [], set()
+    for label in labels_mod.load_labels(dataset.annotation_file):
+        if label["image_id"] not in seen and len(seen) < 4:
+            seen.add(label["image_id"])
+            prepared.append(label)
+    if len(prepared) < 4:
+        pytest.skip(f"{dataset.annotation_file}: needs 4 images with a main person, found {len(prepared)}")
+    return dataset, prepared
+
+
+def _config(mini, tmp_path, **kw):
+    from posegate.training.loop import TrainConfig
+    dataset, labels = mini
+    base = dict(labels=labels, images=dataset.root / "val2017", out_dir=tmp_path, batch_size=2, crop=SMALL,
+                checkpoint_every=0, port_every=0, log_every=1000, log=_Sink())
+    return TrainConfig(**{**base, **kw})
+
+
+class _Sink(list):
+    def write(self, text):
+        self.append(text)
+
+    def flush(self):
+        pass
+
+
+def test_dataset_sample_shapes_and_ranges(mini, tmp_path):
+    from posegate.training.data import CocoTrainDataset
+    dataset, labels = mini
+    item = CocoTrainDataset(labels, dataset.root / "val2017", augment.train_chain((SMALL, SMALL)))[(0, 123)]
+    n = SMALL // S
+    assert item["image"].shape == (3, SMALL, SMALL) and item["image"].abs().max() <= 0.5
+    assert item["keypoint_maps"].shape == (19, n, n) and item["paf_maps"].shape == (38, n, n)
+    assert item["keypoint_mask"].shape == (19, n, n) and item["paf_mask"].shape == (38, n, n)
+    assert 0 <= item["keypoint_maps"].min() and item["keypoint_maps"].max() <= 1
+    assert set(item["keypoint_mask"].unique().tolist()) <= {0.0, 1.0}
+    again = CocoTrainDataset(labels, dataset.root / "val2017", augment.train_chain((SMALL, SMALL)))[(0, 123)]
+    assert all(torch.equal(item[k], again[k]) for k in item)  # a sample is a function of its seed
+
+
+def test_loss_decreases_overfitting_mini_images(mini, tmp_path):
+    from posegate.training.loop import train
+    torch.set_num_threads(1)
+    steps = 24
+    result = train(_config(mini, tmp_path, batch_size=4, crop=SMALL, augment=False, base_lr=1e-3, max_iters=steps))
+    first, last = result.losses[:3], result.losses[-3:]
+    assert all(math.isfinite(v) for v in result.losses)
+    assert sum(last) / 3 < 0.4 * sum(first) / 3, result.losses
+    assert min(result.losses[-10:]) < min(result.losses[:10]), result.losses  # still going down, not a jump
+
+
+def test_resume_continues_bit_exactly(mini, tmp_path):
+    """Upstream checkpoint mid-epoch and port checkpoint at an epoch end both resume into the same run."""
+    from posegate.training.loop import train
+    full = train(_config(mini, tmp_path / "a", max_iters=6, checkpoint_every=1, port_every=2,
+                         milestones=(1, 2), base_lr=1e-3))
+    final = torch.load(tmp_path / "a" / "checkpoint_iter_6.pth", weights_only=True)
+    up = torch.load(tmp_path / "a" / "checkpoint_iter_3.pth", weights_only=True)
+    port = torch.load(tmp_path / "a" / "checkpoint.pth", weights_only=True)
+    assert set(up) == {"state_dict", "optimizer", "scheduler", "iter", "current_epoch"}
+    assert (up["iter"], up["current_epoch"]) == (3, 1) and not any(k.startswith("module.") for k in up["state_dict"])
+    assert set(port) == {"epoch", "arch", "state_dict", "optimizer", "amp", "scheduler", "ap"}
+    assert port["epoch"] == 2 and all(k.startswith("module.") for k in port["state_dict"])
+    for name, start in (("checkpoint_iter_3.pth", 3), ("checkpoint.pth", 4)):
+        out = tmp_path / f"resumed_{start}"
+        resumed = train(_config(mini, out, max_iters=6, checkpoint_every=6, milestones=(1, 2), base_lr=1e-3,
+                                resume=tmp_path / "a" / name))
+        assert resumed.losses == full.losses[start:], name
+        got = torch.load(out / "checkpoint_iter_6.pth", weights_only=True)
+        assert got["scheduler"] == final["scheduler"]
+        for key, value in final["state_dict"].items():
+            assert torch.equal(got["state_dict"][key], value), f"{name}: {key} differs after resume"
+
+
+def test_ddp_two_processes_match_one_process_on_the_whole_batch(mini, tmp_path):
+    from posegate.training.parity import record_distributed, record_step
+    cfg = _config(mini, tmp_path, batch_size=2, freeze_bn=True, scale_lr=False, log=None)
+    ranks = record_distributed(cfg, tmp_path, 2)
+    (tmp_path / "single").mkdir()
+    import dataclasses
+    record_step(dataclasses.replace(cfg, batch_size=4), str(tmp_path / "single"))
+    single = torch.load(tmp_path / "single" / "rank0.pt", weights_only=True)
+    assert [r["world"] for r in ranks] == [2, 2] and single["world"] == 1
+    for rank in ranks:
+        for key, grad in single["grads"].items():
+            torch.testing.assert_close(rank["grads"][key], grad, rtol=1e-4, atol=1e-6, msg=f"gradient {key}")
+        for key, weight in single["weights"].items():
+            # Adam's first step is about lr x sign(g): where g is at rounding level the sign may differ
+            # between summation orders, so the weights agree to a small fraction of the step only.
+            torch.testing.assert_close(rank["weights"][key], weight, rtol=0, atol=0.01 * 8 * optim.BASE_LR,
+                                       msg=f"weight {key}")
+    # One process's loss is over its half of the batch: the two halves add up to the whole.
+    assert sum(r["loss"] for r in ranks) / 2 == pytest.approx(single["loss"], rel=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["auto", "static"])
+def test_amp_runs_and_stays_finite(mini, tmp_path, mode):
+    from posegate.training import distributed
+    from posegate.training.loop import build_network, train
+    amp = distributed.Amp(torch.device("cpu"), mode)
+    with amp.autocast():
+        out = build_network(1)(torch.zeros(1, 3, SMALL, SMALL))
+    assert out[-1].dtype == torch.bfloat16  # CPU autocast is bf16
+    seen = []
+    result = train(_config(mini, tmp_path, amp=mode, max_iters=2),
+                   on_step=lambda i, net: seen.append(all(torch.isfinite(p.grad).all() for p in net.parameters()
+                                                          if p.grad is not None)))
+    assert seen == [True, True] and all(math.isfinite(v) for v in result.losses) and result.skipped_steps == 0

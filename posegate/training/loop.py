@@ -46,6 +46,7 @@ class TrainConfig:
     port_every: int = 5  # epochs: port-layout checkpoint.pth, validation and model_best.pth; 0: never
     val_dataset: object = None  # a CocoKeypointDataset (e.g. the 250-image subset); None: no validation
     val_images: int | None = None  # first N images of it only
+    freeze_bn: bool = False  # BatchNorm on running statistics: per-sample forward, whatever the batch split
     amp: str = "off"  # off | auto | static
     static_scale: float = 16.0
     device: str | None = None  # cpu | cuda | npu; default: what is available
@@ -128,7 +129,9 @@ def _to(batch: dict, device) -> dict:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
-def train(cfg: TrainConfig, world: distributed.World | None = None) -> TrainResult:
+def train(cfg: TrainConfig, world: distributed.World | None = None, on_step=None) -> TrainResult:
+    """Run (or continue) one process's part of a training run; ``on_step(iteration, net)`` sees the
+    reduced gradients of every iteration just before the optimizer applies them."""
     world = world or distributed.init(cfg.device)
     out = Path(cfg.out_dir)
     torch.manual_seed(cfg.seed)  # the same fresh weights on every process, before DDP broadcasts rank 0's
@@ -164,6 +167,10 @@ def train(cfg: TrainConfig, world: distributed.World | None = None) -> TrainResu
     batches = iter(make_loader(CocoTrainDataset(labels, cfg.images, transforms), sampler, cfg.workers))
     result.images_per_iter = cfg.batch_size * cfg.batches_per_iter * world.size
     model.train()
+    if cfg.freeze_bn:
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.eval()
     last = time.perf_counter()
     while True:
         if pos == ipe:
@@ -182,6 +189,8 @@ def train(cfg: TrainConfig, world: distributed.World | None = None) -> TrainResu
             amp.backward(sum(stage) / cfg.batches_per_iter)
             values = [v.item() / cfg.batches_per_iter for v in stage]
             parts = values if parts is None else [a + b for a, b in zip(parts, values)]
+        if on_step is not None:
+            on_step(iteration + 1, net)
         amp.step(optimizer)
         iteration, pos = iteration + 1, pos + 1
         now = time.perf_counter()
