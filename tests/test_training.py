@@ -348,3 +348,103 @@ def test_amp_runs_and_stays_finite(mini, tmp_path, mode):
                    on_step=lambda i, net: seen.append(all(torch.isfinite(p.grad).all() for p in net.parameters()
                                                           if p.grad is not None)))
     assert seen == [True, True] and all(math.isfinite(v) for v in result.losses) and result.skipped_steps == 0
+
+
+# ---------------------------------------------------------------------------- three-step hand-over
+
+def _fake_mobilenet(path: Path) -> dict:
+    """A file in the ImageNet MobileNetV1 layout: 'module.model.*' backbone keys plus a classifier."""
+    from models.lightweight_openpose.network import mobilenet_backbone
+    torch.manual_seed(7)
+    backbone = mobilenet_backbone().state_dict()
+    state = {f"module.model.{k}": v for k, v in backbone.items()}
+    state["module.fc.weight"] = torch.zeros(1000, 1024)
+    torch.save({"state_dict": state, "epoch": 90, "best_prec1": 68.848}, path)
+    return backbone
+
+
+def test_three_step_hand_over(mini, tmp_path):
+    from models.lightweight_openpose import SPEC
+    from posegate.training.loop import train
+    from posegate.weights import build_model
+    backbone = _fake_mobilenet(tmp_path / checkpoints.MOBILENET_FILE)
+    one = train(_config(mini, tmp_path / "s1", step=1, mobilenet=tmp_path / checkpoints.MOBILENET_FILE,
+                        max_iters=1, checkpoint_every=1))
+    rep = one.load_report
+    assert sorted(rep.loaded) == sorted(f"model.{k}" for k in backbone)  # the whole backbone, nothing else
+    assert rep.not_loaded and all(not k.startswith("model.") for k in rep.not_loaded)
+    assert rep.unused == ["fc.weight"]
+    s1 = tmp_path / "s1" / "checkpoint_iter_1.pth"
+    two = train(_config(mini, tmp_path / "s2", step=2, init_weights=s1, max_iters=1, checkpoint_every=1))
+    assert two.load_report.not_loaded == [] and two.load_report.unused == []
+    assert two.iteration == 1  # weights only: optimizer, scheduler and counters restart
+    s2 = tmp_path / "s2" / "checkpoint_iter_1.pth"
+    three = train(_config(mini, tmp_path / "s3", step=3, init_weights=s2, max_iters=1, checkpoint_every=1))
+    extra = {k.split(".")[1] for k in three.load_report.not_loaded}
+    assert three.load_report.not_loaded and all(k.startswith("refinement_stages.") for k in three.load_report.not_loaded)
+    assert extra == {"1", "2"} and three.load_report.unused == []
+    assert "not loaded (kept freshly initialised)" in str(three.load_report)
+    # Evaluation keeps one refinement stage: the suite's loader takes step 3's file and reports the rest.
+    net = build_model(SPEC, tmp_path / "s3" / "checkpoint_iter_1.pth")
+    assert net.posegate_weights.ignored_keys and all(k.startswith(("refinement_stages.1.", "refinement_stages.2."))
+                                                     for k in net.posegate_weights.ignored_keys)
+
+
+def test_step_two_without_previous_weights_is_refused(mini, tmp_path):
+    from posegate.training.loop import train
+    with pytest.raises(ValueError, match="--init-weights"):
+        train(_config(mini, tmp_path, step=2, max_iters=1))
+
+
+def test_foreign_file_is_refused_not_loaded_randomly(tmp_path):
+    from posegate.training.loop import build_network
+    from posegate.weights import WeightsError
+    torch.save({"state_dict": {"fc.weight": torch.zeros(3)}}, tmp_path / "other.pth")
+    with pytest.raises(WeightsError, match="no tensor matches"):
+        checkpoints.load_weights(build_network(1), tmp_path / "other.pth")
+    with pytest.raises(WeightsError, match="no 'model.\\*' backbone"):
+        checkpoints.load_mobilenet(build_network(1), tmp_path / "other.pth")
+
+
+def test_step_one_from_the_real_mobilenet(run_context):
+    name = checkpoints.MOBILENET_FILE
+    path = run_context.weights_dir / name if run_context.weights_dir else None
+    if path is None or not path.is_file():
+        pytest.skip(f"needs the ImageNet MobileNetV1 weights: put {name} in --weights-dir "
+                    f"({'not given' if run_context.weights_dir is None else run_context.weights_dir})")
+    from posegate.training.loop import build_network
+    net = build_network(1)
+    report = checkpoints.load_mobilenet(net, path)
+    expected = [k for k in net.state_dict() if k.startswith("model.")]
+    assert sorted(report.loaded) == sorted(expected), str(report)
+
+
+# ------------------------------------------------------------------- validation and the best model
+
+def test_validation_keeps_the_best_checkpoint(mini, tmp_path, monkeypatch):
+    from posegate.training import validate
+    from posegate.training.loop import train
+    dataset, _ = mini
+    aps = iter([0.10, 0.30, 0.20])
+    snapshots = {}
+
+    def fake_ap(net, ds, ids, device):
+        snapshots[len(snapshots) + 1] = {k: v.clone() for k, v in net.state_dict().items()}
+        return next(aps)
+    monkeypatch.setattr(validate, "validation_ap", fake_ap)
+    result = train(_config(mini, tmp_path, max_iters=6, port_every=1, val_dataset=dataset, base_lr=1e-3))
+    assert result.aps == [(1, 0.10), (2, 0.30), (3, 0.20)] and result.best_ap == 0.30
+    best = torch.load(tmp_path / "model_best.pth", weights_only=True)
+    assert best["ap"] == 0.30 and best["epoch"] == 2
+    for key, value in snapshots[2].items():
+        assert torch.equal(best["state_dict"][f"module.{key}"], value)
+    assert torch.load(tmp_path / "checkpoint.pth", weights_only=True)["epoch"] == 3
+
+
+def test_validation_ap_on_real_images(mini):
+    from posegate.training.loop import build_network
+    from posegate.training.validate import validation_ap
+    dataset, _ = mini
+    torch.manual_seed(0)
+    ap = validation_ap(build_network(1), dataset, dataset.image_ids[:1])
+    assert 0.0 <= ap <= 1.0  # random weights find nobody: the port reports 0 then
