@@ -208,6 +208,14 @@ def train(cfg: TrainConfig, world: distributed.World | None = None, on_step=None
     return result
 
 
+def train_process(cfg: TrainConfig) -> None:
+    """One process of a command-line run (a spawn target: module level, result not returned)."""
+    try:
+        train(cfg)
+    finally:
+        distributed.shutdown()
+
+
 def _epoch_end(cfg, world, net, optimizer, scheduler, amp, epoch, iteration, result, out, log):
     if not cfg.port_every or epoch % cfg.port_every:
         return
