@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from fixtures.training import mini  # noqa: F401  (the real mini images, a module fixture)
 from posegate.training import augment, checkpoints, labels as labels_mod, loss, optim, targets
 
 STAGE = "train"
@@ -224,32 +225,6 @@ def test_multistep_schedule_per_epoch():
 SMALL = 64  # input side of the machinery checks: 8x8 maps, enough to exercise every path on 2 CPU cores
 
 
-def _coco_with_images(run_context):
-    from posegate.context import REPO
-    from posegate.datasets.coco import CocoKeypointDataset
-    real = [d for d in run_context.datasets.get("coco-keypoints", {}).values() if d is not None and d.has_images]
-    if real:
-        return min(real, key=len)
-    beside = REPO.parent / "shared" / "data" / "coco-val2017-mini"
-    if (beside / "annotations" / "person_keypoints_val2017.json").is_file():
-        return CocoKeypointDataset(beside)
-    return run_context.parity_dataset("coco-keypoints")  # synthetic people when no real images are at hand
-
-
-@pytest.fixture(scope="module")
-def mini(run_context):
-    """(dataset, labels): one main person per image, first four images (the real mini set: all of it)."""
-    dataset = _coco_with_images(run_context)
-    prepared, seen = [], set()
-    for label in labels_mod.load_labels(dataset.annotation_file):
-        if label["image_id"] not in seen and len(seen) < 4:
-            seen.add(label["image_id"])
-            prepared.append(label)
-    if len(prepared) < 4:
-        pytest.skip(f"{dataset.annotation_file}: needs 4 images with a main person, found {len(prepared)}")
-    return dataset, prepared
-
-
 def _config(mini, tmp_path, **kw):
     from posegate.training.loop import TrainConfig
     dataset, labels = mini
@@ -448,3 +423,20 @@ def test_validation_ap_on_real_images(mini):
     torch.manual_seed(0)
     ap = validation_ap(build_network(1), dataset, dataset.image_ids[:1])
     assert 0.0 <= ap <= 1.0  # random weights find nobody: the port reports 0 then
+
+
+def test_persistent_loader_crosses_epochs_with_the_same_samples_as_without_workers(mini):
+    from posegate.training.data import CocoTrainDataset, EndlessShardSampler, make_loader
+    dataset, labels = mini
+    ds = CocoTrainDataset(labels, dataset.root / "val2017", augment.train_chain((SMALL, SMALL)))
+
+    def batches(workers, n=5):  # 2 batches per epoch: 5 batches run into the third epoch
+        loader = make_loader(ds, EndlessShardSampler(len(labels), 2, seed=3), workers)
+        it = iter(loader)
+        return [next(it) for _ in range(n)], loader
+    plain, _ = batches(0)
+    pooled, loader = batches(1)
+    assert loader.persistent_workers and loader.num_workers == 1  # one endless iterator: its worker never restarts
+    for a, b in zip(plain, pooled):
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(plain[0]["image"], plain[2]["image"])  # a new epoch draws new augmentations
