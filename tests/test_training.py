@@ -440,3 +440,17 @@ def test_persistent_loader_crosses_epochs_with_the_same_samples_as_without_worke
     for a, b in zip(plain, pooled):
         assert all(torch.equal(a[k], b[k]) for k in a)
     assert not torch.equal(plain[0]["image"], plain[2]["image"])  # a new epoch draws new augmentations
+
+
+def test_command_prepares_labels_and_trains(mini, tmp_path, capsys):
+    from posegate.training.__main__ import main
+    dataset, _ = mini
+    labels = tmp_path / "prepared.json"
+    assert main(["prepare-labels", "--labels", str(dataset.annotation_file), "--out", str(labels)]) == 0
+    assert labels_mod.load_labels(labels) == labels_mod.load_labels(dataset.annotation_file)
+    out = tmp_path / "run"
+    main(["train", "--labels", str(labels), "--images", str(dataset.root / "val2017"), "--out", str(out),
+          "--crop", str(SMALL), "--batch-size", "2", "--workers", "0", "--max-iters", "1", "--checkpoint-every", "1",
+          "--log-every", "1", "--device", "cpu"])
+    assert (out / "checkpoint_iter_1.pth").is_file()
+    assert "iter 1/1 loss" in capsys.readouterr().err

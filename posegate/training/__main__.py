@@ -3,9 +3,9 @@
     python -m posegate.training prepare-labels --labels COCO/annotations/person_keypoints_train2017.json \
         --out prepared_train_labels.json
     python -m posegate.training make-val-subset --labels COCO/annotations/person_keypoints_val2017.json \
-        --out val_subset/annotations/person_keypoints_val2017.json
+        --images COCO/val2017 --out val_subset
     python -m posegate.training train --step 1 --labels prepared_train_labels.json --images COCO/train2017 \
-        --val COCO --val-images 250 --mobilenet mobilenet_sgd_68.848.pth.tar --out step_1 [--nproc 8 | torchrun]
+        --val val_subset --mobilenet mobilenet_sgd_68.848.pth.tar --out step_1 [--nproc 8 | torchrun]
 """
 from __future__ import annotations
 
@@ -27,7 +27,9 @@ def _parser() -> argparse.ArgumentParser:
     prep.add_argument("--out", type=Path, default=Path("prepared_train_labels.json"))
     val = sub.add_parser("make-val-subset", help="the port's 250-image quick-validation annotation file")
     val.add_argument("--labels", type=Path, required=True, help="person_keypoints_val2017.json")
-    val.add_argument("--out", type=Path, default=Path("val_subset.json"))
+    val.add_argument("--images", type=Path, help="the val2017 image folder, linked into the subset folder")
+    val.add_argument("--out", type=Path, default=Path("val_subset"),
+                     help="folder: annotations/person_keypoints_val2017.json (+ val2017 link), usable as --val")
     val.add_argument("--size", type=int, default=labels_mod.VAL_SUBSET_SIZE)
 
     t = sub.add_parser("train", help="train one step of the three-step recipe",
@@ -42,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--init-weights", type=Path, help="steps 2, 3: the previous step's model_best.pth")
     t.add_argument("--resume", type=Path, help="continue a run from one of its checkpoints (either layout)")
     t.add_argument("--val", type=Path, help="a COCO folder (annotations/person_keypoints_val2017.json + val2017/)")
-    t.add_argument("--val-images", type=int, help="validate on its first N images only (the port: 250)")
+    t.add_argument("--val-images", type=int, help="validate on its first N image ids only (a quicker check)")
     t.add_argument("--batch-size", type=int, default=80, help="per process")
     t.add_argument("--batches-per-iter", type=int, default=1, help="gradient accumulation")
     t.add_argument("--lr", type=float, default=optim.BASE_LR, help="base lr for one process")
@@ -86,9 +88,12 @@ def main(argv=None) -> int:
         print(f"{a.out}: {len(prepared)} main people")
     elif a.command == "make-val-subset":
         subset = labels_mod.val_subset(labels_mod.read_coco(a.labels), a.size)
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.write_text(json.dumps(subset))
-        print(f"{a.out}: {len(subset['images'])} images, {len(subset['annotations'])} annotations")
+        target = a.out / "annotations" / "person_keypoints_val2017.json"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(subset))
+        if a.images and not (a.out / "val2017").exists():
+            (a.out / "val2017").symlink_to(a.images.resolve(), target_is_directory=True)
+        print(f"{target}: {len(subset['images'])} images, {len(subset['annotations'])} annotations")
     else:
         from posegate.training.loop import train_process
         cfg = _config(a)
