@@ -252,6 +252,34 @@ def test_multistep_schedule_per_epoch():
     assert lrs[200] == pytest.approx(4e-5 * 0.333 ** 2) and lrs[279] == pytest.approx(4e-5 * 0.333 ** 3)
 
 
+def test_sampler_shards_like_distributed_sampler_and_resumes_mid_epoch():
+    from posegate.training.data import EndlessShardSampler
+    shards = [EndlessShardSampler(11, 2, rank=r, world=2, seed=5) for r in range(2)]
+    assert shards[0].batches_per_epoch == 2  # 11 samples, 2 x 2 per step: drop_last keeps 8
+    epoch0 = [shards[r].epoch_indices(0) for r in range(2)]
+    assert not set(epoch0[0]) & set(epoch0[1]) and len(set(epoch0[0] + epoch0[1])) == 8
+    assert shards[0].epoch_indices(1) != epoch0[0]  # reshuffled per epoch (set_epoch)
+    it = iter(shards[0])
+    run = [next(it) for _ in range(5)]
+    late = EndlessShardSampler(11, 2, rank=0, world=2, seed=5, start_epoch=1, start_batch=1)
+    assert [next(iter(late))] == run[3:4]  # starting at (epoch 1, batch 1) continues the same stream
+    assert run[0][0][1] != run[2][0][1]  # an index gets a new augmentation seed every epoch
+
+
+def test_static_loss_scale_skips_an_overflowing_step():
+    from posegate.training import distributed
+    p = torch.nn.Parameter(torch.ones(3))
+    opt = torch.optim.Adam([p], lr=0.1)
+    amp = distributed.Amp(torch.device("cpu"), "static", 16.0)
+    amp.backward((p * 2).sum())
+    assert torch.equal(p.grad, torch.full((3,), 32.0))  # scaled by 16
+    assert amp.step(opt) and torch.equal(p.grad, torch.full((3,), 2.0)) and not torch.equal(p.data, torch.ones(3))
+    before = p.detach().clone()
+    opt.zero_grad()
+    amp.backward((p * float("inf")).sum())
+    assert not amp.step(opt) and torch.equal(p.data, before) and amp.skipped == 1
+
+
 # ------------------------------------------------------------------ the machinery on real mini images
 
 SMALL = 64  # input side of the machinery checks: 8x8 maps, enough to exercise every path on 2 CPU cores
