@@ -416,7 +416,8 @@ def test_three_step_hand_over(mini, tmp_path):
     s2 = tmp_path / "s2" / "checkpoint_iter_1.pth"
     three = train(_config(mini, tmp_path / "s3", step=3, init_weights=s2, max_iters=1, checkpoint_every=1))
     extra = {k.split(".")[1] for k in three.load_report.not_loaded}
-    assert three.load_report.not_loaded and all(k.startswith("refinement_stages.") for k in three.load_report.not_loaded)
+    fresh = three.load_report.not_loaded
+    assert fresh and all(k.startswith("refinement_stages.") for k in fresh)
     assert extra == {"1", "2"} and three.load_report.unused == []
     assert "not loaded (kept freshly initialised)" in str(three.load_report)
     # Evaluation keeps one refinement stage: the suite's loader takes step 3's file and reports the rest.

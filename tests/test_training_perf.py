@@ -32,7 +32,8 @@ def _run(world, mini, tmp_path, benchmark, record):
     MEASURED[world] = row
     fps = row["images_per_second"]
     info = {"samples_per_second": fps, "unit": "images", "scope": "training (data loading included)",
-            "world_size": world, "batch_per_process": BATCH, "input": [3, CROP, CROP], "backend": "gloo" if world > 1 else None,
+            "world_size": world, "batch_per_process": BATCH, "input": [3, CROP, CROP],
+            "backend": "gloo" if world > 1 else None,
             "timed_iterations": TIMED, "skipped_iterations": SKIP, "seed_fps": SEED_FPS}
     if 1 in MEASURED and world > 1:
         info["scaling_efficiency"] = fps / (world * MEASURED[1]["images_per_second"])
