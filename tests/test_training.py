@@ -97,6 +97,35 @@ def test_paf_later_person_overwrites_and_degenerate_limb_is_skipped():
     assert np.count_nonzero(paf[4:6]) == 0  # zero-length limb (9, 10)
 
 
+def test_vectorised_targets_equal_the_cell_by_cell_rules():
+    """Random points, borders included: the numpy targets equal a literal per-cell reading of the facts."""
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        x, y = rng.uniform(-40, 110, 2)
+        hm = np.zeros((1, 9, 10), np.float32)
+        targets.add_gaussian(hm[0], x, y)
+        ref = np.zeros_like(hm[0])
+        x0, y0 = max(int(x - 28), 0), max(int(y - 28), 0)
+        x1, y1 = min(int(x + 28), 10 * S), min(int(y + 28), 9 * S)
+        for my in range(y0 // S, y1 // S):
+            for mx in range(x0 // S, x1 // S):
+                e = ((mx * S + 3.5 - x) ** 2 + (my * S + 3.5 - y) ** 2) / 2 / SIGMA ** 2
+                if e <= 4.6052:
+                    ref[my, mx] = min(ref[my, mx] + math.exp(-e), 1)
+        np.testing.assert_allclose(hm[0], ref, rtol=1e-6, atol=1e-7)
+        xa, ya, xb, yb = rng.uniform(-20, 100, 4)
+        paf = np.zeros((2, 9, 10), np.float32)
+        targets.set_paf(paf, xa, ya, xb, yb)
+        ref = np.zeros_like(paf)
+        ax, ay, bx, by = xa / S, ya / S, xb / S, yb / S
+        n = math.hypot(bx - ax, by - ay)
+        for my in range(int(max(min(ay, by) - 1, 0)), int(min(max(ay, by) + 1, 9))):
+            for mx in range(int(max(min(ax, bx) - 1, 0)), int(min(max(ax, bx) + 1, 10))):
+                if abs((mx - ax) * (by - ay) / n - (my - ay) * (bx - ax) / n) <= 1:
+                    ref[:, my, mx] = (bx - ax) / n, (by - ay) / n
+        np.testing.assert_allclose(paf, ref, atol=1e-6)
+
+
 # ----------------------------------------------------------------------------------- masks and labels
 
 def test_crowd_mask_polygon_and_rle():
