@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 
 from posegate.backends import BACKENDS, REFERENCE
 
-STAGES = ("weights", "golden", "preprocess", "export", "convert", "infer", "postprocess", "accuracy", "perf")
+STAGES = ("weights", "golden", "preprocess", "export", "convert", "infer", "postprocess", "train", "accuracy", "perf")
 
 
 @dataclass(frozen=True)
