@@ -78,6 +78,26 @@ class InputProfile:
 
 
 @dataclass(frozen=True)
+class ArtifactContract:
+    """The interface of a converted model brought from outside (an IR, an OM, an engine).
+
+    It may differ from the exported ONNX in names, in which outputs it keeps, in its input shape
+    (``profile``, for the reference as well) and in its input normalisation: the engine receives
+    ``network_input * input_scale + input_offset`` (raw 0..255 pixels for a model that normalises
+    inside: scale 256, offset 128 undoes (img - 128) / 256).
+    """
+    backend: str
+    precision: str  # what it computes in: part of the case id and the tolerance key
+    profile: InputProfile
+    path: str | None = None  # relative to --weights-dir; --artifact MODEL:BACKEND[:PRECISION]=PATH overrides
+    input_name: str | None = None  # None: the spec's
+    outputs: Mapping[str, str] = field(default_factory=dict)  # artifact output -> spec output; empty: the spec's
+    input_scale: float = 1.0
+    input_offset: float = 0.0
+    how_to_get: str = ""
+
+
+@dataclass(frozen=True)
 class Checkpoint:
     """Where the official weights live and how their file is laid out."""
     filename: str  # looked up in --weights-dir
@@ -128,10 +148,17 @@ class ModelSpec:
     seed: int = 0
     known_failures: Mapping[str, str] = field(default_factory=dict)  # test-id regex -> reason (strict xfail)
     expected_throughput: Mapping[str, Any] = field(default_factory=dict)  # seed tables, by device
+    artifacts: tuple[ArtifactContract, ...] = ()  # converted models validated as given, not built
     notes: str = ""
 
+    @property
+    def all_profiles(self) -> tuple[InputProfile, ...]:
+        """The spec's profiles and those only a supplied artifact takes (the reference runs them too)."""
+        extra = tuple(a.profile for a in self.artifacts if a.profile not in self.profiles)
+        return self.profiles + tuple(dict.fromkeys(extra))
+
     def profile(self, name: str) -> InputProfile:
-        for p in self.profiles:
+        for p in self.all_profiles:
             if p.name == name:
                 return p
         raise KeyError(f"{self.name} has no input profile {name!r}; it has {[p.name for p in self.profiles]}")
@@ -154,7 +181,7 @@ class ModelSpec:
         """Input axes (1-based after batch) whose size every profile fixes to the same value."""
         fixed = {}
         for i in range(len(self.input_axes) - 1):
-            sizes = {p.dims[i] for p in self.profiles}
+            sizes = {p.dims[i] for p in self.all_profiles}
             if len(sizes) == 1 and None not in sizes:
                 fixed[i + 1] = sizes.pop()
         return fixed

@@ -1,7 +1,7 @@
 """Backend registry: the only list of backends. Accelerator backends register here too."""
 from __future__ import annotations
 
-from posegate.backends.base import Backend, ModelSource, Session, SessionInfo
+from posegate.backends.base import Backend, EngineIO, ModelSource, Session, SessionInfo
 from posegate.backends.onnxruntime_backend import OnnxRuntimeBackend
 from posegate.backends.openvino_backend import OpenVinoBackend
 from posegate.backends.torch_backend import TorchBackend
@@ -9,4 +9,4 @@ from posegate.backends.torch_backend import TorchBackend
 BACKENDS: dict[str, Backend] = {b.name: b for b in (TorchBackend(), OnnxRuntimeBackend(), OpenVinoBackend())}
 REFERENCE = "torch"
 
-__all__ = ["BACKENDS", "REFERENCE", "Backend", "ModelSource", "Session", "SessionInfo"]
+__all__ = ["BACKENDS", "REFERENCE", "Backend", "EngineIO", "ModelSource", "Session", "SessionInfo"]
