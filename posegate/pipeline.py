@@ -205,7 +205,7 @@ class Pipeline:
                   "backend": self._engine_identity(spec, backend_name, precision), "posegate": __version__}
 
         def build(d: Path):
-            session = self.session(spec, backend_name, precision)
+            session = self.session(spec, backend_name, precision, profile.engine_shape(profile.eval_batch))
             results = []
             progress = Progress(len(samples), f"{spec.name} {backend_name}-{precision} {dataset.name}", spec.flow.unit)
             for b in self.batches(spec, profile, dataset, profile.eval_batch, samples):

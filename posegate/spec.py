@@ -59,6 +59,9 @@ class InputProfile:
     eval_batch: int = 1  # batch used for dataset-level accuracy
     perf_dims: tuple[int, ...] | None = None
     default: bool = True  # False: whole profile only under --full
+    # Values the dynamic dims take on a device that needs them listed, in dims order: ATC's gears
+    # (--dynamic_image_size / --dynamic_dims); a TensorRT optimisation profile spans their min..max.
+    gears: tuple[tuple[int, ...], ...] = ()
 
     @property
     def dynamic(self) -> bool:
@@ -72,9 +75,21 @@ class InputProfile:
             raise ValueError(f"profile {self.name} has dynamic dims {self.dims} and no matching perf_dims")
         return tuple(self.perf_dims)
 
-    def engine_shape(self, batch: int) -> tuple[int, ...] | None:
-        """The static engine input shape of one batch size; None for a dynamic profile."""
-        return None if self.dynamic else (batch, *self.dims)
+    def engine_shape(self, batch: int) -> tuple[int | None, ...]:
+        """The engine input shape of one batch size, None on the axes the profile leaves dynamic.
+
+        Backends with static shapes build one artifact per engine shape (a dynamic axis then becomes
+        the profile's gears)."""
+        return (batch, *self.dims)
+
+
+@dataclass(frozen=True)
+class AtcSettings:
+    """ATC arguments a model needs beyond its ONNX file and profile (the seeds' extra flags)."""
+    input_format: str = "NCHW"
+    out_nodes: tuple[str, ...] = ()  # spec outputs ATC keeps, passed as their producer nodes (Conv_1818:0)
+    log: str | None = "error"
+    auto_tune_mode: str | None = None  # e.g. "RL,GA": seed 001's advice when the 310P is slow
 
 
 @dataclass(frozen=True)
@@ -149,6 +164,7 @@ class ModelSpec:
     known_failures: Mapping[str, str] = field(default_factory=dict)  # test-id regex -> reason (strict xfail)
     expected_throughput: Mapping[str, Any] = field(default_factory=dict)  # seed tables, by device
     artifacts: tuple[ArtifactContract, ...] = ()  # converted models validated as given, not built
+    atc: AtcSettings = field(default_factory=AtcSettings)
     notes: str = ""
 
     @property

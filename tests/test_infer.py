@@ -13,7 +13,7 @@ pytestmark = pytest.mark.stage
 @pytest.mark.cases("infer")
 def test_infer(case, pipeline, run_context, needs, record):
     spec, profile = case.spec, case.profile
-    skip_unavailable(case.backend)
+    skip_unavailable(case.backend, case)
     dataset = run_context.parity_dataset(spec.flow.dataset_kind)
     reference = needs(pipeline.reference_outputs, spec, profile, dataset, case.batch)
     session = needs(pipeline.session, spec, case.backend, case.precision, profile.engine_shape(case.batch))

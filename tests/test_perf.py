@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 
 from fixtures.artifacts import skip_unavailable
+from posegate.backends import BACKENDS
+from posegate.throughput import expected, per_second
 
 STAGE = "perf"
 pytestmark = pytest.mark.perf
@@ -36,9 +38,9 @@ def _perf_input(spec, profile, pipeline, run_context, batch):
 
 def _session(case, pipeline, needs):
     """A loaded engine whose outputs passed parity: a fast wrong engine is never benchmarked."""
-    skip_unavailable(case.backend)
+    skip_unavailable(case.backend, case)
     needs.stage("infer", model=case.model, backend=case.backend, precision=case.precision, shape=case.shape)
-    return needs(pipeline.session, case.spec, case.backend, case.precision)
+    return needs(pipeline.session, case.spec, case.backend, case.precision, case.profile.engine_shape(case.batch))
 
 
 def _time(benchmark, fn, samples, unit, scope, record, group, **extra):
@@ -63,9 +65,20 @@ def test_perf_device(case, benchmark, pipeline, run_context, needs, record):
     session = _session(case, pipeline, needs)
     x, records = _perf_input(spec, profile, pipeline, run_context, case.batch)
     feeds = {spec.input_name: x}
-    _time(benchmark, lambda: session.run(feeds), spec.flow.units(x, records), spec.flow.unit, "device-only", record,
+    units = spec.flow.units(x, records)
+    device = BACKENDS[case.backend].device()
+    seed = expected(spec.expected_throughput, device, case.shape, case.batch)
+    if session.device_ms is not None:
+        session.device_ms.clear()
+    _time(benchmark, lambda: session.run(feeds), units, spec.flow.unit, "device-only", record,
           f"{case.model}-{case.shape}-device", input_shape=list(x.shape),
-          execution=session.info.execution, expected=spec.expected_throughput)
+          execution=session.info.execution, device=device, expected=seed)
+    if session.device_ms:  # the device's own compute timer, as the seeds measure (1000 x units / mean ms)
+        rate = per_second(units, session.device_ms)
+        benchmark.extra_info.update({"device_compute_per_second": rate, "device_calls": len(session.device_ms)})
+        record(throughput=rate, unit=f"{spec.flow.unit}/s", scope="device compute")
+    if seed is not None:  # beside the measured figure, only when this is the seed's device
+        record(throughput=seed, unit=f"{spec.flow.unit}/s", scope=f"seed's figure on {device}")
 
 
 @pytest.mark.cases("perf")

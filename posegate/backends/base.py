@@ -74,6 +74,8 @@ class Session(ABC):
         self.info = info
         self.io = io or EngineIO.of(spec)
         self.last_seconds = 0.0
+        # compute time per call as the device itself reports it (ais_bench, CUDA events); None: not reported
+        self.device_ms: list[float] | None = None
 
     @property
     def output_names(self) -> tuple[str, ...]:
@@ -125,6 +127,10 @@ class Backend(ABC):
 
     def version(self) -> str:
         return ""
+
+    def device(self) -> str | None:
+        """The device's name as the specs' expected_throughput tables key it ("Ascend310P3", "T4")."""
+        return None
 
     def convert(self, source: ModelSource, out_dir: Path, precision: str, shape: tuple | None) -> None:
         raise NotImplementedError(f"{self.name} does not convert models")

@@ -1,0 +1,261 @@
+"""Ascend NPUs: ONNX -> OM through ATC, run with ais_bench's InferSession.
+
+The ATC command is built from the spec (input name, profile dims and gears, ATC settings) and the
+chip `npu-smi info` reports, as the seeds write it by hand; one OM per (batch, input shape). Timing
+is the NPU compute time ais_bench reports, which excludes host<->device copies, as the seeds' figures do.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+from posegate.backends.base import Backend, Session, SessionInfo
+
+ATC_OPSET = 11  # seed 001: ATC supports ONNX opset 11
+CHIP_ENV = "POSEGATE_ASCEND_CHIP"  # e.g. 310P3: convert on a host without an NPU (ATC itself needs none)
+DEVICE_ENV = "POSEGATE_ASCEND_DEVICE"
+
+
+class AtcError(RuntimeError):
+    """ATC failed; the message ends with its log."""
+
+
+# ------------------------------------------------------------------------------------------- chip
+
+def parse_npu_smi(text: str) -> str | None:
+    """The first chip name of `npu-smi info`'s table (the row '| 0       310P3     | OK ...')."""
+    for line in text.splitlines():
+        m = re.match(r"^\|\s*\d+\s+(\d{3}[A-Za-z0-9]*)\s+\|\s*(OK|Warning|Alarm|Critical)", line)
+        if m:
+            return m.group(1)
+    return None
+
+
+def chip_name(run=subprocess.run) -> tuple[str | None, str]:
+    """(chip, why not) from the environment override or `npu-smi info`."""
+    if os.environ.get(CHIP_ENV):
+        return os.environ[CHIP_ENV], ""
+    if shutil.which("npu-smi") is None:
+        return None, f"npu-smi is not on PATH (no Ascend driver here; set {CHIP_ENV}=310P3 to convert without one)"
+    try:
+        out = run(["npu-smi", "info"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return None, f"npu-smi info failed: {e}"
+    chip = parse_npu_smi(out.stdout or "")
+    return (chip, "") if chip else (None, f"npu-smi info lists no healthy NPU (exit {out.returncode})")
+
+
+# -------------------------------------------------------------------------------------------- ATC
+
+def producer_nodes(onnx_path: Path, outputs) -> list[str]:
+    """'Node:index' of the node writing each named graph output: ATC's --out_nodes form."""
+    import onnx
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    found = {}
+    for node in graph.node:
+        for i, name in enumerate(node.output):
+            found[name] = f"{node.name}:{i}"
+    missing = [o for o in outputs if o not in found]
+    if missing:
+        raise ValueError(f"{onnx_path}: no node writes {missing}")
+    return [found[o] for o in outputs]
+
+
+def _profile_for(spec, shape):
+    for p in spec.all_profiles:
+        if tuple(p.dims) == tuple(shape[1:]):
+            return p
+    raise ValueError(f"{spec.name}: no input profile has dims {shape[1:]}")
+
+
+def atc_command(spec, onnx_path, output_stem, shape, chip: str, precision: str, out_nodes=()) -> list[str]:
+    """The ATC argument list for one engine shape; a dynamic axis becomes the profile's gears."""
+    settings = spec.atc
+    profile = _profile_for(spec, shape)
+    dynamic = [i for i, d in enumerate(shape) if d is None]
+    dims = ",".join("-1" if d is None else str(d) for d in shape)
+    args = ["atc", "--framework=5", f"--model={onnx_path}", f"--output={output_stem}"]
+    fmt = settings.input_format
+    extra = []
+    if dynamic:
+        if 0 in dynamic:
+            raise ValueError(f"{spec.name}: ATC needs a batch size; got shape {shape}")
+        if not profile.gears:
+            raise ValueError(f"{spec.name} profile {profile.name}: dynamic dims {profile.dims} need gears for ATC")
+        gears = ";".join(",".join(str(g) for g in gear) for gear in profile.gears)
+        free = [i - 1 for i in dynamic]
+        if any(len(g) != len(free) for g in profile.gears):
+            raise ValueError(f"{spec.name} profile {profile.name}: each gear needs {len(free)} values")
+        if fmt == "NCHW" and len(shape) == 4 and dynamic == [2, 3]:
+            extra.append(f'--dynamic_image_size="{gears}"')
+        else:
+            fmt = "ND"  # ATC takes --dynamic_dims with the ND format only
+            extra.append(f'--dynamic_dims="{gears}"')
+    args += [f"--input_format={fmt}", f'--input_shape="{spec.input_name}:{dims}"', *extra]
+    if out_nodes:
+        args.append('--out_nodes="' + ";".join(out_nodes) + '"')
+    if settings.log:
+        args.append(f"--log={settings.log}")
+    if settings.auto_tune_mode:
+        args.append(f'--auto_tune_mode="{settings.auto_tune_mode}"')
+    if precision == "fp32":
+        args.append("--precision_mode=force_fp32")  # ATC's default computes in fp16 (the seeds' OMs)
+    args.append(f"--soc_version=Ascend{chip}")
+    return args
+
+
+def run_atc(args: list[str], cwd: Path, run=subprocess.run) -> Path:
+    """Run ATC in ``cwd``; the OM, or AtcError carrying the log of a failed run."""
+    # quoting is for the shell the seeds type into; exec passes each argument whole
+    argv = [a.replace('"', "") for a in args]
+    log = cwd / "atc.log"
+    try:
+        proc = run(argv, cwd=str(cwd), capture_output=True, text=True)
+    except OSError as e:
+        raise AtcError(f"could not start {argv[0]}: {e}") from None
+    log.write_text(f"$ {' '.join(args)}\n{proc.stdout or ''}{proc.stderr or ''}")
+    stem = next(a.split("=", 1)[1] for a in argv if a.startswith("--output="))
+    om = Path(cwd, stem + ".om")
+    if proc.returncode != 0 or not om.is_file():
+        tail = "\n".join(log.read_text().splitlines()[-40:])
+        why = f"exit {proc.returncode}" if proc.returncode else f"no {om.name} written"
+        raise AtcError(f"atc failed ({why}): {' '.join(args)}\n--- atc log (last 40 lines) ---\n{tail}")
+    shutil.rmtree(cwd / "kernel_meta", ignore_errors=True)  # ATC's compile scratch
+    return om
+
+
+# -------------------------------------------------------------------------------------- ais_bench
+
+def durations_ms(entries) -> list[float]:
+    """ais_bench's per-call compute times, whichever form its version reports: durations in ms, or
+    (start, end) pairs in ms."""
+    out = []
+    for e in entries or ():
+        if isinstance(e, (tuple, list)) and len(e) == 2:
+            out.append(float(e[1]) - float(e[0]))
+        else:
+            out.append(float(e))
+    return out
+
+
+def _call_first(obj, names, *args):
+    for n in names:
+        fn = getattr(obj, n, None)
+        if callable(fn):
+            return fn(*args)
+    raise AttributeError(f"{type(obj).__name__} has none of {names} (unsupported ais_bench version)")
+
+
+def infer_mode(spec, om_inputs_shape) -> str:
+    """ais_bench's mode for an OM: 'dymhw' for image-size gears, 'dymdims' for other gears, else 'static'."""
+    if not any(d is None or (isinstance(d, int) and d < 0) for d in om_inputs_shape):
+        return "static"
+    return "dymhw" if spec.atc.input_format == "NCHW" and len(om_inputs_shape) == 4 else "dymdims"
+
+
+def match_outputs(engine_names: list[str], wanted: list[str]) -> list[int]:
+    """Index of each wanted output among the OM's, whose names ATC may decorate ('Conv_1:0:heatmaps')."""
+    order = []
+    for w in wanted:
+        hits = [i for i, n in enumerate(engine_names) if n == w or n.endswith(":" + w) or n.split(":")[-1] == w]
+        if len(hits) != 1:
+            if len(engine_names) == len(wanted):  # ATC kept the graph's order but renamed every output
+                return list(range(len(wanted)))
+            raise ValueError(f"OM outputs {engine_names}: cannot find {w!r}")
+        order.append(hits[0])
+    return order
+
+
+class AisSession(Session):
+    def __init__(self, spec, om: Path, precision: str, device_id: int, io=None, infer_session=None):
+        if infer_session is None:
+            from ais_bench.infer.interface import InferSession as infer_session
+        self.sess = infer_session(device_id, str(om))
+        super().__init__(spec, SessionInfo("ascend", precision, precision, {"om": str(om), "device_id": device_id}), io)
+        ins, outs = self.signature()
+        self.mode = infer_mode(spec, next(iter(ins.values())))
+        self.order = match_outputs(list(outs), self.io.engine_outputs)
+        self.info.details["mode"] = self.mode
+        self.device_ms = []  # NPU compute time of each call, from ais_bench's summary
+
+    def signature(self):
+        def dims(shape):
+            return [None if (not isinstance(d, int) or d < 0) else d for d in shape]
+        return ({i.name: dims(i.shape) for i in self.sess.get_inputs()},
+                {o.name: dims(o.shape) for o in self.sess.get_outputs()})
+
+    def _run(self, x):
+        _call_first(self.sess, ("reset_summaryinfo", "reset_sumaryinfo"))
+        if self.mode == "static":
+            outs = self.sess.infer([x])
+        else:
+            outs = self.sess.infer([x], mode=self.mode)
+        summary = _call_first(self.sess, ("summary", "sumary"))
+        self.device_ms += durations_ms(getattr(summary, "exec_time_list", ()))
+        outs = [np.asarray(o) for o in outs]
+        return [outs[i] for i in self.order]
+
+    def close(self):
+        if self.sess is not None:
+            for name in ("free_resource", "finalize"):
+                if callable(getattr(self.sess, name, None)):
+                    getattr(self.sess, name)()
+                    break
+        self.sess = None
+
+
+class AscendBackend(Backend):
+    name = "ascend"
+    precisions = ("fp16", "fp32")
+    static_shapes = True
+    opset = ATC_OPSET
+
+    def unavailable_reason(self):
+        if shutil.which("atc") is None:
+            return "atc is not on PATH (install CANN and source /usr/local/Ascend/ascend-toolkit/set_env.sh)"
+        try:
+            import ais_bench.infer.interface  # noqa: F401
+        except ImportError as e:
+            return f"ais_bench is not importable ({e}); see requirements-ascend.txt"
+        chip, why = chip_name()
+        return None if chip else why
+
+    def version(self):
+        home = os.environ.get("ASCEND_TOOLKIT_HOME") or os.environ.get("ASCEND_HOME_PATH") or ""
+        for f in (Path(home) / "version.cfg", Path(home) / "compiler" / "version.info"):
+            if home and f.is_file():
+                m = re.search(r"(?:version|Version)\s*=\s*(\S+)", f.read_text())
+                if m:
+                    return m.group(1)
+        return "unknown"
+
+    def device(self) -> str | None:
+        chip, _ = chip_name()
+        return f"Ascend{chip}" if chip else None
+
+    def artifact_settings(self, precision):
+        return {**super().artifact_settings(precision), "soc": self.device()}
+
+    def convert(self, source, out_dir, precision, shape):
+        spec = source.spec
+        chip, why = chip_name()
+        if not chip:
+            raise AtcError(why)
+        onnx_path = source.onnx_path(self.opset)
+        nodes = producer_nodes(onnx_path, spec.atc.out_nodes) if spec.atc.out_nodes else ()
+        args = atc_command(spec, onnx_path, "model", shape, chip, precision, nodes)
+        (out_dir / "atc_command.txt").write_text(" ".join(args) + "\n")
+        run_atc(args, out_dir)
+
+    def load(self, artifact_dir, source, precision):
+        return AisSession(source.spec, artifact_dir / "model.om", precision, int(os.environ.get(DEVICE_ENV, "0")))
+
+    def open(self, path, spec, precision, io):
+        if Path(path).suffix != ".om":
+            raise ValueError(f"{path}: an Ascend offline model is an .om file")
+        return AisSession(spec, Path(path), precision, int(os.environ.get(DEVICE_ENV, "0")), io)
