@@ -141,7 +141,8 @@ class Pipeline:
                     raise
                 session.info.details["artifact"] = {"path": str(bound.path), "origin": bound.origin}
                 return session
-            self._sessions[key] = self._once(key, "convert", f"test_artifact[{spec.name}-{c.backend}-{c.precision}]", load)
+            test_id = f"test_artifact[{spec.name}-{c.backend}-{c.precision}-bs{c.profile.batch_sizes[0]}-{c.profile.name}-artifact]"
+            self._sessions[key] = self._once(key, "convert", test_id, load)
         return self._sessions[key]
 
     def close(self):

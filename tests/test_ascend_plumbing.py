@@ -277,3 +277,18 @@ def test_plumbing_throughput_arithmetic_as_the_seeds_compute_it():
     table = MODELS["lightweight_openpose"].expected_throughput
     assert expected(table, "Ascend310P3", "368x640", 1) == 338.76
     assert expected(table, "Ascend310", "368x640", 1) is None and expected(table, None, "368x640", 1) is None
+
+
+def test_plumbing_chip_from_a_fake_npu_smi_makes_the_backend_available(tmp_path, monkeypatch, fake_atc):
+    monkeypatch.delenv(asc.CHIP_ENV)
+    smi = tmp_path / "bin" / "npu-smi"
+    smi.write_text(f"#!{sys.executable}\nimport sys\nassert sys.argv[1:] == ['info']\nprint({NPU_SMI!r})\n")
+    smi.chmod(smi.stat().st_mode | stat.S_IEXEC)
+    for name in ("ais_bench", "ais_bench.infer", "ais_bench.infer.interface"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    backend = BACKENDS["ascend"]
+    assert backend.unavailable_reason() is None
+    assert backend.device() == "Ascend310P3" and backend.artifact_settings("fp16")["soc"] == "Ascend310P3"
+    smi.write_text(f"#!{sys.executable}\nprint('no NPU')\n")
+    asc._smi_chip.cache_clear()
+    assert "lists no healthy NPU" in backend.unavailable_reason()

@@ -6,6 +6,7 @@ is the NPU compute time ais_bench reports, which excludes host<->device copies, 
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -36,14 +37,19 @@ def parse_npu_smi(text: str) -> str | None:
     return None
 
 
-def chip_name(run=subprocess.run) -> tuple[str | None, str]:
+def chip_name() -> tuple[str | None, str]:
     """(chip, why not) from the environment override or `npu-smi info`."""
     if os.environ.get(CHIP_ENV):
         return os.environ[CHIP_ENV], ""
-    if shutil.which("npu-smi") is None:
+    return _smi_chip(shutil.which("npu-smi"))
+
+
+@functools.lru_cache(maxsize=4)
+def _smi_chip(npu_smi: str | None, run=subprocess.run) -> tuple[str | None, str]:
+    if npu_smi is None:
         return None, f"npu-smi is not on PATH (no Ascend driver here; set {CHIP_ENV}=310P3 to convert without one)"
     try:
-        out = run(["npu-smi", "info"], capture_output=True, text=True, timeout=30)
+        out = run([npu_smi, "info"], capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as e:
         return None, f"npu-smi info failed: {e}"
     chip = parse_npu_smi(out.stdout or "")
@@ -151,6 +157,15 @@ def _call_first(obj, names, *args):
     raise AttributeError(f"{type(obj).__name__} has none of {names} (unsupported ais_bench version)")
 
 
+def _to_numpy(o) -> np.ndarray:
+    """Arrays from every ais_bench generation: numpy already, or aclruntime tensors still on the device."""
+    if isinstance(o, np.ndarray):
+        return o
+    if callable(getattr(o, "to_host", None)):
+        o.to_host()
+    return np.array(o)
+
+
 def infer_mode(spec, om_inputs_shape) -> str:
     """ais_bench's mode for an OM: 'dymhw' for image-size gears, 'dymdims' for other gears, else 'static'."""
     if not any(d is None or (isinstance(d, int) and d < 0) for d in om_inputs_shape):
@@ -179,7 +194,10 @@ class AisSession(Session):
         super().__init__(spec, SessionInfo("ascend", precision, precision, {"om": str(om), "device_id": device_id}), io)
         ins, outs = self.signature()
         self.mode = infer_mode(spec, next(iter(ins.values())))
-        self.order = match_outputs(list(outs), self.io.engine_outputs)
+        try:
+            self.order, self.problem = match_outputs(list(outs), self.io.engine_outputs), None
+        except ValueError as e:  # a supplied OM's interface check reports every difference at once
+            self.order, self.problem = None, f"{om}: {e}"
         self.info.details["mode"] = self.mode
         self.device_ms = []  # NPU compute time of each call, from ais_bench's summary
 
@@ -190,6 +208,8 @@ class AisSession(Session):
                 {o.name: dims(o.shape) for o in self.sess.get_outputs()})
 
     def _run(self, x):
+        if self.problem:
+            raise ValueError(self.problem)
         _call_first(self.sess, ("reset_summaryinfo", "reset_sumaryinfo"))
         if self.mode == "static":
             outs = self.sess.infer([x])
@@ -197,7 +217,7 @@ class AisSession(Session):
             outs = self.sess.infer([x], mode=self.mode)
         summary = _call_first(self.sess, ("summary", "sumary"))
         self.device_ms += durations_ms(getattr(summary, "exec_time_list", ()))
-        outs = [np.asarray(o) for o in outs]
+        outs = [_to_numpy(o) for o in outs]
         return [outs[i] for i in self.order]
 
     def close(self):

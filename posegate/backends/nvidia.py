@@ -2,12 +2,14 @@
 range an engine must accept (TensorRT's optimisation profile)."""
 from __future__ import annotations
 
+import functools
 import shutil
 import subprocess
 
 
+@functools.lru_cache(maxsize=1)
 def cuda_device() -> tuple[str | None, str]:
-    """(GPU name, why not): through torch when it has CUDA, else `nvidia-smi -L`."""
+    """(GPU name, why not): through torch when it has CUDA, else `nvidia-smi -L` (asked once per run)."""
     try:
         import torch
         if torch.cuda.is_available():

@@ -25,11 +25,13 @@ class OvSession(Session):
                                            {"capabilities": sorted(caps)}), io)
         names = [o.get_any_name() for o in self.compiled.outputs]
         missing = [n for n in self.io.engine_outputs if n not in names]
-        if missing:
-            raise ValueError(f"{xml}: no outputs {missing}; the model has {names}")
-        self.order = [names.index(n) for n in self.io.engine_outputs]
+        # a supplied IR's interface check reports every difference at once; a run must not guess
+        self.problem = f"{xml}: no outputs {missing}; the model has {names}" if missing else None
+        self.order = None if missing else [names.index(n) for n in self.io.engine_outputs]
 
     def _run(self, x):
+        if self.problem:
+            raise ValueError(self.problem)
         res = self.request.infer({self.io.input: x})
         values = list(res.values())
         return [values[i] for i in self.order]

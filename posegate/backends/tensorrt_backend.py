@@ -68,8 +68,8 @@ class TrtSession(Session):
         super().__init__(spec, SessionInfo("tensorrt", precision, precision,
                                            {"engine": str(engine_path), "gpu": torch.cuda.get_device_name(0)}), io)
         missing = [n for n in self.io.engine_outputs if n not in self.outputs]
-        if missing:
-            raise ValueError(f"{engine_path}: no outputs {missing}; the engine has {self.outputs}")
+        # a supplied engine's interface check reports every difference at once; a run must not guess
+        self.problem = f"{engine_path}: no outputs {missing}; the engine has {self.outputs}" if missing else None
         self.device_ms = []
 
     def signature(self):
@@ -78,6 +78,8 @@ class TrtSession(Session):
         return {n: dims(n) for n in self.inputs}, {n: dims(n) for n in self.outputs}
 
     def _run(self, x):
+        if self.problem:
+            raise ValueError(self.problem)
         torch = self.torch
         with torch.cuda.stream(self.stream):
             device_x = torch.from_numpy(x).cuda(non_blocking=False)
