@@ -130,8 +130,9 @@ class Pipeline:
                 from posegate.backends import EngineIO
                 io = EngineIO.of(spec, c)
                 want_input = (c.profile.batch_sizes[0], *c.profile.concrete_dims)
+                model = self.torch_model(spec)  # built outside inference mode: its parameters serve export too
                 with torch.inference_mode():
-                    ref = self.torch_model(spec)(torch.zeros(want_input))
+                    ref = model(torch.zeros(want_input))
                 want_outputs = {n: (want_input[0], *o.shape[1:]) for n, o in zip(spec.output_names, ref)}
                 session = BACKENDS[c.backend].open(bound.path, spec, c.precision, io)
                 try:
