@@ -122,6 +122,9 @@ def generate(kind: str, specs, datasets=None, needs: str | None = None, artifact
             cases += [Case(m, REFERENCE, "fp32", p.batch_sizes[0], p.name, full=not p.default) for p in spec.profiles]
         elif kind == "artifact":
             pass  # only the supplied artifacts' cases, added above
+        elif kind == "shards":
+            p = next(p for p in spec.profiles if p.default)
+            cases += [Case(m, "onnxruntime", "fp32", p.eval_batch, p.name, d) for d, has_inputs in sets if has_inputs]
         elif kind == "decode_cost":
             cases += [Case(m, "onnxruntime", "fp32", flow.decode_cost_batch, p.name, full=not p.default)
                       for p in spec.profiles]

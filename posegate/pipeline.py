@@ -23,6 +23,7 @@ from posegate.cache import ArtifactCache
 from posegate.export import export_onnx
 from posegate.flows import MissingData
 from posegate.progress import Progress
+from posegate import shards
 from posegate.weights import WeightsInfo, build_model, file_digest
 
 
@@ -44,8 +45,11 @@ class Batch:
 
 class Pipeline:
     def __init__(self, cache: ArtifactCache, weights_dir: Path | None = None, options: dict | None = None,
-                 artifacts: dict[tuple, BoundArtifact] | None = None):
+                 shard: tuple[int, int] | None = None, predictions_dir: Path | None = None,
+                 merge_dir: Path | None = None, artifacts: dict[tuple, BoundArtifact] | None = None):
         self.cache = cache
+        # full-dataset predictions: this run's shard (k, N) written to predictions_dir, or all shards merged
+        self.shard, self.predictions_dir, self.merge_dir = shard, predictions_dir, merge_dir
         self.artifacts = dict(artifacts or {})  # (model, backend, precision) -> a supplied converted model
         self.weights_dir = Path(weights_dir) if weights_dir else None
         self.options = dict(options or {})  # run options flows read, e.g. {"boxes": "ground-truth"}
@@ -199,13 +203,29 @@ class Pipeline:
         return spec.flow.decode(outputs, records, list(samples))
 
     def predictions(self, spec, backend_name: str, precision: str, profile, dataset) -> list:
-        """Results of a whole dataset through one backend, cached by every input of the result."""
+        """Results of a whole dataset through one backend, cached by every input of the result.
+
+        With a shard set, only that shard is predicted and written, and ShardWritten says where; with a
+        merge folder, the shards written there are merged instead of predicting anything.
+        """
         samples = self.samples(spec, profile, dataset)
         fields = {"model": spec.name, "weights": self.weights_identity(spec), "spec_version": spec.version,
                   "dataset": dataset.identity, "profile": profile.name, "batch": profile.eval_batch,
                   "samples": _digest(samples), "flow": spec.flow.identity(self.options),
                   "backend": self._engine_identity(spec, backend_name, precision), "posegate": __version__}
+        label = f"{spec.name}-{backend_name}-{precision}-{profile.name}-{dataset.name}"
+        if self.merge_dir is not None:
+            return shards.merge(self.merge_dir, label, _digest(fields), samples)
+        if self.shard is None:
+            return self._predict(spec, backend_name, precision, profile, dataset, samples, fields)
+        k, of = self.shard
+        part = samples[shards.block(len(samples), k, of, profile.eval_batch)]
+        results = self._predict(spec, backend_name, precision, profile, dataset, part, {**fields, "shard": [k, of]})
+        path = shards.write(self.predictions_dir, label, _digest(fields), k, of, part, results)
+        raise shards.ShardWritten(f"shard {k}/{of} of {label}: {len(part)} of {len(samples)} {spec.flow.unit} predicted "
+                                  f"into {path}; score the merged shards with --merge-predictions={self.predictions_dir}")
 
+    def _predict(self, spec, backend_name, precision, profile, dataset, samples, fields) -> list:
         def build(d: Path):
             session = self.session(spec, backend_name, precision, profile.engine_shape(profile.eval_batch))
             results = []

@@ -24,7 +24,7 @@ def test_decoder_oracle(case, run_context, record):
     metric = METRICS[spec.metric]
     score = metric.evaluate(dataset, spec.flow.oracle(dataset))
     record(metric=f"oracle {metric.name}", value=score.value, threshold=ORACLE_FLOOR, direction="min",
-           margin=score.value - ORACLE_FLOOR, dataset=dataset.name)
+           margin=score.value - ORACLE_FLOOR, dataset=dataset.name, dataset_id=dataset.identity)
     assert score.value >= ORACLE_FLOOR, f"decoder oracle {metric.name} {score.value:.4f} < {ORACLE_FLOOR} on {dataset.identity}"
 
 
@@ -47,11 +47,11 @@ def test_metric_parity(case, pipeline, run_context, needs, record):
     weights = pipeline.weights_identity(spec)
     name = metric.name
     record(metric=f"|{name}-{name}_ref|", value=abs(v - v_ref), threshold=tol, direction="max",
-           margin=tol - abs(v - v_ref), dataset=dataset.name, weights=weights, measured=v, reference=v_ref)
+           margin=tol - abs(v - v_ref), dataset=dataset.name, dataset_id=dataset.identity, weights=weights, measured=v, reference=v_ref)
     if agree is not None:
         bound = spec.agreement[case.precision]
         record(metric=metric.agreement_name, value=agree, threshold=bound, direction=metric.agreement_direction,
-               margin=margin(agree, bound, metric.agreement_direction), dataset=dataset.name, weights=weights)
+               margin=margin(agree, bound, metric.agreement_direction), dataset=dataset.name, dataset_id=dataset.identity, weights=weights)
     assert abs(v - v_ref) <= tol, f"{name} {v:.4f} vs reference {v_ref:.4f} on {dataset.name}: beyond {tol}"
     if agree is None:
         assert not got, f"{case.backend}-{case.precision} finds {len(got)} people where the reference finds none"
@@ -82,7 +82,7 @@ def _wanted(spec, t) -> str:
 
 
 @pytest.mark.cases("accuracy")
-def test_accuracy(case, pipeline, run_context, needs, record):
+def test_accuracy(case, pipeline, run_context, needs, record, visuals):
     """The task metric on a dataset; where the spec's gate applies (dataset and weights), it is asserted."""
     spec, dataset = case.spec, _dataset(run_context, case)
     metric = METRICS[spec.metric]
@@ -94,18 +94,21 @@ def test_accuracy(case, pipeline, run_context, needs, record):
     info = pipeline.weights_info(spec)
     gates = list(_applicable(spec, case, dataset, info, pipeline.options))
     active = [t for t, applies in gates if applies]
-    base = dict(dataset=dataset.name, weights=info.identity, count=score.count, **score.details)
+    base = dict(dataset=dataset.name, dataset_id=dataset.identity, weights=info.identity, count=score.count, **score.details)
     if not active:
-        record(metric=metric.name, value=score.value, **base)
+        regressed = record(metric=metric.name, value=score.value, **base)
+        visuals(metric, dataset, results, failing=regressed)
         wanted = "; ".join(_wanted(spec, t) for t, _ in gates)
         problem = spec.flow.official_problem(dataset, pipeline.options)
         pytest.skip(f"{metric.name} {score.value:.4f}{metric.unit and ' ' + metric.unit} measured on "
                     f"{dataset.identity} with {info.identity}; no gate claimed"
                     + (f": {wanted}" if wanted else f": {spec.name} declares no threshold for this dataset")
                     + (f" ({problem})" if problem and dataset.is_official else ""))
+    regressed = False
     for t in active:
-        record(metric=t.metric, value=score.value, threshold=t.value, direction=t.direction,
-               margin=t.margin(score.value), source=t.source, **base)
+        regressed |= record(metric=t.metric, value=score.value, threshold=t.value, direction=t.direction,
+                            margin=t.margin(score.value), source=t.source, **base)
     failing = [f"{t.metric} {score.value:.4f} vs {t.value} ({t.source}): margin {t.margin(score.value):+.4f}"
                for t in active if not t.passes(score.value)]
+    visuals(metric, dataset, results, failing=bool(failing) or regressed)
     assert not failing, "; ".join(failing)

@@ -26,7 +26,7 @@ def test_infer(case, pipeline, run_context, needs, record):
     outputs = session.run({spec.input_name: batch.x})
     errors = {name: compare(outputs[name], reference[name], spec.tolerance(case.precision, name))
               for name in session.output_names}  # a supplied artifact may keep only some outputs
-    record(parity={n: e.as_dict() for n, e in errors.items()}, dataset=dataset.name,
+    record(parity={n: e.as_dict() for n, e in errors.items()}, dataset=dataset.name, dataset_id=dataset.identity,
            weights=pipeline.weights_identity(spec), execution=session.info.execution)
     failing = [f"{n}: {e.describe()}" for n, e in errors.items() if not e.ok]
     assert not failing, f"{case.backend}-{case.precision} off the torch reference:\n" + "\n".join(failing)

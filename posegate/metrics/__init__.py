@@ -31,6 +31,13 @@ class CocoAP:
         ids = dataset.image_ids
         return agreement_ap(reference, results, ids, {i: dataset.image_info(i) for i in ids})
 
+    def save_visuals(self, dataset, results, folder, label) -> list[str]:
+        """The lowest-OKS images with predicted and ground-truth skeletons (images needed)."""
+        if not dataset.has_inputs:
+            return []
+        from posegate.visuals import save_worst_images
+        return save_worst_images(dataset, results, folder, label)
+
 
 class Mpjpe:
     name, unit, direction = "MPJPE", "mm", "max"
