@@ -18,7 +18,7 @@ import torch
 
 from posegate import __version__
 from posegate.artifacts import BoundArtifact, check_signature
-from posegate.backends import BACKENDS, REFERENCE, ModelSource
+from posegate.backends import BACKENDS, REFERENCE, EngineIO, ModelSource
 from posegate.cache import ArtifactCache
 from posegate.export import export_onnx
 from posegate.flows import MissingData
@@ -131,7 +131,6 @@ class Pipeline:
         key = ("artifact", spec.name, c.backend, c.precision)
         if key not in self._sessions:
             def load():
-                from posegate.backends import EngineIO
                 io = EngineIO.of(spec, c)
                 want_input = (c.profile.batch_sizes[0], *c.profile.concrete_dims)
                 model = self.torch_model(spec)  # built outside inference mode: its parameters serve export too

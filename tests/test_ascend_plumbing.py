@@ -292,3 +292,57 @@ def test_plumbing_chip_from_a_fake_npu_smi_makes_the_backend_available(tmp_path,
     smi.write_text(f"#!{sys.executable}\nprint('no NPU')\n")
     asc._smi_chip.cache_clear()
     assert "lists no healthy NPU" in backend.unavailable_reason()
+
+
+def test_plumbing_supplied_om_needs_no_atc(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setenv(asc.CHIP_ENV, "310P3")
+    for name in ("ais_bench", "ais_bench.infer", "ais_bench.infer.interface"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    assert "atc is not on PATH" in BACKENDS["ascend"].unavailable_reason()
+    assert BACKENDS["ascend"].open_unavailable_reason() is None
+
+
+def test_plumbing_static_shape_backend_builds_and_caches_one_artifact_per_engine_shape(tmp_path, monkeypatch):
+    """The path an OM takes through the pipeline: one conversion per (precision, batch, shape), cached."""
+    from posegate.backends import Backend, Session, SessionInfo
+    from posegate.cache import ArtifactCache
+    from posegate.pipeline import Pipeline
+    calls = []
+
+    class Echo(Session):
+        def _run(self, x):
+            return [np.zeros((x.shape[0], 1)) for _ in self.io.outputs]
+
+    class StandIn(Backend):
+        name, static_shapes, precisions = "stand-in", True, ("fp16",)
+
+        def convert(self, source, out_dir, precision, shape):
+            calls.append(("convert", precision, shape))
+            (out_dir / "model.om").write_text(repr(shape))
+
+        def load(self, artifact_dir, source, precision):
+            calls.append(("load", (artifact_dir / "model.om").read_text()))
+            return Echo(source.spec, SessionInfo(self.name, precision))
+
+    monkeypatch.setitem(BACKENDS, "stand-in", StandIn())
+    spec = MODELS["lightweight_openpose"]
+    onnx_path = _onnx(tmp_path)
+
+    def pipeline():
+        p = Pipeline(ArtifactCache(tmp_path / "cache"))
+        monkeypatch.setattr(p, "onnx", lambda spec, opset: onnx_path)
+        return p
+    p = pipeline()
+    static, wide = spec.profile("368x640"), spec.profile("368xW")
+    one = p.session(spec, "stand-in", "fp16", static.engine_shape(1))
+    assert p.session(spec, "stand-in", "fp16", static.engine_shape(1)) is one
+    four = p.session(spec, "stand-in", "fp16", static.engine_shape(4))
+    p.session(spec, "stand-in", "fp16", wide.engine_shape(1))
+    assert four is not one
+    assert [c for c in calls if c[0] == "convert"] == [("convert", "fp16", (1, 3, 368, 640)),
+                                                      ("convert", "fp16", (4, 3, 368, 640)),
+                                                      ("convert", "fp16", (1, 3, 368, None))]
+    calls.clear()
+    pipeline().session(spec, "stand-in", "fp16", static.engine_shape(4))  # a new run: the cache answers
+    assert calls == [("load", "(4, 3, 368, 640)")]

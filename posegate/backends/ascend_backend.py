@@ -238,6 +238,9 @@ class AscendBackend(Backend):
     def unavailable_reason(self):
         if shutil.which("atc") is None:
             return "atc is not on PATH (install CANN and source /usr/local/Ascend/ascend-toolkit/set_env.sh)"
+        return self.open_unavailable_reason()
+
+    def open_unavailable_reason(self):
         try:
             import ais_bench.infer.interface  # noqa: F401
         except ImportError as e:
