@@ -18,6 +18,7 @@ from onnx import TensorProto, helper
 from models import MODELS
 from posegate.backends import BACKENDS, EngineIO
 from posegate.backends import ascend_backend as asc
+from posegate.backends import atc as atc_tool
 from posegate.spec import AtcSettings, InputProfile
 from posegate.throughput import expected, per_second
 
@@ -76,35 +77,35 @@ def test_plumbing_atc_command_equals_seed_higherhrnet_dynamic_image_size(tmp_pat
     gears = tuple(tuple(int(v) for v in g.split(",")) for g in GEARS.split(";"))
     spec = _spec("input", (3, None, None), gears, AtcSettings(out_nodes=("heatmaps", "tagmaps"), log=None),
                  outputs=("heatmaps", "tagmaps"))
-    nodes = asc.producer_nodes(_onnx(tmp_path), spec.atc.out_nodes)
-    args = asc.atc_command(spec, "x.onnx", "y", (1, 3, None, None), "310P3", "fp16", nodes)
+    nodes = atc_tool.producer_nodes(_onnx(tmp_path), spec.atc.out_nodes)
+    args = atc_tool.atc_command(spec, "x.onnx", "y", (1, 3, None, None), "310P3", "fp16", nodes)
     seed = _seed(SEED_HIGHERHRNET)
     assert _with_paths(args, "M", "O") == _with_paths(seed, "M", "O")
     tuned = dataclasses.replace(spec, atc=dataclasses.replace(spec.atc, auto_tune_mode="RL,GA"))
-    args = asc.atc_command(tuned, "x.onnx", "y", (1, 3, None, None), "310P3", "fp16", nodes)
+    args = atc_tool.atc_command(tuned, "x.onnx", "y", (1, 3, None, None), "310P3", "fp16", nodes)
     assert _with_paths(args, "M", "O") == _with_paths(_seed(SEED_HIGHERHRNET_TUNED), "M", "O")
 
 
 def test_plumbing_atc_command_equals_seed_mspn_per_batch():
     spec = _spec("input", (3, 256, 192))
-    assert asc.atc_command(spec, "MSPN.onnx", "MSPN_bs1", (1, 3, 256, 192), "310P3", "fp16") == _seed(SEED_MSPN)
-    bs8 = asc.atc_command(spec, "MSPN.onnx", "MSPN_bs8", (8, 3, 256, 192), "310P3", "fp16")
+    assert atc_tool.atc_command(spec, "MSPN.onnx", "MSPN_bs1", (1, 3, 256, 192), "310P3", "fp16") == _seed(SEED_MSPN)
+    bs8 = atc_tool.atc_command(spec, "MSPN.onnx", "MSPN_bs8", (8, 3, 256, 192), "310P3", "fp16")
     assert '--input_shape="input:8,3,256,192"' in bs8 and "--output=MSPN_bs8" in bs8
 
 
 def test_plumbing_atc_command_equals_seed_videopose3d_static_frames():
     spec = _spec("2d_poses", (6115, 17, 2), axes=("batch", "frames", "joints", "xy"))
-    assert asc.atc_command(spec, "vp3d/vp3d.onnx", "vp3d/vp3d_seq6115", (2, 6115, 17, 2), "310P3", "fp16") == _seed(SEED_VP3D)
+    assert atc_tool.atc_command(spec, "vp3d/vp3d.onnx", "vp3d/vp3d_seq6115", (2, 6115, 17, 2), "310P3", "fp16") == _seed(SEED_VP3D)
 
 
 def test_plumbing_atc_other_gears_use_dynamic_dims_nd_and_precision_flag():
     spec = _spec("2d_poses", (None, 17, 2), gears=((243,), (6115,)), axes=("batch", "frames", "joints", "xy"))
-    args = asc.atc_command(spec, "v.onnx", "o", (2, None, 17, 2), "310", "fp32")
+    args = atc_tool.atc_command(spec, "v.onnx", "o", (2, None, 17, 2), "310", "fp32")
     assert "--input_format=ND" in args and '--input_shape="2d_poses:2,-1,17,2"' in args
     assert '--dynamic_dims="243;6115"' in args and "--precision_mode=force_fp32" in args
     assert args[-1] == "--soc_version=Ascend310"
     with pytest.raises(ValueError, match="need gears"):
-        asc.atc_command(_spec("x", (3, 368, None)), "a", "b", (1, 3, 368, None), "310P3", "fp16")
+        atc_tool.atc_command(_spec("x", (3, 368, None)), "a", "b", (1, 3, 368, None), "310P3", "fp16")
 
 
 def test_plumbing_atc_commands_of_every_registered_model_shape_and_precision():
@@ -116,7 +117,7 @@ def test_plumbing_atc_commands_of_every_registered_model_shape_and_precision():
                 continue
             for bs in p.batch_sizes + p.full_batch_sizes:
                 for prec in BACKENDS["ascend"].precisions:
-                    args = asc.atc_command(spec, "m.onnx", "model", p.engine_shape(bs), "310P3", prec)
+                    args = atc_tool.atc_command(spec, "m.onnx", "model", p.engine_shape(bs), "310P3", prec)
                     shape = ",".join(str(d) for d in (bs, *p.dims))
                     assert f'--input_shape="{spec.input_name}:{shape}"' in args
                     assert ("--precision_mode=force_fp32" in args) == (prec == "fp32")
@@ -125,8 +126,8 @@ def test_plumbing_atc_commands_of_every_registered_model_shape_and_precision():
 
 
 def test_plumbing_npu_smi_table_gives_the_chip():
-    assert asc.parse_npu_smi(NPU_SMI) == "310P3"
-    assert asc.parse_npu_smi("no devices") is None
+    assert atc_tool.parse_npu_smi(NPU_SMI) == "310P3"
+    assert atc_tool.parse_npu_smi("no devices") is None
 
 
 @pytest.fixture
@@ -149,7 +150,7 @@ print("ATC run success")
 """)
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv(asc.CHIP_ENV, "310P3")
+    monkeypatch.setenv(atc_tool.CHIP_ENV, "310P3")
     return calls
 
 
@@ -174,7 +175,7 @@ def test_plumbing_convert_runs_atc_with_the_built_command(tmp_path, fake_atc):
 def test_plumbing_failing_atc_is_an_error_with_its_log(tmp_path, fake_atc, monkeypatch):
     monkeypatch.setenv("FAKE_ATC_FAIL", "1")
     spec = _spec("input", (3, 4, 4), outputs=("heatmaps", "tagmaps"))
-    with pytest.raises(asc.AtcError, match=r"(?s)atc failed \(exit 255\).*E19010: No parser"):
+    with pytest.raises(atc_tool.AtcError, match=r"(?s)atc failed \(exit 255\).*E19010: No parser"):
         BACKENDS["ascend"].convert(_source(spec, _onnx(tmp_path)), tmp_path, "fp16", (1, 3, 4, 4))
 
 
@@ -280,7 +281,7 @@ def test_plumbing_throughput_arithmetic_as_the_seeds_compute_it():
 
 
 def test_plumbing_chip_from_a_fake_npu_smi_makes_the_backend_available(tmp_path, monkeypatch, fake_atc):
-    monkeypatch.delenv(asc.CHIP_ENV)
+    monkeypatch.delenv(atc_tool.CHIP_ENV)
     smi = tmp_path / "bin" / "npu-smi"
     smi.write_text(f"#!{sys.executable}\nimport sys\nassert sys.argv[1:] == ['info']\nprint({NPU_SMI!r})\n")
     smi.chmod(smi.stat().st_mode | stat.S_IEXEC)
@@ -290,13 +291,13 @@ def test_plumbing_chip_from_a_fake_npu_smi_makes_the_backend_available(tmp_path,
     assert backend.unavailable_reason() is None
     assert backend.device() == "Ascend310P3" and backend.artifact_settings("fp16")["soc"] == "Ascend310P3"
     smi.write_text(f"#!{sys.executable}\nprint('no NPU')\n")
-    asc._smi_chip.cache_clear()
+    atc_tool._smi_chip.cache_clear()
     assert "lists no healthy NPU" in backend.unavailable_reason()
 
 
 def test_plumbing_supplied_om_needs_no_atc(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
-    monkeypatch.setenv(asc.CHIP_ENV, "310P3")
+    monkeypatch.setenv(atc_tool.CHIP_ENV, "310P3")
     for name in ("ais_bench", "ais_bench.infer", "ais_bench.infer.interface"):
         monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
     assert "atc is not on PATH" in BACKENDS["ascend"].unavailable_reason()
