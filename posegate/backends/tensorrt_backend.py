@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-
 from posegate.backends.base import Backend, Session, SessionInfo
 from posegate.backends.nvidia import cuda_device, seed_device_name, shape_range
 
