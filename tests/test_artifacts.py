@@ -111,3 +111,14 @@ def test_session_maps_input_normalisation_and_output_names():
     assert out[spec.output_names[3]][0, 0] == 1.0  # second engine output (L1) lands on the PAF name
     with pytest.raises(ValueError, match="not outputs of the spec"):
         EngineIO.of(spec, dataclasses.replace(spec.artifacts[0], outputs={"L1": "pafs"}))
+
+
+def test_supplied_files_of_the_wrong_kind_are_named(tmp_path):
+    spec = _spec()
+    io = EngineIO.of(spec)
+    (tmp_path / "a.xml").write_text("<net/>")
+    (tmp_path / "b.xml").write_text("<net/>")
+    with pytest.raises(ValueError, match=r"expected one IR \.xml file in the folder, found \['a.xml', 'b.xml'\]"):
+        BACKENDS["openvino"].open(tmp_path, spec, "int8", io)
+    with pytest.raises(ValueError, match="a.xml: an OpenVINO IR is a .xml file with its .bin beside it"):
+        BACKENDS["openvino"].open(tmp_path / "a.xml", spec, "int8", io)
