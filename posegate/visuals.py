@@ -85,3 +85,55 @@ def save_worst_images(dataset, results: list[dict], folder: Path, label: str, co
         cv2.imwrite(str(path), picture)
         paths.append(str(path))
     return paths
+
+
+def _project(pose: np.ndarray, axes: tuple[int, int], scale: float, size: int) -> np.ndarray:
+    """Root-relative metres to panel pixels: camera x right, y down, z away from the camera."""
+    return pose[:, list(axes)] * scale + size / 2
+
+
+def _skeleton_3d(canvas, pixels, parents, color):
+    for j, p in enumerate(parents):
+        if p >= 0:
+            cv2.line(canvas, tuple(int(v) for v in pixels[j]), tuple(int(v) for v in pixels[p]), color, 2, cv2.LINE_AA)
+    for x, y in pixels:
+        cv2.circle(canvas, (int(x), int(y)), 3, color, -1, cv2.LINE_AA)
+
+
+def frame_panels(pred: np.ndarray, target: np.ndarray, parents, caption: str, size: int = 300) -> np.ndarray:
+    """Predicted and ground-truth 3D poses (one frame), seen from the camera and from the side."""
+    centred_p, centred_t = pred - target[:1].mean(0), target - target[:1].mean(0)
+    extent = max(float(np.abs(centred_t).max()), float(np.abs(centred_p).max()), 1e-6)
+    scale = 0.42 * size / extent
+    panels = []
+    for axes, view in (((0, 1), "front"), ((2, 1), "side")):
+        for pose, color, who in ((centred_p, PREDICTED, "predicted"), (centred_t, TRUTH, "ground truth")):
+            panel = np.full((size, size, 3), 255, np.uint8)
+            _skeleton_3d(panel, _project(pose, axes, scale, size), parents, color)
+            cv2.putText(panel, f"{who}, {view}", (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+            panels += [panel, np.full((size, 4, 3), 200, np.uint8)]
+    row = np.concatenate(panels[:-1], axis=1)
+    band = np.full((30, row.shape[1], 3), 255, np.uint8)
+    cv2.putText(band, caption, (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
+    return np.concatenate([band, row], axis=0)
+
+
+def save_worst_frames(sequences, folder: Path, parents, count: int = 3) -> list[str]:
+    """PNG files of the ``count`` frames with the largest MPJPE, worst first, at most one per sequence.
+
+    ``sequences``: (name, predicted [T, J, 3], target [T, J, 3]) in metres.
+    """
+    worst = []
+    for name, pred, target in sequences:
+        errors = np.linalg.norm(np.asarray(pred) - np.asarray(target), axis=-1).mean(-1)
+        t = int(np.argmax(errors))
+        worst.append((float(errors[t]), name, t, np.asarray(pred[t]), np.asarray(target[t])))
+    worst.sort(key=lambda w: -w[0])
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for rank, (error, name, t, p, g) in enumerate(worst[:count], 1):
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+        path = folder / f"{rank:02d}-{safe}-frame{t}-{1000 * error:.0f}mm.png"
+        cv2.imwrite(str(path), frame_panels(p, g, parents, f"{name} frame {t}: MPJPE {1000 * error:.1f} mm (worst #{rank})"))
+        paths.append(str(path))
+    return paths
