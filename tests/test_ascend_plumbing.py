@@ -347,3 +347,11 @@ def test_plumbing_static_shape_backend_builds_and_caches_one_artifact_per_engine
     calls.clear()
     pipeline().session(spec, "stand-in", "fp16", static.engine_shape(4))  # a new run: the cache answers
     assert calls == [("load", "(4, 3, 368, 640)")]
+
+
+def test_plumbing_fp32_skips_on_the_fp16_only_310(monkeypatch):
+    monkeypatch.setenv(atc_tool.CHIP_ENV, "310")
+    assert "fp16" in BACKENDS["ascend"].precision_problem("fp32")
+    assert BACKENDS["ascend"].precision_problem("fp16") is None
+    monkeypatch.setenv(atc_tool.CHIP_ENV, "310P3")
+    assert BACKENDS["ascend"].precision_problem("fp32") is None

@@ -131,6 +131,12 @@ class AscendBackend(Backend):
         chip, why = chip_name()
         return None if chip else why
 
+    def precision_problem(self, precision):
+        chip, _ = chip_name()
+        if precision == "fp32" and chip == "310":
+            return "the Ascend310's cube unit computes fp16 (or int8) only; force_fp32 is for the 310P and later"
+        return None
+
     def version(self):
         home = os.environ.get("ASCEND_TOOLKIT_HOME") or os.environ.get("ASCEND_HOME_PATH") or ""
         for f in (Path(home) / "version.cfg", Path(home) / "compiler" / "version.info"):

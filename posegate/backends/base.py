@@ -125,6 +125,10 @@ class Backend(ABC):
         """None when usable here, else why not (a missing package, tool or device)."""
         return None
 
+    def precision_problem(self, precision: str) -> str | None:
+        """Why this device cannot compute in ``precision`` (None: it can)."""
+        return None
+
     def open_unavailable_reason(self) -> str | None:
         """Like unavailable_reason, for running a supplied artifact only (no converter needed)."""
         return self.unavailable_reason()
