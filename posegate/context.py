@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -22,10 +22,12 @@ class RunContext:
     cache_dir: Path
     full: bool = False
     boxes: str = "detections"
+    supplied: dict = field(default_factory=dict)  # --artifact: (model, backend, precision|None) -> path
 
     @classmethod
     def from_options(cls, data_root=None, weights_dir=None, reference_dir=None, cache_dir=None, full=False,
-                     boxes=None):
+                     boxes=None, artifacts=()):
+        from posegate.artifacts import parse_option
         data_root = _path(data_root or os.environ.get("POSEGATE_DATA_ROOT"))
         weights_dir = _path(weights_dir or os.environ.get("POSEGATE_WEIGHTS_DIR"))
         reference_dir = _path(reference_dir or os.environ.get("POSEGATE_REFERENCE_DIR"))
@@ -40,12 +42,20 @@ class RunContext:
         boxes = boxes or os.environ.get("POSEGATE_BOXES") or "detections"
         if boxes not in ("detections", "ground-truth"):
             raise ValueError(f"POSEGATE_BOXES={boxes!r}: expected 'detections' or 'ground-truth'")
-        return cls(data_root, weights_dir, reference_dir, cache_dir, full, boxes)
+        return cls(data_root, weights_dir, reference_dir, cache_dir, full, boxes, parse_option(artifacts))
 
     @property
     def options(self) -> dict:
         """What flows read from the run (part of every prediction's cache key through the flow)."""
         return {"boxes": self.boxes}
+
+    def artifacts(self, specs) -> dict:
+        """(model, backend, precision) -> BoundArtifact: the spec-declared and --artifact converted models."""
+        if not hasattr(self, "_artifacts"):
+            from posegate.artifacts import bind
+            from posegate.backends import BACKENDS
+            self._artifacts = bind(specs, self.supplied, self.weights_dir, BACKENDS)
+        return self._artifacts
 
     # ---- datasets -------------------------------------------------------------------------------
     @cached_property

@@ -17,7 +17,8 @@ import onnx
 import torch
 
 from posegate import __version__
-from posegate.backends import BACKENDS, REFERENCE, ModelSource
+from posegate.artifacts import BoundArtifact, check_signature
+from posegate.backends import BACKENDS, REFERENCE, EngineIO, ModelSource
 from posegate.cache import ArtifactCache
 from posegate.export import export_onnx
 from posegate.flows import MissingData
@@ -45,10 +46,11 @@ class Batch:
 class Pipeline:
     def __init__(self, cache: ArtifactCache, weights_dir: Path | None = None, options: dict | None = None,
                  shard: tuple[int, int] | None = None, predictions_dir: Path | None = None,
-                 merge_dir: Path | None = None):
+                 merge_dir: Path | None = None, artifacts: dict[tuple, BoundArtifact] | None = None):
         self.cache = cache
         # full-dataset predictions: this run's shard (k, N) written to predictions_dir, or all shards merged
         self.shard, self.predictions_dir, self.merge_dir = shard, predictions_dir, merge_dir
+        self.artifacts = dict(artifacts or {})  # (model, backend, precision) -> a supplied converted model
         self.weights_dir = Path(weights_dir) if weights_dir else None
         self.options = dict(options or {})  # run options flows read, e.g. {"boxes": "ground-truth"}
         self._models: dict[str, torch.nn.Module] = {}
@@ -109,6 +111,9 @@ class Pipeline:
         return self._once(("convert", spec.name, backend_name, precision, shape), "convert", test_id, build).path
 
     def session(self, spec, backend_name: str, precision: str, shape: tuple | None = None):
+        bound = self.artifacts.get((spec.name, backend_name, precision))
+        if bound is not None:
+            return self.artifact_session(spec, bound)
         backend = BACKENDS[backend_name]
         key = (spec.name, backend_name, precision, shape if backend.static_shapes else None)
         if key not in self._sessions:
@@ -116,6 +121,32 @@ class Pipeline:
             self._sessions[key] = self._once(("load",) + key, "convert",
                                              f"test_convert[{spec.name}-{backend_name}-{precision}]",
                                              lambda: backend.load(artifact, self.source(spec), precision))
+        return self._sessions[key]
+
+    def artifact_session(self, spec, bound: BoundArtifact):
+        """A session on a supplied file, after its names and shapes passed the contract's check."""
+        if bound.path is None:
+            raise MissingData(bound.missing_reason())
+        c = bound.contract
+        key = ("artifact", spec.name, c.backend, c.precision)
+        if key not in self._sessions:
+            def load():
+                io = EngineIO.of(spec, c)
+                want_input = (c.profile.batch_sizes[0], *c.profile.concrete_dims)
+                model = self.torch_model(spec)  # built outside inference mode: its parameters serve export too
+                with torch.inference_mode():
+                    ref = model(torch.zeros(want_input))
+                want_outputs = {n: (want_input[0], *o.shape[1:]) for n, o in zip(spec.output_names, ref)}
+                session = BACKENDS[c.backend].open(bound.path, spec, c.precision, io)
+                try:
+                    check_signature(bound.path, session.signature(), io, want_input, want_outputs)
+                except Exception:
+                    session.close()
+                    raise
+                session.info.details["artifact"] = {"path": str(bound.path), "origin": bound.origin}
+                return session
+            test_id = f"test_artifact[{spec.name}-{c.backend}-{c.precision}-bs{c.profile.batch_sizes[0]}-{c.profile.name}-artifact]"
+            self._sessions[key] = self._once(key, "convert", test_id, load)
         return self._sessions[key]
 
     def close(self):
@@ -176,12 +207,11 @@ class Pipeline:
         With a shard set, only that shard is predicted and written, and ShardWritten says where; with a
         merge folder, the shards written there are merged instead of predicting anything.
         """
-        backend = BACKENDS[backend_name]
         samples = self.samples(spec, profile, dataset)
         fields = {"model": spec.name, "weights": self.weights_identity(spec), "spec_version": spec.version,
                   "dataset": dataset.identity, "profile": profile.name, "batch": profile.eval_batch,
                   "samples": _digest(samples), "flow": spec.flow.identity(self.options),
-                  "backend": backend.artifact_settings(precision), "posegate": __version__}
+                  "backend": self._engine_identity(spec, backend_name, precision), "posegate": __version__}
         label = f"{spec.name}-{backend_name}-{precision}-{profile.name}-{dataset.name}"
         if self.merge_dir is not None:
             return shards.merge(self.merge_dir, label, _digest(fields), samples)
@@ -196,7 +226,7 @@ class Pipeline:
 
     def _predict(self, spec, backend_name, precision, profile, dataset, samples, fields) -> list:
         def build(d: Path):
-            session = self.session(spec, backend_name, precision)
+            session = self.session(spec, backend_name, precision, profile.engine_shape(profile.eval_batch))
             results = []
             progress = Progress(len(samples), f"{spec.name} {backend_name}-{precision} {dataset.name}", spec.flow.unit)
             for b in self.batches(spec, profile, dataset, profile.eval_batch, samples):
@@ -206,6 +236,16 @@ class Pipeline:
             (d / "results.pkl").write_bytes(pickle.dumps(results))
         entry = self.cache.get_or_build("predictions", fields, build)
         return pickle.loads(entry.file("results.pkl").read_bytes())
+
+    def _engine_identity(self, spec, backend_name: str, precision: str) -> dict:
+        bound = self.artifacts.get((spec.name, backend_name, precision))
+        settings = BACKENDS[backend_name].artifact_settings(precision)
+        if bound is None or bound.path is None:
+            return settings
+        files = sorted(bound.path.parent.glob(bound.path.stem + ".*")) if bound.path.is_file() else \
+            sorted(p for p in bound.path.rglob("*") if p.is_file())
+        return {**settings, "artifact": {p.name: file_digest(p) for p in files},
+                "contract": repr(bound.contract)}
 
     # ---- failure memo ----------------------------------------------------------------------------
     def _once(self, key: tuple, stage: str, test_id: str, fn):

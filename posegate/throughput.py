@@ -1,4 +1,5 @@
-"""Throughput results: when one is valid, and how it compares with a stored pytest-benchmark run.
+"""Throughput results: when one is valid, how it compares with a stored pytest-benchmark run, the
+seeds' device-only arithmetic and their expected figures for the device a run is on.
 
 pytest-benchmark compares times; a nightly gate wants "this engine must keep at least 80 % of the
 samples per second it had", refuses to compare figures from different machines, and must not
@@ -7,6 +8,7 @@ learn from (or judge by) a run too short or too noisy to mean anything.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,3 +92,23 @@ class ThroughputBaseline:
                               f"throughput regressed: {rate:.2f} {unit}/s < {floor:.0%} of "
                               f"baseline {b:.2f} ({rate / b - 1:+.1%})")
         return Comparison("ok", rate, b, lowest, f"{rate:.2f} {unit}/s vs baseline {b:.2f} ({rate / b - 1:+.1%})")
+
+
+def per_second(units_per_call: int, times_ms) -> float:
+    """The seeds' device-only figure: 1000 x units per call / mean engine compute ms.
+
+    ``units`` is what the model's flow counts (images, crops, or every frame for VideoPose3D,
+    2 x 6115 per call in seed 004)."""
+    times = [float(t) for t in times_ms]
+    if not times or any(not math.isfinite(t) or t <= 0 for t in times):
+        raise ValueError(f"compute times must be positive and finite, got {times[:5]}")
+    return 1000.0 * units_per_call / (sum(times) / len(times))
+
+
+def expected(table, device: str | None, shape: str, batch: int) -> float | None:
+    """The seed's figure for this device, input shape (profile name or HxW) and batch; None if it has none."""
+    if not device:
+        return None
+    rows = table.get(device, {}).get(shape, {})
+    value = rows.get(batch, rows.get(str(batch)))
+    return None if value is None else float(value)

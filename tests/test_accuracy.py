@@ -37,7 +37,7 @@ def test_metric_parity(case, pipeline, run_context, needs, record):
     """A converted backend's metric equals the reference's on the same inputs, and its results agree."""
     spec, dataset = case.spec, _dataset(run_context, case)
     metric = METRICS[spec.metric]
-    skip_unavailable(case.backend)
+    skip_unavailable(case.backend, case)
     needs.stage("infer", model=case.model, backend=case.backend, precision=case.precision, shape=case.shape)
     ref = _predictions(pipeline, case, dataset, REFERENCE, "fp32", needs)
     got = _predictions(pipeline, case, dataset, case.backend, case.precision, needs)
@@ -86,7 +86,7 @@ def test_accuracy(case, pipeline, run_context, needs, record, visuals):
     """The task metric on a dataset; where the spec's gate applies (dataset and weights), it is asserted."""
     spec, dataset = case.spec, _dataset(run_context, case)
     metric = METRICS[spec.metric]
-    skip_unavailable(case.backend)
+    skip_unavailable(case.backend, case)
     if case.backend != REFERENCE:
         needs.stage("infer", model=case.model, backend=case.backend, precision=case.precision, shape=case.shape)
     results = _predictions(pipeline, case, dataset, case.backend, case.precision, needs)
