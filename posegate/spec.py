@@ -59,6 +59,7 @@ class InputProfile:
     eval_batch: int = 1  # batch used for dataset-level accuracy
     perf_dims: tuple[int, ...] | None = None
     default: bool = True  # False: whole profile only under --full
+    copies: int = 1  # engine rows per sample (2 with a flip test that batches each crop with its mirror)
 
     @property
     def dynamic(self) -> bool:
@@ -74,7 +75,7 @@ class InputProfile:
 
     def engine_shape(self, batch: int) -> tuple[int, ...] | None:
         """The static engine input shape of one batch size; None for a dynamic profile."""
-        return None if self.dynamic else (batch, *self.dims)
+        return None if self.dynamic else (batch * self.copies, *self.dims)
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,7 @@ class Checkpoint:
     # maps another published layout onto the network's before key/shape matching (e.g. a port's
     # Conv2d (k,1) weights onto Conv1d); a pure function of the tensor dict
     adapt: Callable[[dict], dict] | None = None
+    numpy_in_container: bool = False  # the container also holds numpy arrays (a training RNG state)
     size: int | None = None
     digests: Mapping[str, str] = field(default_factory=dict)  # published {"sha256": hex, ...}
     how_to_get: str = ""
@@ -121,6 +123,9 @@ class ModelSpec:
     # precision -> bound on a backend's results scored against the reference's own results (agreement
     # AP is a floor, the MPJPE between the two a ceiling: the metric says which)
     agreement: Mapping[str, float] = field(default_factory=dict)
+    # engines that can specialise build one static engine per input shape instead of running the
+    # dynamic graph (few distinct shapes, a dynamic path that is much slower: a free frame axis)
+    per_shape_engines: bool = False
     dynamic_step: int = 64  # how far the export test grows a dynamic axis to prove it is dynamic
     thresholds: tuple[Threshold, ...] = ()
     golden: Golden | None = None
