@@ -21,12 +21,12 @@ from filelock import FileLock
 from posegate.datasets.h36m import (CAMERA_IDS, CAMERAS_FILE, FILE_2D_CPN, FILE_3D, KEPT_JOINTS, Camera,
                                     project_to_2d, read_cameras, world_to_camera)
 
-VERSION = 1
+VERSION = 2
 MARKER = ".complete"
 FPS = 50
-# (subject, action, frames): both test subjects, sub-takes of one action, and a training subject the
-# reader must leave out
-SEQUENCES = (("S9", "Walking 1", 160), ("S9", "Directions", 120), ("S11", "Photo", 140), ("S1", "Walking", 60))
+# (subject, action, frames): both test subjects, a sub-take ('Walking 1' reports as 'Walking'), and a
+# training subject the reader must leave out; kept small, as every backend lifts every sequence twice
+SEQUENCES = (("S9", "Walking 1", 200), ("S11", "Photo", 150), ("S1", "Walking", 60))
 # where each removed mocap joint sits: on this kept one (upstream drops them, so only plausibility matters)
 _FILL = {4: 3, 5: 3, 9: 8, 10: 8, 11: 0, 16: 13, 20: 19, 21: 19, 22: 19, 23: 19, 24: 13, 28: 27, 29: 27,
          30: 27, 31: 27}
