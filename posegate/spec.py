@@ -30,7 +30,7 @@ class Threshold:
     value: float
     direction: str  # "min" | "max"
     dataset: str  # "official" (the kind's full official set) or a dataset name
-    weights: str  # "official" (the spec's checkpoint file) or "any"
+    weights: str  # "official" (the spec's checkpoint file), one of its alternatives' file names, or "any"
     source: str  # where the number comes from
     profiles: tuple[str, ...] = ()  # input profiles it applies to; empty = all
 
@@ -90,6 +90,9 @@ class Checkpoint:
     # Conv2d (k,1) weights onto Conv1d); a pure function of the tensor dict
     adapt: Callable[[dict], dict] | None = None
     numpy_in_container: bool = False  # the container also holds numpy arrays (a training RNG state)
+    # other published weights of the same network, file name -> what they are (a port's own training);
+    # looked up when ``filename`` is absent, and gated only by thresholds that name them
+    alternatives: Mapping[str, str] = field(default_factory=dict)
     size: int | None = None
     digests: Mapping[str, str] = field(default_factory=dict)  # published {"sha256": hex, ...}
     how_to_get: str = ""

@@ -171,7 +171,8 @@ def load_weights(network: torch.nn.Module, spec, path: Path) -> WeightsInfo:
     for algo, published in ck.digests.items():
         if path.name == ck.filename and file_digest(path, algo) != published:
             notes.append(f"{algo} differs from the published checkpoint's")
-    return WeightsInfo(kind="official" if path.name == ck.filename and not notes else "checkpoint",
+    published = path.name == ck.filename or path.name in ck.alternatives
+    return WeightsInfo(kind="official" if published and not notes else "checkpoint",
                        identity=f"{path.name}@{sha[:12]}", path=str(path), sha256=sha,
                        size=path.stat().st_size, ignored_keys=tuple(ignored), stripped_prefix=stripped,
                        notes=tuple(notes))

@@ -1,6 +1,8 @@
 """Stage 8, accuracy, in three layers: decoder oracle, metric parity per backend, seed thresholds."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from fixtures.artifacts import skip_unavailable
@@ -69,15 +71,17 @@ def _applicable(spec, case, dataset, weights_info, options):
             on_data = dataset.is_official and spec.flow.official_problem(dataset, options) is None
         else:
             on_data = dataset.name == t.dataset
-        on_weights = t.weights == "any" or weights_info.kind == "official"
+        name = weights_info.path and Path(weights_info.path).name
+        wanted = spec.checkpoint.filename if t.weights == "official" else t.weights
+        on_weights = t.weights == "any" or (weights_info.kind == "official" and name == wanted)
         yield t, on_data and on_weights
 
 
 def _wanted(spec, t) -> str:
     op = ">=" if t.direction == "min" else "<="
     need = KINDS[spec.flow.dataset_kind].official if t.dataset == "official" else f"dataset {t.dataset}"
-    if t.weights == "official":
-        need += f" and {spec.checkpoint.filename} in --weights-dir"
+    if t.weights != "any":
+        need += f" and {spec.checkpoint.filename if t.weights == 'official' else t.weights} in --weights-dir"
     return f"{t.metric} {op} {t.value} ({t.source}) needs {need}"
 
 

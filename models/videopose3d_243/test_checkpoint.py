@@ -112,3 +112,14 @@ def test_ascend_weights_compute_what_the_port_computes(tmp_path):
         got = ours(x)[0]
     assert got.shape == (2, 300 - 242, 17, 3)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_the_ports_own_weights_are_found_and_gated_by_their_own_figure(tmp_path):
+    """model_best.bin stands in when the upstream file is absent; the 46.6 mm gate names it, 46.8 mm upstream's."""
+    from posegate.cache import ArtifactCache
+    from posegate.pipeline import Pipeline
+    torch.save({"model_pos": _as_ascend(_trained_like()), "epoch": 1}, tmp_path / "model_best.bin")
+    pipeline = Pipeline(ArtifactCache(tmp_path / "cache"), tmp_path)
+    assert pipeline.checkpoint_path(SPEC) == tmp_path / "model_best.bin"
+    assert pipeline.weights_info(SPEC).kind == "official"
+    assert {t.weights: t.value for t in SPEC.thresholds} == {"official": 46.8, "model_best.bin": 46.6}
