@@ -15,13 +15,6 @@ FILTER_WIDTHS = (3, 3, 3, 3, 3)
 CHANNELS = 1024
 
 
-def receptive_field(widths=FILTER_WIDTHS) -> int:
-    field = 1
-    for w in widths:
-        field *= w
-    return field
-
-
 class TemporalModel(nn.Module):
     """[B, T, 17, 2] screen-normalised 2D poses -> [B, T - 242, 17, 3] root-relative 3D poses (metres)."""
 
@@ -46,7 +39,6 @@ class TemporalModel(nn.Module):
             dilation *= w
         self.layers_conv = nn.ModuleList(convs)
         self.layers_bn = nn.ModuleList(bns)
-        self.margin = (receptive_field(widths) - 1) // 2
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor]:
         b, t = x.shape[0], x.shape[1]

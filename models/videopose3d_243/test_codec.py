@@ -38,6 +38,12 @@ def _lift(net, seqs, recipe):
     return x, codec.decode_batch(out, records)
 
 
+def test_padding_is_the_networks_receptive_field():
+    net = TemporalModel(channels=8)
+    assert net.pads == [3, 9, 27, 81] and (3 - 1) // 2 + sum(net.pads) == codec.PAD == 121
+    assert codec.MAX_FRAMES == 6115 - 242 == 5873
+
+
 def test_static_padding_geometry():
     seq = _sequence(300)
     padded, rec = codec.pad_sequence(seq, "ascend")
