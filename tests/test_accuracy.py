@@ -113,3 +113,30 @@ def test_accuracy(case, pipeline, run_context, needs, record):
     failing = [f"{t.metric} {score.value:.4f} vs {t.value} ({t.source}): margin {t.margin(score.value):+.4f}"
                for t in active if not t.passes(score.value)]
     assert not failing, "; ".join(failing)
+
+
+
+def test_a_gate_applies_only_with_the_weights_it_names():
+    """A port's own weights meet the port's figure, the upstream file upstream's (VideoPose3D: 46.6 / 46.8 mm)."""
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from models import MODELS
+    from posegate.spec import Threshold
+    from posegate.weights import WeightsInfo
+    base = next(iter(MODELS.values()))
+    spec = replace(base, checkpoint=replace(base.checkpoint, alternatives={"port.bin": "the port's own training"}),
+                   flow=SimpleNamespace(official_problem=lambda d, o: None, dataset_kind=base.flow.dataset_kind),
+                   thresholds=(Threshold("m", 1.0, "min", "official", "official", "upstream"),
+                               Threshold("m", 2.0, "min", "official", "port.bin", "port")))
+    official, other = SimpleNamespace(is_official=True, name="x"), SimpleNamespace(is_official=False, name="x")
+    upstream = f"/w/{base.checkpoint.filename}"
+
+    def active(info, dataset=official):
+        return [t.value for t, on in _applicable(spec, SimpleNamespace(shape="s"), dataset, info, {}) if on]
+    assert active(WeightsInfo("official", "a", path=upstream)) == [1.0]
+    assert active(WeightsInfo("official", "b", path="/w/port.bin")) == [2.0]
+    assert active(WeightsInfo("checkpoint", "c", path=upstream)) == []  # size or digest differs from the published
+    assert active(WeightsInfo("synthetic", "d")) == []
+    assert active(WeightsInfo("official", "a", path=upstream), other) == []
+    assert _wanted(spec, spec.thresholds[1]).endswith("and port.bin in --weights-dir")
