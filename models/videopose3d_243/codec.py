@@ -44,37 +44,44 @@ def mirror(poses: np.ndarray) -> np.ndarray:
     return out
 
 
-def pad_sequence(seq: np.ndarray, recipe: str) -> tuple[np.ndarray, SequenceRecord]:
-    """Edge-pad one [T, 17, 2] sequence for a recipe; its record says how to trim the output."""
+def pad_sequence(seq: np.ndarray, recipe: str, length: int | None = None) -> tuple[np.ndarray, SequenceRecord]:
+    """Edge-pad one [T, 17, 2] sequence for a recipe; its record says how to trim the output.
+
+    ``length`` (upstream recipe only) pads further on the right to share a batch with longer
+    sequences; like the static shape's extra frames, they never reach a kept output frame.
+    """
     seq = np.asarray(seq, np.float32)
     if seq.ndim != 3 or seq.shape[1:] != (17, 2) or seq.shape[0] < 1:
         raise ValueError(f"a 2D pose sequence is [T >= 1, 17, 2], got {seq.shape}")
     frames = seq.shape[0]
     if recipe == "upstream":
-        right = PAD
+        length = frames + 2 * PAD if length is None else length
+        if length < frames + 2 * PAD:
+            raise ValueError(f"a {frames}-frame sequence needs at least {frames + 2 * PAD} padded frames, not {length}")
     elif recipe == "ascend":
         if frames > MAX_FRAMES:
             raise SequenceTooLong(
                 f"sequence of {frames} frames exceeds the static input: {ASCEND_FRAMES} frames hold at most "
                 f"{MAX_FRAMES} (= {ASCEND_FRAMES} - 2 x {PAD}); evaluate it with the upstream (unpadded) profile")
-        right = PAD + ASCEND_FRAMES - frames - 2 * PAD
+        length = ASCEND_FRAMES
     else:
         raise ValueError(f"unknown VideoPose3D recipe {recipe!r}: expected 'upstream' or 'ascend'")
+    right = length - frames - PAD
     padded = np.pad(seq, ((PAD, right), (0, 0), (0, 0)), mode="edge")
     return padded, SequenceRecord(frames, right)
 
 
 def preprocess_batch(raws: list, recipe: str) -> tuple[np.ndarray, list[SequenceRecord]]:
-    """Engine input [2N, F, 17, 2]: each sequence followed by its mirror; one record per sequence."""
+    """Engine input [2N, F, 17, 2]: each sequence followed by its mirror; one record per sequence.
+
+    Upstream's recipe pads a batch to its longest sequence (upstream itself lifts one at a time).
+    """
+    length = max(len(s) for s in raws) + 2 * PAD if recipe == "upstream" and raws else None
     rows, records = [], []
     for seq in raws:
-        padded, record = pad_sequence(seq, recipe)
+        padded, record = pad_sequence(seq, recipe, length)
         rows += [padded, mirror(padded)]
         records.append(record)
-    lengths = {r.shape[0] for r in rows}
-    if len(lengths) > 1:
-        raise ValueError(f"sequences of different padded lengths {sorted(lengths)} cannot share a batch; "
-                         "the upstream recipe takes one sequence per batch")
     return np.ascontiguousarray(np.stack(rows)), records
 
 

@@ -97,6 +97,16 @@ def test_flip_mirrors_x_and_swaps_left_and_right_as_the_facts_say():
     np.testing.assert_array_equal(codec.mirror(m), seq)
 
 
+def test_sequences_of_different_lengths_share_a_batch_exactly():
+    net = _network(channels=32)
+    seqs = [_sequence(40, 1), _sequence(7, 2), _sequence(25, 3)]
+    x, together = _lift(net, seqs, "upstream")
+    assert x.shape == (6, 40 + 242, 17, 2)
+    for seq, pose in zip(seqs, together):
+        _, (alone,) = _lift(net, [seq], "upstream")
+        np.testing.assert_allclose(pose, alone, rtol=0, atol=1e-5 * np.abs(alone).max())
+
+
 def test_batch_holds_each_sequence_then_its_mirror():
     a = _sequence(10, 1)
     x, _ = codec.preprocess_batch([a], "upstream")
@@ -131,7 +141,7 @@ def test_bad_inputs_raise_clearly():
         codec.pad_sequence(np.zeros((10, 16, 2), np.float32), "ascend")
     with pytest.raises(ValueError, match="unknown VideoPose3D recipe"):
         codec.pad_sequence(_sequence(3), "chunked")
-    with pytest.raises(ValueError, match="different padded lengths"):
-        codec.preprocess_batch([_sequence(3), _sequence(4)], "upstream")
+    with pytest.raises(ValueError, match="needs at least 245 padded frames"):
+        codec.pad_sequence(_sequence(3), "upstream", length=244)
     with pytest.raises(ValueError, match="not 2 x 2 sequences"):
         codec.decode_batch(np.zeros((2, 3, 17, 3), np.float32), [codec.SequenceRecord(3, 121)] * 2)
