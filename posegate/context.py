@@ -60,7 +60,7 @@ class RunContext:
     # ---- datasets -------------------------------------------------------------------------------
     @cached_property
     def datasets(self) -> dict[str, dict[str, object]]:
-        """Kind -> name -> dataset; without a data root, one synthetic set per kind (drawn on first use)."""
+        """Kind -> name -> dataset; a synthetic set (drawn on first use) for each kind without real data."""
         from posegate.datasets import KINDS
         if self.data_root is None:
             return {kind: {SYNTHETIC: None} for kind in KINDS}
@@ -68,6 +68,10 @@ class RunContext:
         found: dict[str, dict[str, object]] = {kind: {} for kind in KINDS}
         for d in discover(self.data_root):
             found[d.kind][d.name] = d
+        for sets in found.values():
+            # a kind the data root lacks still gets its synthetic set, so its models run end to end
+            if not sets:
+                sets[SYNTHETIC] = None
         return found
 
     def dataset(self, kind: str, name: str):

@@ -62,8 +62,10 @@ class Pipeline:
     def checkpoint_path(self, spec) -> Path | None:
         if self.weights_dir is None:
             return None
-        path = self.weights_dir / spec.checkpoint.filename
-        return path if path.exists() else None
+        for name in (spec.checkpoint.filename, *spec.checkpoint.alternatives):
+            if (self.weights_dir / name).exists():
+                return self.weights_dir / name
+        return None
 
     def weights_identity(self, spec) -> str:
         path = self.checkpoint_path(spec)

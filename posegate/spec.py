@@ -32,7 +32,7 @@ class Threshold:
     value: float
     direction: str  # "min" | "max"
     dataset: str  # "official" (the kind's full official set) or a dataset name
-    weights: str  # "official" (the spec's checkpoint file) or "any"
+    weights: str  # "official" (the spec's checkpoint file), one of its alternatives' file names, or "any"
     source: str  # where the number comes from
     profiles: tuple[str, ...] = ()  # input profiles it applies to; empty = all
 
@@ -64,6 +64,7 @@ class InputProfile:
     # Values the dynamic dims take on a device that needs them listed, in dims order: ATC's gears
     # (--dynamic_image_size / --dynamic_dims); a TensorRT optimisation profile spans their min..max.
     gears: tuple[tuple[int, ...], ...] = ()
+    copies: int = 1  # engine rows per sample (2 with a flip test that batches each crop with its mirror)
 
     @property
     def dynamic(self) -> bool:
@@ -78,11 +79,12 @@ class InputProfile:
         return tuple(self.perf_dims)
 
     def engine_shape(self, batch: int) -> tuple[int | None, ...]:
-        """The engine input shape of one batch size, None on the axes the profile leaves dynamic.
+        """The engine input shape of one batch size (flip copies included), None on the axes the
+        profile leaves dynamic.
 
         Backends with static shapes build one artifact per engine shape (a dynamic axis then becomes
         the profile's gears)."""
-        return (batch, *self.dims)
+        return (batch * self.copies, *self.dims)
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,10 @@ class Checkpoint:
     # maps another published layout onto the network's before key/shape matching (e.g. a port's
     # Conv2d (k,1) weights onto Conv1d); a pure function of the tensor dict
     adapt: Callable[[dict], dict] | None = None
+    numpy_in_container: bool = False  # the container also holds numpy arrays (a training RNG state)
+    # other published weights of the same network, file name -> what they are (a port's own training);
+    # looked up when ``filename`` is absent, and gated only by thresholds that name them
+    alternatives: Mapping[str, str] = field(default_factory=dict)
     size: int | None = None
     digests: Mapping[str, str] = field(default_factory=dict)  # published {"sha256": hex, ...}
     how_to_get: str = ""
@@ -158,6 +164,9 @@ class ModelSpec:
     # precision -> bound on a backend's results scored against the reference's own results (agreement
     # AP is a floor, the MPJPE between the two a ceiling: the metric says which)
     agreement: Mapping[str, float] = field(default_factory=dict)
+    # engines that can specialise build one static engine per input shape instead of running the
+    # dynamic graph (few distinct shapes, a dynamic path that is much slower: a free frame axis)
+    per_shape_engines: bool = False
     dynamic_step: int = 64  # how far the export test grows a dynamic axis to prove it is dynamic
     thresholds: tuple[Threshold, ...] = ()
     golden: Golden | None = None

@@ -1,6 +1,8 @@
 """Stage 8, accuracy, in three layers: decoder oracle, metric parity per backend, seed thresholds."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from fixtures.artifacts import skip_unavailable
@@ -69,15 +71,17 @@ def _applicable(spec, case, dataset, weights_info, options):
             on_data = dataset.is_official and spec.flow.official_problem(dataset, options) is None
         else:
             on_data = dataset.name == t.dataset
-        on_weights = t.weights == "any" or weights_info.kind == "official"
+        name = weights_info.path and Path(weights_info.path).name
+        wanted = spec.checkpoint.filename if t.weights == "official" else t.weights
+        on_weights = t.weights == "any" or (weights_info.kind == "official" and name == wanted)
         yield t, on_data and on_weights
 
 
 def _wanted(spec, t) -> str:
     op = ">=" if t.direction == "min" else "<="
     need = KINDS[spec.flow.dataset_kind].official if t.dataset == "official" else f"dataset {t.dataset}"
-    if t.weights == "official":
-        need += f" and {spec.checkpoint.filename} in --weights-dir"
+    if t.weights != "any":
+        need += f" and {spec.checkpoint.filename if t.weights == 'official' else t.weights} in --weights-dir"
     return f"{t.metric} {op} {t.value} ({t.source}) needs {need}"
 
 
@@ -112,3 +116,30 @@ def test_accuracy(case, pipeline, run_context, needs, record, visuals):
                for t in active if not t.passes(score.value)]
     visuals(metric, dataset, results, failing=bool(failing) or regressed)
     assert not failing, "; ".join(failing)
+
+
+
+def test_a_gate_applies_only_with_the_weights_it_names():
+    """A port's own weights meet the port's figure, the upstream file upstream's (VideoPose3D: 46.6 / 46.8 mm)."""
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from models import MODELS
+    from posegate.spec import Threshold
+    from posegate.weights import WeightsInfo
+    base = next(iter(MODELS.values()))
+    spec = replace(base, checkpoint=replace(base.checkpoint, alternatives={"port.bin": "the port's own training"}),
+                   flow=SimpleNamespace(official_problem=lambda d, o: None, dataset_kind=base.flow.dataset_kind),
+                   thresholds=(Threshold("m", 1.0, "min", "official", "official", "upstream"),
+                               Threshold("m", 2.0, "min", "official", "port.bin", "port")))
+    official, other = SimpleNamespace(is_official=True, name="x"), SimpleNamespace(is_official=False, name="x")
+    upstream = f"/w/{base.checkpoint.filename}"
+
+    def active(info, dataset=official):
+        return [t.value for t, on in _applicable(spec, SimpleNamespace(shape="s"), dataset, info, {}) if on]
+    assert active(WeightsInfo("official", "a", path=upstream)) == [1.0]
+    assert active(WeightsInfo("official", "b", path="/w/port.bin")) == [2.0]
+    assert active(WeightsInfo("checkpoint", "c", path=upstream)) == []  # size or digest differs from the published
+    assert active(WeightsInfo("synthetic", "d")) == []
+    assert active(WeightsInfo("official", "a", path=upstream), other) == []
+    assert _wanted(spec, spec.thresholds[1]).endswith("and port.bin in --weights-dir")
