@@ -96,6 +96,11 @@ def test_plumbing_atc_command_equals_seed_mspn_per_batch():
 def test_plumbing_atc_command_equals_seed_videopose3d_static_frames():
     spec = _spec("2d_poses", (6115, 17, 2), axes=("batch", "frames", "joints", "xy"))
     assert atc_tool.atc_command(spec, "vp3d/vp3d.onnx", "vp3d/vp3d_seq6115", (2, 6115, 17, 2), "310P3", "fp16") == _seed(SEED_VP3D)
+    # the registered spec asks for that engine: batch 1 of the padded profile is 2 rows (original and mirrored)
+    vp3d = MODELS["videopose3d_243"]
+    shape = vp3d.profile("6115").engine_shape(1)
+    assert shape == (2, 6115, 17, 2)
+    assert atc_tool.atc_command(vp3d, "vp3d/vp3d.onnx", "vp3d/vp3d_seq6115", shape, "310P3", "fp16") == _seed(SEED_VP3D)
 
 
 def test_plumbing_atc_other_gears_use_dynamic_dims_nd_and_precision_flag():
@@ -118,7 +123,7 @@ def test_plumbing_atc_commands_of_every_registered_model_shape_and_precision():
             for bs in p.batch_sizes + p.full_batch_sizes:
                 for prec in BACKENDS["ascend"].precisions:
                     args = atc_tool.atc_command(spec, "m.onnx", "model", p.engine_shape(bs), "310P3", prec)
-                    shape = ",".join(str(d) for d in (bs, *p.dims))
+                    shape = ",".join(str(d) for d in p.engine_shape(bs))  # flip copies included
                     assert f'--input_shape="{spec.input_name}:{shape}"' in args
                     assert ("--precision_mode=force_fp32" in args) == (prec == "fp32")
                     seen += 1
