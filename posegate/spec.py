@@ -59,6 +59,7 @@ class InputProfile:
     eval_batch: int = 1  # batch used for dataset-level accuracy
     perf_dims: tuple[int, ...] | None = None
     default: bool = True  # False: whole profile only under --full
+    copies: int = 1  # engine rows per sample (2 with a flip test that batches each crop with its mirror)
 
     @property
     def dynamic(self) -> bool:
@@ -74,7 +75,7 @@ class InputProfile:
 
     def engine_shape(self, batch: int) -> tuple[int, ...] | None:
         """The static engine input shape of one batch size; None for a dynamic profile."""
-        return None if self.dynamic else (batch, *self.dims)
+        return None if self.dynamic else (batch * self.copies, *self.dims)
 
 
 @dataclass(frozen=True)
