@@ -153,8 +153,10 @@ def merge_flip(outputs: np.ndarray, records: list[CropRecord]) -> np.ndarray:
 def blur(maps: np.ndarray) -> np.ndarray:
     """OpenCV's GaussianBlur (5, 5), sigma 0, on [..., H, W] float64 maps whose border is zero.
 
-    Rows then columns, taps summed in order: bit-identical to cv2.GaussianBlur per map (whose
-    reflected border only ever reads the zero padding), but over the whole batch at once.
+    Rows then columns, over the whole batch at once; cv2.GaussianBlur's reflected border only ever
+    reads the zero padding. On float32 heatmaps (what engines return) every product is exact in
+    float64, and so is every partial sum unless neighbours differ in magnitude by more than about
+    2**25: the result is then bit-identical to OpenCV's whatever its summation order (tested).
     """
     k = cv2.getGaussianKernel(BLUR_KERNEL, 0, cv2.CV_64F).ravel()
     r = BLUR_KERNEL // 2
@@ -214,13 +216,27 @@ def oracle_people(annotations: list[dict]) -> list[dict]:
             if not a.get("iscrowd") and a.get("num_keypoints", 0) > 0 and a["bbox"][2] > 0 and a["bbox"][3] > 0]
 
 
+def oracle_box(annotation: dict) -> list[float]:
+    """The person's box grown to hold every labelled keypoint.
+
+    COCO boxes follow the visible segment while occluded keypoints are labelled beyond it; a crop
+    cannot hold what lies outside it, and the oracle measures the decoder, not the box.
+    """
+    x, y, w, h = annotation["bbox"]
+    kp = np.asarray(annotation["keypoints"], np.float64).reshape(NUM_JOINTS, 3)
+    kp = kp[kp[:, 2] > 0, :2]
+    x0, y0 = np.minimum([x, y], kp.min(axis=0)) if len(kp) else (x, y)
+    x1, y1 = np.maximum([x + w, y + h], kp.max(axis=0)) if len(kp) else (x + w, y + h)
+    return [float(x0), float(y0), float(x1 - x0), float(y1 - y0)]
+
+
 def encode_ground_truth(annotations: list[dict], height: int, width: int, image_id: int):
     """Ground-truth people of one image -> the heatmaps a perfect network would give in their
     ground-truth boxes (Gaussians of peak 255 at each labelled keypoint), and their crop records."""
     people = oracle_people(annotations)
     if not people:
         return np.zeros((0, NUM_JOINTS, HEATMAP_H, HEATMAP_W), np.float32), []
-    center, scale = boxes_to_center_scale([a["bbox"] for a in people])
+    center, scale = boxes_to_center_scale([oracle_box(a) for a in people])
     records = [CropRecord(int(image_id), int(width), int(height), tuple(c.tolist()), tuple(s.tolist()), 1.0)
                for c, s in zip(center, scale)]
     gy, gx = np.mgrid[0:HEATMAP_H, 0:HEATMAP_W].astype(np.float64)
