@@ -27,8 +27,12 @@ SEED_FLOOR = "seed 002: Ascend 310P3, no flip test, AP 74.1 at every batch size 
 
 
 def _tolerances():
-    fp32 = Tolerance(max_abs=None, max_rel=2e-5, min_cosine=0.99999)
-    fp16 = Tolerance(max_abs=None, max_rel=0.1, min_cosine=0.999)
+    # Relative to the output's scale only: trained heatmaps reach 255, seeded random ones about 0.1.
+    # Measured on real mini crops, seeded weights, bs1-16, both profiles: fp32 max_rel <= 7.4e-7
+    # (ONNX Runtime) and 1.6e-6 (OpenVINO); OpenVINO FP16 (bf16 compute here) max_rel <= 9.5e-3,
+    # cosine >= 0.99997.
+    fp32 = Tolerance(max_rel=2e-5, min_cosine=0.99999)
+    fp16 = Tolerance(max_rel=0.05, min_cosine=0.999)
     return {"fp32": {OUTPUT: fp32}, "fp16": {OUTPUT: fp16}}
 
 
