@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 
 from posegate.backends import BACKENDS, REFERENCE
 
-STAGES = ("weights", "golden", "preprocess", "export", "convert", "infer", "postprocess", "accuracy", "perf")
+STAGES = ("weights", "golden", "preprocess", "export", "convert", "infer", "postprocess", "train", "accuracy", "perf")
 
 
 @dataclass(frozen=True)
@@ -44,13 +44,30 @@ class Case:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
-def _backends(spec, include_reference: bool):
+def _backends(spec, include_reference: bool, supplied=()):
     for name, backend in BACKENDS.items():
         if backend.reference and not include_reference:
             continue
         for precision in backend.precisions:
-            if precision in spec.precisions or backend.reference:
+            # a slot filled by a supplied artifact is not converted (its cases come from the artifact)
+            if (precision in spec.precisions or backend.reference) and (spec.name, name, precision) not in supplied:
                 yield name, precision
+
+
+def _artifact_cases(kind, spec, artifacts, sets) -> list[Case]:
+    cases = []
+    for (model, b, prec), bound in sorted(artifacts.items()):
+        if model != spec.name:
+            continue
+        p = bound.contract.profile
+        if kind == "artifact":
+            cases.append(Case(model, b, prec, p.batch_sizes[0], p.name, variant="artifact"))
+        elif kind in ("infer", "perf"):
+            cases += [Case(model, b, prec, bs, p.name, variant="artifact", full=f) for bs, f in _batches(p)]
+        elif kind in ("accuracy", "parity"):
+            cases += [Case(model, b, prec, p.eval_batch, p.name, d, variant="artifact", full=not p.default)
+                      for d, has_inputs in sets if has_inputs]
+    return cases
 
 
 def _batches(profile):
@@ -58,19 +75,22 @@ def _batches(profile):
     yield from ((b, True) for b in profile.full_batch_sizes)
 
 
-def generate(kind: str, specs, datasets=None, needs: str | None = None) -> list[Case]:
+def generate(kind: str, specs, datasets=None, needs: str | None = None, artifacts=None) -> list[Case]:
     """All cases of one kind.
 
     ``datasets`` maps a dataset kind to the (name, has_inputs) pairs known at collection; ``needs``
-    keeps only the models whose flow has that capability (e.g. "letterbox" for padding checks).
+    keeps only the models whose flow has that capability (e.g. "letterbox" for padding checks);
+    ``artifacts`` maps the (model, backend, precision) slots of supplied converted models to them.
     """
     datasets = datasets or {}
+    artifacts = artifacts or {}
     cases: list[Case] = []
     for spec in specs:
         m, flow = spec.name, spec.flow
         if needs and needs not in flow.capabilities:
             continue
         sets = datasets.get(flow.dataset_kind, [])
+        cases += _artifact_cases(kind, spec, artifacts, sets)
         if kind == "model":
             cases.append(Case(m))
         elif kind == "golden":
@@ -80,18 +100,18 @@ def generate(kind: str, specs, datasets=None, needs: str | None = None) -> list[
         elif kind == "export":
             cases += [Case(m, variant=f"opset{o}") for o in spec.opsets]
         elif kind == "convert":
-            for b, prec in _backends(spec, include_reference=False):
+            for b, prec in _backends(spec, include_reference=False, supplied=artifacts):
                 if not BACKENDS[b].static_shapes:
                     cases.append(Case(m, b, prec))
                     continue
                 for p in spec.profiles:
                     cases += [Case(m, b, prec, bs, p.name, full=f) for bs, f in _batches(p)]
         elif kind in ("infer", "perf"):
-            for b, prec in _backends(spec, include_reference=(kind == "perf")):
+            for b, prec in _backends(spec, include_reference=(kind == "perf"), supplied=artifacts):
                 for p in spec.profiles:
                     cases += [Case(m, b, prec, bs, p.name, full=f) for bs, f in _batches(p)]
         elif kind in ("accuracy", "parity"):
-            for b, prec in _backends(spec, include_reference=(kind == "accuracy")):
+            for b, prec in _backends(spec, include_reference=(kind == "accuracy"), supplied=artifacts):
                 for p in spec.profiles:
                     cases += [Case(m, b, prec, p.eval_batch, p.name, d, full=not p.default)
                               for d, has_inputs in sets if has_inputs]
@@ -100,6 +120,11 @@ def generate(kind: str, specs, datasets=None, needs: str | None = None) -> list[
                 cases += [Case(m, dataset=d) for d, _ in sets]
         elif kind == "postprocess":
             cases += [Case(m, REFERENCE, "fp32", p.batch_sizes[0], p.name, full=not p.default) for p in spec.profiles]
+        elif kind == "artifact":
+            pass  # only the supplied artifacts' cases, added above
+        elif kind == "shards":
+            p = next(p for p in spec.profiles if p.default)
+            cases += [Case(m, "onnxruntime", "fp32", p.eval_batch, p.name, d) for d, has_inputs in sets if has_inputs]
         elif kind == "decode_cost":
             cases += [Case(m, "onnxruntime", "fp32", flow.decode_cost_batch, p.name, full=not p.default)
                       for p in spec.profiles]

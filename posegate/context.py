@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -22,10 +22,12 @@ class RunContext:
     cache_dir: Path
     full: bool = False
     boxes: str = "detections"
+    supplied: dict = field(default_factory=dict)  # --artifact: (model, backend, precision|None) -> path
 
     @classmethod
     def from_options(cls, data_root=None, weights_dir=None, reference_dir=None, cache_dir=None, full=False,
-                     boxes=None):
+                     boxes=None, artifacts=()):
+        from posegate.artifacts import parse_option
         data_root = _path(data_root or os.environ.get("POSEGATE_DATA_ROOT"))
         weights_dir = _path(weights_dir or os.environ.get("POSEGATE_WEIGHTS_DIR"))
         reference_dir = _path(reference_dir or os.environ.get("POSEGATE_REFERENCE_DIR"))
@@ -40,17 +42,25 @@ class RunContext:
         boxes = boxes or os.environ.get("POSEGATE_BOXES") or "detections"
         if boxes not in ("detections", "ground-truth"):
             raise ValueError(f"POSEGATE_BOXES={boxes!r}: expected 'detections' or 'ground-truth'")
-        return cls(data_root, weights_dir, reference_dir, cache_dir, full, boxes)
+        return cls(data_root, weights_dir, reference_dir, cache_dir, full, boxes, parse_option(artifacts))
 
     @property
     def options(self) -> dict:
         """What flows read from the run (part of every prediction's cache key through the flow)."""
         return {"boxes": self.boxes}
 
+    def artifacts(self, specs) -> dict:
+        """(model, backend, precision) -> BoundArtifact: the spec-declared and --artifact converted models."""
+        if not hasattr(self, "_artifacts"):
+            from posegate.artifacts import bind
+            from posegate.backends import BACKENDS
+            self._artifacts = bind(specs, self.supplied, self.weights_dir, BACKENDS)
+        return self._artifacts
+
     # ---- datasets -------------------------------------------------------------------------------
     @cached_property
     def datasets(self) -> dict[str, dict[str, object]]:
-        """Kind -> name -> dataset; without a data root, one synthetic set per kind (drawn on first use)."""
+        """Kind -> name -> dataset; a synthetic set (drawn on first use) for each kind without real data."""
         from posegate.datasets import KINDS
         if self.data_root is None:
             return {kind: {SYNTHETIC: None} for kind in KINDS}
@@ -58,6 +68,10 @@ class RunContext:
         found: dict[str, dict[str, object]] = {kind: {} for kind in KINDS}
         for d in discover(self.data_root):
             found[d.kind][d.name] = d
+        for sets in found.values():
+            # a kind the data root lacks still gets its synthetic set, so its models run end to end
+            if not sets:
+                sets[SYNTHETIC] = None
         return found
 
     def dataset(self, kind: str, name: str):

@@ -17,11 +17,13 @@ import onnx
 import torch
 
 from posegate import __version__
-from posegate.backends import BACKENDS, REFERENCE, ModelSource
+from posegate.artifacts import BoundArtifact, check_signature
+from posegate.backends import BACKENDS, REFERENCE, EngineIO, ModelSource
 from posegate.cache import ArtifactCache
 from posegate.export import export_onnx
 from posegate.flows import MissingData
 from posegate.progress import Progress
+from posegate import shards
 from posegate.weights import WeightsInfo, build_model, file_digest
 
 
@@ -42,8 +44,13 @@ class Batch:
 
 
 class Pipeline:
-    def __init__(self, cache: ArtifactCache, weights_dir: Path | None = None, options: dict | None = None):
+    def __init__(self, cache: ArtifactCache, weights_dir: Path | None = None, options: dict | None = None,
+                 shard: tuple[int, int] | None = None, predictions_dir: Path | None = None,
+                 merge_dir: Path | None = None, artifacts: dict[tuple, BoundArtifact] | None = None):
         self.cache = cache
+        # full-dataset predictions: this run's shard (k, N) written to predictions_dir, or all shards merged
+        self.shard, self.predictions_dir, self.merge_dir = shard, predictions_dir, merge_dir
+        self.artifacts = dict(artifacts or {})  # (model, backend, precision) -> a supplied converted model
         self.weights_dir = Path(weights_dir) if weights_dir else None
         self.options = dict(options or {})  # run options flows read, e.g. {"boxes": "ground-truth"}
         self._models: dict[str, torch.nn.Module] = {}
@@ -55,8 +62,10 @@ class Pipeline:
     def checkpoint_path(self, spec) -> Path | None:
         if self.weights_dir is None:
             return None
-        path = self.weights_dir / spec.checkpoint.filename
-        return path if path.exists() else None
+        for name in (spec.checkpoint.filename, *spec.checkpoint.alternatives):
+            if (self.weights_dir / name).exists():
+                return self.weights_dir / name
+        return None
 
     def weights_identity(self, spec) -> str:
         path = self.checkpoint_path(spec)
@@ -104,6 +113,9 @@ class Pipeline:
         return self._once(("convert", spec.name, backend_name, precision, shape), "convert", test_id, build).path
 
     def session(self, spec, backend_name: str, precision: str, shape: tuple | None = None):
+        bound = self.artifacts.get((spec.name, backend_name, precision))
+        if bound is not None:
+            return self.artifact_session(spec, bound)
         backend = BACKENDS[backend_name]
         key = (spec.name, backend_name, precision, shape if backend.static_shapes else None)
         if key not in self._sessions:
@@ -111,6 +123,32 @@ class Pipeline:
             self._sessions[key] = self._once(("load",) + key, "convert",
                                              f"test_convert[{spec.name}-{backend_name}-{precision}]",
                                              lambda: backend.load(artifact, self.source(spec), precision))
+        return self._sessions[key]
+
+    def artifact_session(self, spec, bound: BoundArtifact):
+        """A session on a supplied file, after its names and shapes passed the contract's check."""
+        if bound.path is None:
+            raise MissingData(bound.missing_reason())
+        c = bound.contract
+        key = ("artifact", spec.name, c.backend, c.precision)
+        if key not in self._sessions:
+            def load():
+                io = EngineIO.of(spec, c)
+                want_input = (c.profile.batch_sizes[0], *c.profile.concrete_dims)
+                model = self.torch_model(spec)  # built outside inference mode: its parameters serve export too
+                with torch.inference_mode():
+                    ref = model(torch.zeros(want_input))
+                want_outputs = {n: (want_input[0], *o.shape[1:]) for n, o in zip(spec.output_names, ref)}
+                session = BACKENDS[c.backend].open(bound.path, spec, c.precision, io)
+                try:
+                    check_signature(bound.path, session.signature(), io, want_input, want_outputs)
+                except Exception:
+                    session.close()
+                    raise
+                session.info.details["artifact"] = {"path": str(bound.path), "origin": bound.origin}
+                return session
+            test_id = f"test_artifact[{spec.name}-{c.backend}-{c.precision}-bs{c.profile.batch_sizes[0]}-{c.profile.name}-artifact]"
+            self._sessions[key] = self._once(key, "convert", test_id, load)
         return self._sessions[key]
 
     def close(self):
@@ -166,16 +204,31 @@ class Pipeline:
         return spec.flow.decode(outputs, records, list(samples))
 
     def predictions(self, spec, backend_name: str, precision: str, profile, dataset) -> list:
-        """Results of a whole dataset through one backend, cached by every input of the result."""
-        backend = BACKENDS[backend_name]
+        """Results of a whole dataset through one backend, cached by every input of the result.
+
+        With a shard set, only that shard is predicted and written, and ShardWritten says where; with a
+        merge folder, the shards written there are merged instead of predicting anything.
+        """
         samples = self.samples(spec, profile, dataset)
         fields = {"model": spec.name, "weights": self.weights_identity(spec), "spec_version": spec.version,
                   "dataset": dataset.identity, "profile": profile.name, "batch": profile.eval_batch,
                   "samples": _digest(samples), "flow": spec.flow.identity(self.options),
-                  "backend": backend.artifact_settings(precision), "posegate": __version__}
+                  "backend": self._engine_identity(spec, backend_name, precision), "posegate": __version__}
+        label = f"{spec.name}-{backend_name}-{precision}-{profile.name}-{dataset.name}"
+        if self.merge_dir is not None:
+            return shards.merge(self.merge_dir, label, _digest(fields), samples)
+        if self.shard is None:
+            return self._predict(spec, backend_name, precision, profile, dataset, samples, fields)
+        k, of = self.shard
+        part = samples[shards.block(len(samples), k, of, profile.eval_batch)]
+        results = self._predict(spec, backend_name, precision, profile, dataset, part, {**fields, "shard": [k, of]})
+        path = shards.write(self.predictions_dir, label, _digest(fields), k, of, part, results)
+        raise shards.ShardWritten(f"shard {k}/{of} of {label}: {len(part)} of {len(samples)} {spec.flow.unit} predicted "
+                                  f"into {path}; score the merged shards with --merge-predictions={self.predictions_dir}")
 
+    def _predict(self, spec, backend_name, precision, profile, dataset, samples, fields) -> list:
         def build(d: Path):
-            session = self.session(spec, backend_name, precision)
+            session = self.session(spec, backend_name, precision, profile.engine_shape(profile.eval_batch))
             results = []
             progress = Progress(len(samples), f"{spec.name} {backend_name}-{precision} {dataset.name}", spec.flow.unit)
             for b in self.batches(spec, profile, dataset, profile.eval_batch, samples):
@@ -185,6 +238,16 @@ class Pipeline:
             (d / "results.pkl").write_bytes(pickle.dumps(results))
         entry = self.cache.get_or_build("predictions", fields, build)
         return pickle.loads(entry.file("results.pkl").read_bytes())
+
+    def _engine_identity(self, spec, backend_name: str, precision: str) -> dict:
+        bound = self.artifacts.get((spec.name, backend_name, precision))
+        settings = BACKENDS[backend_name].artifact_settings(precision)
+        if bound is None or bound.path is None:
+            return settings
+        files = sorted(bound.path.parent.glob(bound.path.stem + ".*")) if bound.path.is_file() else \
+            sorted(p for p in bound.path.rglob("*") if p.is_file())
+        return {**settings, "artifact": {p.name: file_digest(p) for p in files},
+                "contract": repr(bound.contract)}
 
     # ---- failure memo ----------------------------------------------------------------------------
     def _once(self, key: tuple, stage: str, test_id: str, fn):

@@ -6,6 +6,7 @@ so each row reads as the whole pipeline of one configuration.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,7 @@ class TestOutcome:
     case: dict
     outcome: str = "passed"
     skip_reason: str = ""
+    message: str = ""  # first line of a failure
     results: list = field(default_factory=list)
 
 
@@ -40,6 +42,9 @@ class Summary:
         t = self.tests.setdefault(nodeid, TestOutcome(nodeid, props.get("posegate_stage"), props.get("posegate_case") or {}))
         if wasxfail is not None:
             outcome = "xfailed" if outcome == "skipped" else "xpassed"
+        if outcome == "failed" and longrepr is not None and not t.message:
+            crash = getattr(longrepr, "reprcrash", None)
+            t.message = (crash.message if crash else str(longrepr)).strip().splitlines()[0][:400] if str(longrepr).strip() else "failed"
         if outcome == "skipped" and isinstance(longrepr, tuple):
             t.skip_reason = str(longrepr[2]).removeprefix("Skipped: ")
         if when == "call" or outcome != "passed":
@@ -91,11 +96,68 @@ class Summary:
 
 def format_result(r: dict) -> str:
     if "throughput" in r:
-        return f"{r['throughput']:.1f} {r.get('unit', 'samples/s')} ({r.get('scope', '?')})"
-    text = f"{r['metric']} {r['value']:.4f}"
-    if r.get("threshold") is not None:
-        op = ">=" if r.get("direction", "min") == "min" else "<="
-        text += f" {op}{r['threshold']:.4g} margin {r['margin']:+.4f}"
-    if r.get("dataset"):
-        text += f" [{r['dataset']}]"
-    return text
+        text = f"{r['throughput']:.1f} {r.get('unit', 'samples/s')} ({r.get('scope', '?')})"
+        if r.get("valid") is False:
+            text += " INVALID"
+    else:
+        text = f"{r['metric']} {r['value']:.4f}"
+        if r.get("threshold") is not None:
+            op = ">=" if r.get("direction", "min") == "min" else "<="
+            text += f" {op}{r['threshold']:.4g} margin {r['margin']:+.4f}"
+        if r.get("dataset"):
+            text += f" [{r['dataset']}]"
+    return text + format_baseline(r)
+
+
+def format_baseline(r: dict) -> str:
+    """The comparison with the baseline of a metric or throughput result ('' without a baseline)."""
+    if not r.get("baseline"):
+        return ""
+    v = r["baseline"][0]
+    if v.get("baseline") is None:
+        return f" baseline: {v['status']}"
+    delta = v["value"] - v["baseline"]
+    if "throughput" in r:
+        return f" baseline {v['baseline']:.1f} ({delta / v['baseline']:+.1%}) {v['status']}"
+    return f" baseline {v['baseline']:.4f} ({delta:+.4f}) {v['status']}"
+
+
+def markdown(summary: Summary, title: str = "posegate report", machine: dict | None = None, base=None) -> str:
+    """The same rows as the terminal table, for a CI artifact or a pull-request comment."""
+    rows = summary.rows()
+    out = [f"# {title}", ""]
+    if machine:
+        out += [f"Machine: {machine.get('cpu')} x{machine.get('cores')}, accelerator {machine.get('accelerator')} "
+                f"(fingerprint `{machine.get('id')}`)", ""]
+    counts = {}
+    for t in summary.tests.values():
+        counts[t.outcome] = counts.get(t.outcome, 0) + 1
+    out += [", ".join(f"{n} {k}" for k, n in sorted(counts.items())), ""]
+    head = ["model", "backend", "precision", "batch", "shape", *STAGES, "metrics", "throughput"]
+    out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        metrics = [format_result(x) for x in r["results"] if "metric" in x]
+        speed = [format_result(x) for x in r["results"] if "throughput" in x]
+        links = [f"[{Path(p).name}]({os.path.relpath(p, base) if base else p})"
+                 for x in r["results"] for p in x.get("visuals", [])]
+        metrics = [m.replace("|", "\\|") for m in metrics]
+        out.append("| " + " | ".join([r["model"], r["backend"], r["precision"], str(r["batch"]), r["shape"],
+                                       *[SYMBOL[r["stages"].get(s)] for s in STAGES],
+                                       "<br>".join(metrics + links) or "-", "<br>".join(speed) or "-"]) + " |")
+    failed = [t for t in summary.tests.values() if t.outcome == "failed"]
+    if failed:
+        out += ["", "## Failures", ""]
+        out += [f"- `{t.nodeid.split('::')[-1]}`: {t.message.replace('|', '/')}" for t in failed]
+    regressions = [(t, v) for t in summary.tests.values() for r in t.results for v in r.get("baseline") or []
+                   if v.get("status") in ("regressed", "stale")]
+    if regressions:
+        out += ["", "## Against the baseline", ""]
+        out += [f"- `{t.nodeid.split('::')[-1]}` {v['status']}: {v.get('message', '')}" for t, v in regressions]
+    skipped = {}
+    for t in summary.tests.values():
+        if t.outcome == "skipped":
+            skipped.setdefault(t.skip_reason, []).append(t.nodeid.split("::")[-1])
+    if skipped:
+        out += ["", "## Skipped, by reason", ""]
+        out += [f"- {len(ids)} x {reason}" for reason, ids in sorted(skipped.items(), key=lambda kv: -len(kv[1]))]
+    return "\n".join(out) + "\n"

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 PRECISIONS = ("fp32", "fp16", "int8")
+# Quantised against real inputs' activation ranges: parity on synthetic noise says nothing about them.
+CALIBRATED = ("int8",)
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,7 @@ class Threshold:
     value: float
     direction: str  # "min" | "max"
     dataset: str  # "official" (the kind's full official set) or a dataset name
-    weights: str  # "official" (the spec's checkpoint file) or "any"
+    weights: str  # "official" (the spec's checkpoint file), one of its alternatives' file names, or "any"
     source: str  # where the number comes from
     profiles: tuple[str, ...] = ()  # input profiles it applies to; empty = all
 
@@ -59,6 +61,9 @@ class InputProfile:
     eval_batch: int = 1  # batch used for dataset-level accuracy
     perf_dims: tuple[int, ...] | None = None
     default: bool = True  # False: whole profile only under --full
+    # Values the dynamic dims take on a device that needs them listed, in dims order: ATC's gears
+    # (--dynamic_image_size / --dynamic_dims); a TensorRT optimisation profile spans their min..max.
+    gears: tuple[tuple[int, ...], ...] = ()
     copies: int = 1  # engine rows per sample (2 with a flip test that batches each crop with its mirror)
 
     @property
@@ -73,9 +78,42 @@ class InputProfile:
             raise ValueError(f"profile {self.name} has dynamic dims {self.dims} and no matching perf_dims")
         return tuple(self.perf_dims)
 
-    def engine_shape(self, batch: int) -> tuple[int, ...] | None:
-        """The static engine input shape of one batch size; None for a dynamic profile."""
-        return None if self.dynamic else (batch * self.copies, *self.dims)
+    def engine_shape(self, batch: int) -> tuple[int | None, ...]:
+        """The engine input shape of one batch size (flip copies included), None on the axes the
+        profile leaves dynamic.
+
+        Backends with static shapes build one artifact per engine shape (a dynamic axis then becomes
+        the profile's gears)."""
+        return (batch * self.copies, *self.dims)
+
+
+@dataclass(frozen=True)
+class AtcSettings:
+    """ATC arguments a model needs beyond its ONNX file and profile (the seeds' extra flags)."""
+    input_format: str = "NCHW"
+    out_nodes: tuple[str, ...] = ()  # spec outputs ATC keeps, passed as their producer nodes (Conv_1818:0)
+    log: str | None = "error"
+    auto_tune_mode: str | None = None  # e.g. "RL,GA": seed 001's advice when the 310P is slow
+
+
+@dataclass(frozen=True)
+class ArtifactContract:
+    """The interface of a converted model brought from outside (an IR, an OM, an engine).
+
+    It may differ from the exported ONNX in names, in which outputs it keeps, in its input shape
+    (``profile``, for the reference as well) and in its input normalisation: the engine receives
+    ``network_input * input_scale + input_offset`` (raw 0..255 pixels for a model that normalises
+    inside: scale 256, offset 128 undoes (img - 128) / 256).
+    """
+    backend: str
+    precision: str  # what it computes in: part of the case id and the tolerance key
+    profile: InputProfile
+    path: str | None = None  # relative to --weights-dir; --artifact MODEL:BACKEND[:PRECISION]=PATH overrides
+    input_name: str | None = None  # None: the spec's
+    outputs: Mapping[str, str] = field(default_factory=dict)  # artifact output -> spec output; empty: the spec's
+    input_scale: float = 1.0
+    input_offset: float = 0.0
+    how_to_get: str = ""
 
 
 @dataclass(frozen=True)
@@ -89,6 +127,10 @@ class Checkpoint:
     # maps another published layout onto the network's before key/shape matching (e.g. a port's
     # Conv2d (k,1) weights onto Conv1d); a pure function of the tensor dict
     adapt: Callable[[dict], dict] | None = None
+    numpy_in_container: bool = False  # the container also holds numpy arrays (a training RNG state)
+    # other published weights of the same network, file name -> what they are (a port's own training);
+    # looked up when ``filename`` is absent, and gated only by thresholds that name them
+    alternatives: Mapping[str, str] = field(default_factory=dict)
     size: int | None = None
     digests: Mapping[str, str] = field(default_factory=dict)  # published {"sha256": hex, ...}
     how_to_get: str = ""
@@ -122,6 +164,9 @@ class ModelSpec:
     # precision -> bound on a backend's results scored against the reference's own results (agreement
     # AP is a floor, the MPJPE between the two a ceiling: the metric says which)
     agreement: Mapping[str, float] = field(default_factory=dict)
+    # engines that can specialise build one static engine per input shape instead of running the
+    # dynamic graph (few distinct shapes, a dynamic path that is much slower: a free frame axis)
+    per_shape_engines: bool = False
     dynamic_step: int = 64  # how far the export test grows a dynamic axis to prove it is dynamic
     thresholds: tuple[Threshold, ...] = ()
     golden: Golden | None = None
@@ -129,10 +174,18 @@ class ModelSpec:
     seed: int = 0
     known_failures: Mapping[str, str] = field(default_factory=dict)  # test-id regex -> reason (strict xfail)
     expected_throughput: Mapping[str, Any] = field(default_factory=dict)  # seed tables, by device
+    artifacts: tuple[ArtifactContract, ...] = ()  # converted models validated as given, not built
+    atc: AtcSettings = field(default_factory=AtcSettings)
     notes: str = ""
 
+    @property
+    def all_profiles(self) -> tuple[InputProfile, ...]:
+        """The spec's profiles and those only a supplied artifact takes (the reference runs them too)."""
+        extra = tuple(a.profile for a in self.artifacts if a.profile not in self.profiles)
+        return self.profiles + tuple(dict.fromkeys(extra))
+
     def profile(self, name: str) -> InputProfile:
-        for p in self.profiles:
+        for p in self.all_profiles:
             if p.name == name:
                 return p
         raise KeyError(f"{self.name} has no input profile {name!r}; it has {[p.name for p in self.profiles]}")
@@ -155,7 +208,7 @@ class ModelSpec:
         """Input axes (1-based after batch) whose size every profile fixes to the same value."""
         fixed = {}
         for i in range(len(self.input_axes) - 1):
-            sizes = {p.dims[i] for p in self.profiles}
+            sizes = {p.dims[i] for p in self.all_profiles}
             if len(sizes) == 1 and None not in sizes:
                 fixed[i + 1] = sizes.pop()
         return fixed

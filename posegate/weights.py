@@ -77,8 +77,20 @@ def manifest_mismatches(state_dict: dict, manifest: dict) -> list[str]:
     return problems
 
 
-def read_checkpoint(path: Path) -> object:
-    """torch.load with weights_only, every failure turned into a message about the file."""
+def _numpy_globals() -> list:
+    """What unpickling plain numpy arrays needs (a training RNG state), and nothing that runs code."""
+    import numpy as np
+    dtypes = [getattr(np.dtypes, n) for n in ("UInt32DType", "Int32DType", "Int64DType", "UInt64DType",
+                                              "Float32DType", "Float64DType", "BoolDType")]
+    return [np._core.multiarray._reconstruct, np._core.multiarray.scalar, np.ndarray, np.dtype, *dtypes]
+
+
+def read_checkpoint(path: Path, allow_numpy: bool = False) -> object:
+    """torch.load with weights_only, every failure turned into a message about the file.
+
+    ``allow_numpy`` admits numpy arrays beside the tensors: training containers (VideoPose3D's)
+    keep the data loader's RNG state as one, and weights_only refuses them by default.
+    """
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"{path}: checkpoint file not found")
@@ -90,7 +102,8 @@ def read_checkpoint(path: Path) -> object:
         raise WeightsError(f"{path}: not a PyTorch checkpoint (starts with {head!r}, neither a torch.save "
                            "zip archive nor a pickle)")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(_numpy_globals() if allow_numpy else []):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise WeightsError(
@@ -146,7 +159,7 @@ def match_state_dict(tensors: dict, target: dict, spec_ckpt, path: Path) -> tupl
 
 def load_weights(network: torch.nn.Module, spec, path: Path) -> WeightsInfo:
     path = Path(path)
-    obj = read_checkpoint(path)
+    obj = read_checkpoint(path, spec.checkpoint.numpy_in_container)
     tensors = unwrap_state_dict(obj, spec.checkpoint.container_key, path)
     matched, ignored, stripped = match_state_dict(tensors, network.state_dict(), spec.checkpoint, path)
     network.load_state_dict(matched, strict=True)
@@ -158,7 +171,8 @@ def load_weights(network: torch.nn.Module, spec, path: Path) -> WeightsInfo:
     for algo, published in ck.digests.items():
         if path.name == ck.filename and file_digest(path, algo) != published:
             notes.append(f"{algo} differs from the published checkpoint's")
-    return WeightsInfo(kind="official" if path.name == ck.filename and not notes else "checkpoint",
+    published = path.name == ck.filename or path.name in ck.alternatives
+    return WeightsInfo(kind="official" if published and not notes else "checkpoint",
                        identity=f"{path.name}@{sha[:12]}", path=str(path), sha256=sha,
                        size=path.stat().st_size, ignored_keys=tuple(ignored), stripped_prefix=stripped,
                        notes=tuple(notes))

@@ -1,6 +1,8 @@
 """Stage 8, accuracy, in three layers: decoder oracle, metric parity per backend, seed thresholds."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from fixtures.artifacts import skip_unavailable
@@ -24,7 +26,7 @@ def test_decoder_oracle(case, run_context, record):
     metric = METRICS[spec.metric]
     score = metric.evaluate(dataset, spec.flow.oracle(dataset))
     record(metric=f"oracle {metric.name}", value=score.value, threshold=ORACLE_FLOOR, direction="min",
-           margin=score.value - ORACLE_FLOOR, dataset=dataset.name)
+           margin=score.value - ORACLE_FLOOR, dataset=dataset.name, dataset_id=dataset.identity)
     assert score.value >= ORACLE_FLOOR, f"decoder oracle {metric.name} {score.value:.4f} < {ORACLE_FLOOR} on {dataset.identity}"
 
 
@@ -37,7 +39,7 @@ def test_metric_parity(case, pipeline, run_context, needs, record):
     """A converted backend's metric equals the reference's on the same inputs, and its results agree."""
     spec, dataset = case.spec, _dataset(run_context, case)
     metric = METRICS[spec.metric]
-    skip_unavailable(case.backend)
+    skip_unavailable(case.backend, case)
     needs.stage("infer", model=case.model, backend=case.backend, precision=case.precision, shape=case.shape)
     ref = _predictions(pipeline, case, dataset, REFERENCE, "fp32", needs)
     got = _predictions(pipeline, case, dataset, case.backend, case.precision, needs)
@@ -47,11 +49,11 @@ def test_metric_parity(case, pipeline, run_context, needs, record):
     weights = pipeline.weights_identity(spec)
     name = metric.name
     record(metric=f"|{name}-{name}_ref|", value=abs(v - v_ref), threshold=tol, direction="max",
-           margin=tol - abs(v - v_ref), dataset=dataset.name, weights=weights, measured=v, reference=v_ref)
+           margin=tol - abs(v - v_ref), dataset=dataset.name, dataset_id=dataset.identity, weights=weights, measured=v, reference=v_ref)
     if agree is not None:
         bound = spec.agreement[case.precision]
         record(metric=metric.agreement_name, value=agree, threshold=bound, direction=metric.agreement_direction,
-               margin=margin(agree, bound, metric.agreement_direction), dataset=dataset.name, weights=weights)
+               margin=margin(agree, bound, metric.agreement_direction), dataset=dataset.name, dataset_id=dataset.identity, weights=weights)
     assert abs(v - v_ref) <= tol, f"{name} {v:.4f} vs reference {v_ref:.4f} on {dataset.name}: beyond {tol}"
     if agree is None:
         assert not got, f"{case.backend}-{case.precision} finds {len(got)} people where the reference finds none"
@@ -69,24 +71,26 @@ def _applicable(spec, case, dataset, weights_info, options):
             on_data = dataset.is_official and spec.flow.official_problem(dataset, options) is None
         else:
             on_data = dataset.name == t.dataset
-        on_weights = t.weights == "any" or weights_info.kind == "official"
+        name = weights_info.path and Path(weights_info.path).name
+        wanted = spec.checkpoint.filename if t.weights == "official" else t.weights
+        on_weights = t.weights == "any" or (weights_info.kind == "official" and name == wanted)
         yield t, on_data and on_weights
 
 
 def _wanted(spec, t) -> str:
     op = ">=" if t.direction == "min" else "<="
     need = KINDS[spec.flow.dataset_kind].official if t.dataset == "official" else f"dataset {t.dataset}"
-    if t.weights == "official":
-        need += f" and {spec.checkpoint.filename} in --weights-dir"
+    if t.weights != "any":
+        need += f" and {spec.checkpoint.filename if t.weights == 'official' else t.weights} in --weights-dir"
     return f"{t.metric} {op} {t.value} ({t.source}) needs {need}"
 
 
 @pytest.mark.cases("accuracy")
-def test_accuracy(case, pipeline, run_context, needs, record):
+def test_accuracy(case, pipeline, run_context, needs, record, visuals):
     """The task metric on a dataset; where the spec's gate applies (dataset and weights), it is asserted."""
     spec, dataset = case.spec, _dataset(run_context, case)
     metric = METRICS[spec.metric]
-    skip_unavailable(case.backend)
+    skip_unavailable(case.backend, case)
     if case.backend != REFERENCE:
         needs.stage("infer", model=case.model, backend=case.backend, precision=case.precision, shape=case.shape)
     results = _predictions(pipeline, case, dataset, case.backend, case.precision, needs)
@@ -94,18 +98,48 @@ def test_accuracy(case, pipeline, run_context, needs, record):
     info = pipeline.weights_info(spec)
     gates = list(_applicable(spec, case, dataset, info, pipeline.options))
     active = [t for t, applies in gates if applies]
-    base = dict(dataset=dataset.name, weights=info.identity, count=score.count, **score.details)
+    base = dict(dataset=dataset.name, dataset_id=dataset.identity, weights=info.identity, count=score.count, **score.details)
     if not active:
-        record(metric=metric.name, value=score.value, **base)
+        regressed = record(metric=metric.name, value=score.value, **base)
+        visuals(metric, dataset, results, failing=regressed)
         wanted = "; ".join(_wanted(spec, t) for t, _ in gates)
         problem = spec.flow.official_problem(dataset, pipeline.options)
         pytest.skip(f"{metric.name} {score.value:.4f}{metric.unit and ' ' + metric.unit} measured on "
                     f"{dataset.identity} with {info.identity}; no gate claimed"
                     + (f": {wanted}" if wanted else f": {spec.name} declares no threshold for this dataset")
                     + (f" ({problem})" if problem and dataset.is_official else ""))
+    regressed = False
     for t in active:
-        record(metric=t.metric, value=score.value, threshold=t.value, direction=t.direction,
-               margin=t.margin(score.value), source=t.source, **base)
+        regressed |= record(metric=t.metric, value=score.value, threshold=t.value, direction=t.direction,
+                            margin=t.margin(score.value), source=t.source, **base)
     failing = [f"{t.metric} {score.value:.4f} vs {t.value} ({t.source}): margin {t.margin(score.value):+.4f}"
                for t in active if not t.passes(score.value)]
+    visuals(metric, dataset, results, failing=bool(failing) or regressed)
     assert not failing, "; ".join(failing)
+
+
+
+def test_a_gate_applies_only_with_the_weights_it_names():
+    """A port's own weights meet the port's figure, the upstream file upstream's (VideoPose3D: 46.6 / 46.8 mm)."""
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from models import MODELS
+    from posegate.spec import Threshold
+    from posegate.weights import WeightsInfo
+    base = next(iter(MODELS.values()))
+    spec = replace(base, checkpoint=replace(base.checkpoint, alternatives={"port.bin": "the port's own training"}),
+                   flow=SimpleNamespace(official_problem=lambda d, o: None, dataset_kind=base.flow.dataset_kind),
+                   thresholds=(Threshold("m", 1.0, "min", "official", "official", "upstream"),
+                               Threshold("m", 2.0, "min", "official", "port.bin", "port")))
+    official, other = SimpleNamespace(is_official=True, name="x"), SimpleNamespace(is_official=False, name="x")
+    upstream = f"/w/{base.checkpoint.filename}"
+
+    def active(info, dataset=official):
+        return [t.value for t, on in _applicable(spec, SimpleNamespace(shape="s"), dataset, info, {}) if on]
+    assert active(WeightsInfo("official", "a", path=upstream)) == [1.0]
+    assert active(WeightsInfo("official", "b", path="/w/port.bin")) == [2.0]
+    assert active(WeightsInfo("checkpoint", "c", path=upstream)) == []  # size or digest differs from the published
+    assert active(WeightsInfo("synthetic", "d")) == []
+    assert active(WeightsInfo("official", "a", path=upstream), other) == []
+    assert _wanted(spec, spec.thresholds[1]).endswith("and port.bin in --weights-dir")

@@ -1,4 +1,5 @@
-"""Stage 5, convert: each backend turns the export into its own artifact (cached) and loads it."""
+"""Stage 5, convert: each backend turns the export into its own artifact (cached) and loads it; a
+supplied artifact is opened as given, after its interface check."""
 from __future__ import annotations
 
 import numpy as np
@@ -14,7 +15,7 @@ pytestmark = pytest.mark.stage
 @pytest.mark.cases("convert")
 def test_convert(case, pipeline, needs, record):
     spec = case.spec
-    skip_unavailable(case.backend)
+    skip_unavailable(case.backend, case)
     backend = BACKENDS[case.backend]
     needs(pipeline.onnx, spec, backend.opset)
     shape = None if case.shape is None else case.profile.engine_shape(case.batch)
@@ -22,7 +23,26 @@ def test_convert(case, pipeline, needs, record):
     files = sorted(p.name for p in artifact.iterdir())
     session = pipeline.session(spec, case.backend, case.precision, shape)
     record(artifact_files=files, execution=session.info.execution, backend_version=backend.version())
-    x = np.zeros(shape or (1, *spec.profiles[0].concrete_dims), np.float32)
+    profile = case.profile if case.shape else spec.profiles[0]
+    x = np.zeros((case.batch or 1, *profile.concrete_dims), np.float32)
     out = session.run({spec.input_name: x})
     assert list(out) == list(spec.output_names)
+    assert all(np.isfinite(v).all() for v in out.values())
+
+
+@pytest.mark.cases("artifact")
+def test_artifact(case, pipeline, needs, record):
+    """A supplied converted model: its input/output names and shapes match its contract and the reference."""
+    spec = case.spec
+    skip_unavailable(case.backend, case)
+    bound = pipeline.artifacts[(case.model, case.backend, case.precision)]
+    if bound.path is None:
+        pytest.skip(bound.missing_reason())
+    session = pipeline.artifact_session(spec, bound)  # a mismatch fails here, where it belongs
+    inputs, outputs = session.signature()
+    record(artifact=session.info.details["artifact"], inputs=inputs, outputs=outputs,
+           execution=session.info.execution, backend_version=BACKENDS[case.backend].version())
+    x = np.zeros((case.batch, *case.profile.concrete_dims), np.float32)
+    out = session.run({spec.input_name: x})
+    assert list(out) == list(session.output_names)
     assert all(np.isfinite(v).all() for v in out.values())

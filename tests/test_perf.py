@@ -12,11 +12,16 @@ import numpy as np
 import pytest
 
 from fixtures.artifacts import skip_unavailable
+from posegate.backends import BACKENDS, REFERENCE
+from posegate.context import SYNTHETIC
+from posegate.parity import compare
+from posegate.spec import CALIBRATED
+from posegate.throughput import MIN_ROUNDS, expected, per_second, validity
 
 STAGE = "perf"
 pytestmark = pytest.mark.perf
 MIN_TIME = 2.0  # seconds of timed work per benchmark, so a round is never a single noisy sample
-MIN_ROUNDS, MAX_ROUNDS = 3, 50
+MAX_ROUNDS = 50
 DECODE_COST_BUDGET = 10.0  # seconds of timed inference after which test_decode_cost takes no further batch
 WARMUP = 2  # untimed calls before the rounds: the first (allocations, compilation) and the probe that sizes rounds
 
@@ -37,9 +42,26 @@ def _perf_input(spec, profile, pipeline, run_context, batch):
 
 def _session(case, pipeline, needs):
     """A loaded engine whose outputs passed parity: a fast wrong engine is never benchmarked."""
-    skip_unavailable(case.backend)
+    skip_unavailable(case.backend, case)
     needs.stage("infer", model=case.model, backend=case.backend, precision=case.precision, shape=case.shape)
-    return needs(pipeline.session, case.spec, case.backend, case.precision)
+    return needs(pipeline.session, case.spec, case.backend, case.precision, case.profile.engine_shape(case.batch))
+
+
+def _check_parity(case, pipeline, session, feeds, dataset):
+    """The engine's outputs on the very inputs it is timed on must match torch: a fast wrong engine fails."""
+    if case.backend == REFERENCE:
+        return
+    if case.precision in CALIBRATED and dataset.name == SYNTHETIC:
+        pytest.skip(f"{case.precision} parity needs real inputs (its quantisation was calibrated on them): give "
+                    f"--data-root a {case.spec.flow.dataset_kind} dataset with inputs")
+    spec = case.spec
+    got = session.run(feeds)
+    ref = pipeline.session(spec, REFERENCE, "fp32").run(feeds)
+    bad = [f"{n}: {e.describe()}" for n in session.output_names
+           if not (e := compare(got[n], ref[n], spec.tolerance(case.precision, n))).ok]
+    if bad:
+        pytest.fail(f"benchmark invalid: {case.backend}-{case.precision} outputs fail parity with torch on the timed "
+                    "inputs: " + "; ".join(bad), pytrace=False)
 
 
 def _time(benchmark, fn, samples, unit, scope, record, group, **extra):
@@ -50,11 +72,14 @@ def _time(benchmark, fn, samples, unit, scope, record, group, **extra):
     rounds = _rounds(one)
     benchmark.group = group
     benchmark.pedantic(fn, rounds=rounds, warmup_rounds=0, iterations=1)
-    mean = benchmark.stats.stats.mean
-    rate = samples / mean
+    stats = benchmark.stats.stats
+    rate = samples / stats.mean
+    spread = stats.stddev / stats.mean if stats.mean > 0 else 0.0
+    invalid = validity(rounds, stats.total, spread)
     benchmark.extra_info.update({"samples_per_second": rate, "samples_per_round": samples, "unit": unit, "scope": scope,
-                                 "warmup_rounds": WARMUP, "rounds": rounds, **extra})
-    record(throughput=rate, unit=f"{unit}/s", scope=scope)
+                                 "warmup_rounds": WARMUP, "rounds": rounds, "total_seconds": stats.total,
+                                 "spread": spread, "valid": not invalid, "invalid_because": invalid, **extra})
+    record(throughput=rate, unit=f"{unit}/s", scope=scope, valid=not invalid, rounds=rounds, spread=spread)
     return rate
 
 
@@ -64,9 +89,21 @@ def test_perf_device(case, benchmark, pipeline, run_context, needs, record):
     session = _session(case, pipeline, needs)
     x, records = _perf_input(spec, profile, pipeline, run_context, case.batch)
     feeds = {spec.input_name: x}
-    _time(benchmark, lambda: session.run(feeds), spec.flow.units(x, records), spec.flow.unit, "device-only", record,
+    units = spec.flow.units(x, records)
+    device = BACKENDS[case.backend].device()
+    seed = expected(spec.expected_throughput, device, case.shape, case.batch)
+    _check_parity(case, pipeline, session, feeds, run_context.parity_dataset(spec.flow.dataset_kind))
+    _time(benchmark, lambda: session.run(feeds), units, spec.flow.unit, "device-only", record,
           f"{case.model}-{case.shape}-device", input_shape=list(x.shape),
-          execution=session.info.execution, expected=spec.expected_throughput)
+          execution=session.info.execution, device=device, expected=seed)
+    if session.device_ms:  # the device's own compute timer, as the seeds measure (1000 x units / mean ms)
+        timed = session.device_ms[-benchmark.extra_info["rounds"]:]  # the rounds only, not warm-up or parity calls
+        rate = per_second(units, timed)
+        benchmark.extra_info.update({"device_compute_per_second": rate, "device_calls": len(timed)})
+        # a metric row, not a throughput: the gate's baseline holds the host-timed figure of this test
+        record(metric=f"device compute {spec.flow.unit}/s", value=rate, device=device)
+    if seed is not None:  # beside the measured figure, only when this is the seed's device
+        record(metric=f"seed's {spec.flow.unit}/s on {device}", value=seed, device=device)
 
 
 @pytest.mark.cases("perf")
@@ -77,6 +114,7 @@ def test_perf_end_to_end(case, benchmark, pipeline, run_context, needs, record):
     samples = pipeline.parity_batch(spec, profile, dataset, case.batch).samples
     raws = [spec.flow.load(dataset, s) for s in samples]  # decoded in memory: file reading is not timed
     x, records = spec.flow.preprocess(raws, profile)
+    _check_parity(case, pipeline, session, {spec.input_name: x}, dataset)
 
     def run():
         x, records = spec.flow.preprocess(raws, profile)

@@ -33,7 +33,9 @@ def test_checkpoint_loads(case, pipeline, record):
     spec = case.spec
     path = pipeline.checkpoint_path(spec)
     if path is None:
-        pytest.skip(f"no checkpoint: supply {spec.checkpoint.filename} in --weights-dir ({spec.checkpoint.how_to_get})")
+        others = "".join(f" or {n} ({what})" for n, what in spec.checkpoint.alternatives.items())
+        pytest.skip(f"no checkpoint: supply {spec.checkpoint.filename} in --weights-dir ({spec.checkpoint.how_to_get})"
+                    + others)
     info = spec.build(path).posegate_weights
     record(weights=info.identity, ignored_keys=list(info.ignored_keys), notes=list(info.notes))
     assert not info.synthetic and info.sha256

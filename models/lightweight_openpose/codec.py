@@ -44,6 +44,9 @@ class Profile:
 PROFILES = {
     "upstream": Profile(368, None, cv2.INTER_CUBIC, np.float64),
     "ascend": Profile(368, 640, cv2.INTER_LINEAR, np.float32),
+    # Open Model Zoo's static 256x456 input, letterboxed as the Ascend port does (centred, zero after
+    # normalisation); OMZ's own demo pads bottom-right instead, which changes no network weight.
+    "omz": Profile(256, 456, cv2.INTER_LINEAR, np.float32),
 }
 
 

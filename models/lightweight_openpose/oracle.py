@@ -14,11 +14,12 @@ from scipy.spatial import cKDTree
 
 from models.lightweight_openpose.codec import (COCO_TO_18, L_SHOULDER, R_SHOULDER, PadRecord, PEAK_MIN_DISTANCE, NUM_KPTS, BODY_PARTS_KPT_IDS, BODY_PARTS_PAF_IDS, NECK)
 
+from posegate.datasets.coco import OKS_SIGMAS
+
 ABSENT, DRAWN = 0, 1  # oracle joint states
 
-# COCOeval's per-keypoint sigmas (COCO order). A joint reported d px off scores
-# exp(-d^2 / (2 * area * (2 * sigma)^2)), so the encoder can price every pixel it moves a joint by.
-_COCO_SIGMAS = np.array([.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89, .89]) / 10
+# COCOeval's OKS prices every pixel the encoder moves a joint by.
+_COCO_SIGMAS = OKS_SIGMAS
 _SIGMAS_18 = np.zeros(NUM_KPTS)
 _SIGMAS_18[[s for s in range(NUM_KPTS) if s != NECK]] = _COCO_SIGMAS[list(COCO_TO_18)]
 

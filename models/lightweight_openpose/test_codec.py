@@ -193,7 +193,8 @@ def test_pad_record_maps_keypoints_back_exactly(profile):
     # The image's outer pixel edges land on the resized region's edges (pixel centres on integers).
     corners = rec.to_input([[-0.5, -0.5], [rec.orig_w - 0.5, rec.orig_h - 0.5]])
     np.testing.assert_allclose(corners[0], [rec.left - 0.5, rec.top - 0.5])
-    np.testing.assert_allclose(corners[1], [rec.left + rec.orig_w * rec.scale - 0.5, rec.top + 368 - 0.5])
+    np.testing.assert_allclose(corners[1], [rec.left + rec.orig_w * rec.scale - 0.5,
+                                             rec.top + codec.PROFILES[profile].height - 0.5])
 
 
 @pytest.mark.stage

@@ -1,12 +1,17 @@
 """Backend registry: the only list of backends. Accelerator backends register here too."""
 from __future__ import annotations
 
-from posegate.backends.base import Backend, ModelSource, Session, SessionInfo
+from posegate.backends.base import Backend, EngineIO, ModelSource, Session, SessionInfo
+from posegate.backends.ascend_backend import AscendBackend
 from posegate.backends.onnxruntime_backend import OnnxRuntimeBackend
+from posegate.backends.onnxruntime_gpu_backend import OrtCudaBackend, OrtTensorRtBackend
 from posegate.backends.openvino_backend import OpenVinoBackend
+from posegate.backends.tensorrt_backend import TensorRtBackend
 from posegate.backends.torch_backend import TorchBackend
 
-BACKENDS: dict[str, Backend] = {b.name: b for b in (TorchBackend(), OnnxRuntimeBackend(), OpenVinoBackend())}
+BACKENDS: dict[str, Backend] = {b.name: b for b in (TorchBackend(), OnnxRuntimeBackend(), OpenVinoBackend(),
+                                                    AscendBackend(), TensorRtBackend(), OrtCudaBackend(),
+                                                    OrtTensorRtBackend())}
 REFERENCE = "torch"
 
-__all__ = ["BACKENDS", "REFERENCE", "Backend", "ModelSource", "Session", "SessionInfo"]
+__all__ = ["BACKENDS", "REFERENCE", "Backend", "EngineIO", "ModelSource", "Session", "SessionInfo"]

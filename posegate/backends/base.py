@@ -23,6 +23,43 @@ class ModelSource:
     onnx_path: Callable[[int], Path]  # opset -> path of the exported, checked ONNX file
 
 
+@dataclass(frozen=True)
+class EngineIO:
+    """Engine-side names of a session and how its input relates to the spec's network input.
+
+    A converted artifact uses the spec's names and input unchanged; a supplied one may rename,
+    keep a subset of the outputs, or normalise inside (the contract's affine input mapping).
+    """
+    input: str
+    outputs: tuple[tuple[str, str], ...]  # (engine output name, spec output name), in the order returned
+    input_scale: float = 1.0
+    input_offset: float = 0.0
+
+    @classmethod
+    def of(cls, spec, contract=None) -> "EngineIO":
+        if contract is None:
+            return cls(spec.input_name, tuple((n, n) for n in spec.output_names))
+        outputs = tuple(contract.outputs.items()) or tuple((n, n) for n in spec.output_names)
+        unknown = [s for _, s in outputs if s not in spec.output_names]
+        if unknown:
+            raise ValueError(f"{spec.name}: artifact outputs map onto {unknown}, not outputs of the spec "
+                             f"{list(spec.output_names)}")
+        return cls(contract.input_name or spec.input_name, outputs, contract.input_scale, contract.input_offset)
+
+    @property
+    def engine_outputs(self) -> list[str]:
+        return [e for e, _ in self.outputs]
+
+    @property
+    def spec_outputs(self) -> tuple[str, ...]:
+        return tuple(s for _, s in self.outputs)
+
+    def to_engine(self, x: np.ndarray) -> np.ndarray:
+        if self.input_scale != 1.0 or self.input_offset != 0.0:
+            x = x * np.float32(self.input_scale) + np.float32(self.input_offset)
+        return np.ascontiguousarray(x, dtype=np.float32)
+
+
 @dataclass
 class SessionInfo:
     backend: str
@@ -32,27 +69,39 @@ class SessionInfo:
 
 
 class Session(ABC):
-    def __init__(self, spec, info: SessionInfo):
+    def __init__(self, spec, info: SessionInfo, io: EngineIO | None = None):
         self.spec = spec
         self.info = info
+        self.io = io or EngineIO.of(spec)
         self.last_seconds = 0.0
+        # compute time per call as the device itself reports it (ais_bench, CUDA events); None: not reported
+        self.device_ms: list[float] | None = None
+
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        """The spec outputs this session returns (a supplied artifact may keep only some)."""
+        return self.io.spec_outputs
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         x = feeds.get(self.spec.input_name)
         if x is None or len(feeds) != 1:
             raise ValueError(f"{self.info.backend}: feeds {list(feeds)} != [{self.spec.input_name!r}]")
         self.spec.check_input(x, self.info.backend)
-        x = np.ascontiguousarray(x)
+        x = self.io.to_engine(x)  # host-side work, outside the timed call
         start = time.perf_counter()
         outputs = self._run(x)
         self.last_seconds = time.perf_counter() - start
-        if len(outputs) != len(self.spec.output_names):
-            raise RuntimeError(f"{self.info.backend}: {len(outputs)} outputs, spec declares {len(self.spec.output_names)}")
-        return {n: np.asarray(o, dtype=np.float32) for n, o in zip(self.spec.output_names, outputs)}
+        if len(outputs) != len(self.io.outputs):
+            raise RuntimeError(f"{self.info.backend}: {len(outputs)} outputs, expected {len(self.io.outputs)}")
+        return {n: np.asarray(o, dtype=np.float32) for n, o in zip(self.output_names, outputs)}
 
     @abstractmethod
     def _run(self, x: np.ndarray) -> list[np.ndarray]:
-        """Engine call only: outputs in spec.output_names order."""
+        """Engine call only on the engine input ``self.io.input``: outputs in ``self.io.engine_outputs`` order."""
+
+    def signature(self) -> tuple[dict[str, list], dict[str, list]]:
+        """The engine's own {name: dims} of inputs and outputs, None for a dynamic dim."""
+        raise NotImplementedError(f"{self.info.backend} sessions do not report their signature")
 
     def close(self) -> None:
         pass
@@ -76,8 +125,20 @@ class Backend(ABC):
         """None when usable here, else why not (a missing package, tool or device)."""
         return None
 
+    def precision_problem(self, precision: str) -> str | None:
+        """Why this device cannot compute in ``precision`` (None: it can)."""
+        return None
+
+    def open_unavailable_reason(self) -> str | None:
+        """Like unavailable_reason, for running a supplied artifact only (no converter needed)."""
+        return self.unavailable_reason()
+
     def version(self) -> str:
         return ""
+
+    def device(self) -> str | None:
+        """The device's name as the specs' expected_throughput tables key it ("Ascend310P3", "T4")."""
+        return None
 
     def convert(self, source: ModelSource, out_dir: Path, precision: str, shape: tuple | None) -> None:
         raise NotImplementedError(f"{self.name} does not convert models")
@@ -85,6 +146,10 @@ class Backend(ABC):
     @abstractmethod
     def load(self, artifact_dir: Path | None, source: ModelSource, precision: str) -> Session:
         ...
+
+    def open(self, path: Path, spec, precision: str, io: EngineIO) -> Session:
+        """A session on a converted model supplied as a file (``--artifact``), not built by ``convert``."""
+        raise NotImplementedError(f"{self.name} cannot open a supplied artifact")
 
     def artifact_settings(self, precision: str) -> dict:
         """Everything besides the ONNX file that changes the converted artifact (part of its cache key)."""

@@ -6,17 +6,28 @@ import shutil
 from posegate.backends.base import Backend, Session, SessionInfo
 
 
+def dims_of(shape) -> list:
+    """ORT/OpenVINO shape -> ints, None where symbolic or dynamic."""
+    return [d if isinstance(d, int) and d >= 0 else None for d in shape]
+
+
 class OrtSession(Session):
-    def __init__(self, spec, path, precision):
+    def __init__(self, spec, path, precision, io=None, providers=("CPUExecutionProvider",), provider_options=None,
+                 backend="onnxruntime", execution="f32"):
         import onnxruntime as ort
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
-        self.sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        super().__init__(spec, SessionInfo("onnxruntime", precision, "f32",
-                                           {"providers": self.sess.get_providers()}))
+        kwargs = {"provider_options": provider_options} if provider_options else {}
+        self.sess = ort.InferenceSession(str(path), opts, providers=list(providers), **kwargs)
+        super().__init__(spec, SessionInfo(backend, precision, execution,
+                                           {"providers": self.sess.get_providers()}), io)
 
     def _run(self, x):
-        return self.sess.run(list(self.spec.output_names), {self.spec.input_name: x})
+        return self.sess.run(self.io.engine_outputs, {self.io.input: x})
+
+    def signature(self):
+        return ({i.name: dims_of(i.shape) for i in self.sess.get_inputs()},
+                {o.name: dims_of(o.shape) for o in self.sess.get_outputs()})
 
     def close(self):
         self.sess = None
@@ -43,3 +54,6 @@ class OnnxRuntimeBackend(Backend):
 
     def load(self, artifact_dir, source, precision):
         return OrtSession(source.spec, artifact_dir / "model.onnx", precision)
+
+    def open(self, path, spec, precision, io):
+        return OrtSession(spec, path, precision, io)

@@ -1,35 +1,63 @@
 """OpenVINO on the CPU: ONNX -> IR (FP32 or FP16-compressed weights) is this machine's real
-counterpart of ATC's ONNX -> OM step."""
+counterpart of ATC's ONNX -> OM step; a supplied IR (an INT8 one included) opens as it is."""
 from __future__ import annotations
+
+from pathlib import Path
 
 from posegate.backends.base import Backend, Session, SessionInfo
 
 # What the CPU plugin computes in for each precision we ask for. fp32 must be pinned: on CPUs with
-# BF16 support the plugin's default is bf16, which would make an "fp32" run silently lossy.
-_HINTS = {"fp32": ["f32"], "fp16": ["f16", "bf16", "f32"]}
+# BF16 support the plugin's default is bf16, which would make an "fp32" run silently lossy. An INT8
+# IR carries its quantisation in FakeQuantize nodes; what lies between them stays f32.
+_HINTS = {"fp32": ["f32"], "fp16": ["f16", "bf16", "f32"], "int8": ["f32"]}
 
 
 class OvSession(Session):
-    def __init__(self, spec, xml, precision):
+    def __init__(self, spec, xml, precision, io=None):
         import openvino as ov
         core = ov.Core()
         caps = set(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
         hint = next(h for h in _HINTS[precision] if h == "f32" or h.upper() in caps)
-        self.compiled = core.compile_model(str(xml), "CPU", {"INFERENCE_PRECISION_HINT": hint})
+        self._core, self._xml, self._config, self._static = core, str(xml), {"INFERENCE_PRECISION_HINT": hint}, {}
+        self.compiled = core.compile_model(str(xml), "CPU", self._config)
         self.request = self.compiled.create_infer_request()
-        names = [o.get_any_name() for o in self.compiled.outputs]
-        self.order = [names.index(n) for n in spec.output_names]
         actual = self.compiled.get_property("INFERENCE_PRECISION_HINT")
         super().__init__(spec, SessionInfo("openvino", precision, actual.get_type_name(),
-                                           {"capabilities": sorted(caps)}))
+                                           {"capabilities": sorted(caps)}), io)
+        names = [o.get_any_name() for o in self.compiled.outputs]
+        missing = [n for n in self.io.engine_outputs if n not in names]
+        # a supplied IR's interface check reports every difference at once; a run must not guess
+        self.problem = f"{xml}: no outputs {missing}; the model has {names}" if missing else None
+        self.order = None if missing else [names.index(n) for n in self.io.engine_outputs]
 
     def _run(self, x):
-        res = self.request.infer({self.spec.input_name: x})
+        if self.problem:
+            raise ValueError(self.problem)
+        request = self._static_request(x.shape) if self.spec.per_shape_engines else self.request
+        res = request.infer({self.io.input: x})
         values = list(res.values())
         return [values[i] for i in self.order]
 
+    def _static_request(self, shape):
+        """A model compiled for exactly this input shape (the last few kept): the CPU plugin's
+        dynamic path runs VideoPose3D's dilated 1D convolutions over a free frame axis ~15x slower."""
+        if shape not in self._static:
+            model = self._core.read_model(self._xml)
+            model.reshape({self.io.input: list(shape)})
+            if len(self._static) >= 4:
+                self._static.pop(next(iter(self._static)))
+            self._static[shape] = self._core.compile_model(model, "CPU", self._config).create_infer_request()
+        return self._static[shape]
+
+    def signature(self):
+        def dims(port):
+            return [d.get_length() if d.is_static else None for d in port.get_partial_shape()]
+        return ({p.get_any_name(): dims(p) for p in self.compiled.inputs},
+                {p.get_any_name(): dims(p) for p in self.compiled.outputs})
+
     def close(self):
         self.request = self.compiled = None
+        self._static = {}
 
 
 class OpenVinoBackend(Backend):
@@ -54,3 +82,14 @@ class OpenVinoBackend(Backend):
 
     def load(self, artifact_dir, source, precision):
         return OvSession(source.spec, artifact_dir / "model.xml", precision)
+
+    def open(self, path, spec, precision, io):
+        path = Path(path)
+        if path.is_dir():
+            xmls = sorted(path.glob("*.xml"))
+            if len(xmls) != 1:
+                raise ValueError(f"{path}: expected one IR .xml file in the folder, found {[p.name for p in xmls]}")
+            path = xmls[0]
+        if path.suffix != ".xml" or not path.with_suffix(".bin").is_file():
+            raise ValueError(f"{path}: an OpenVINO IR is a .xml file with its .bin beside it")
+        return OvSession(spec, path, precision, io)

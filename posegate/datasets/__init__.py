@@ -28,8 +28,22 @@ def _coco_synthetic(folder, reference_dir):
     return CocoKeypointDataset(generate(folder, 8))
 
 
+def _h36m_recognise(folder):
+    from posegate.datasets.h36m import recognise
+    return recognise(folder)
+
+
+def _h36m_synthetic(folder, reference_dir):
+    from posegate.datasets.h36m import H36mDataset
+    from posegate.datasets.h36m_synthetic import generate
+    return H36mDataset(generate(folder, reference_dir))
+
+
 KINDS: dict[str, DatasetKind] = {k.name: k for k in (
     DatasetKind("coco-keypoints", _coco_recognise, _coco_synthetic,
                 "the full COCO val2017 (annotations/person_keypoints_val2017.json and its 5000 images in "
                 "val2017/) as a folder under --data-root"),
+    DatasetKind("h36m", _h36m_recognise, _h36m_synthetic,
+                "the Human3.6M test set (data_3d_h36m.npz and data_2d_h36m_cpn_ft_h36m_dbb.npz, S9 and S11, "
+                "with h36m-cameras/cameras.json) as a folder under --data-root"),
 )}

@@ -35,6 +35,8 @@ SKELETON = (
     (16, 14), (14, 12), (17, 15), (15, 13), (12, 13), (6, 12), (7, 13), (6, 7), (6, 8),
     (7, 9), (8, 10), (9, 11), (2, 3), (1, 2), (1, 3), (2, 4), (3, 5), (4, 6), (5, 7),
 )
+# COCOeval's per-keypoint sigmas (COCO order): a joint d px off scores exp(-d^2 / (2 * area * (2 * sigma)^2)).
+OKS_SIGMAS = np.array([.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07, .87, .87, .89, .89]) / 10
 PERSON_CATEGORY = {
     "id": 1, "name": "person", "supercategory": "person",
     "keypoints": list(KEYPOINT_NAMES), "skeleton": [list(p) for p in SKELETON],

@@ -31,6 +31,13 @@ class CocoAP:
         ids = dataset.image_ids
         return agreement_ap(reference, results, ids, {i: dataset.image_info(i) for i in ids})
 
+    def save_visuals(self, dataset, results, folder, label) -> list[str]:
+        """The lowest-OKS images with predicted and ground-truth skeletons (images needed)."""
+        if not dataset.has_inputs:
+            return []
+        from posegate.visuals import save_worst_images
+        return save_worst_images(dataset, results, folder, label)
+
 
 class Mpjpe:
     name, unit, direction = "MPJPE", "mm", "max"
@@ -43,6 +50,16 @@ class Mpjpe:
     def agreement(self, reference, results, dataset) -> float | None:
         from posegate.metrics.mpjpe import prediction_distance
         return prediction_distance(reference, results)
+
+    def save_visuals(self, dataset, results, folder, label) -> list[str]:
+        """The worst-MPJPE frames, predicted and ground-truth skeletons from the front and the side."""
+        import numpy as np
+        from posegate.datasets.h36m import PARENTS
+        from posegate.visuals import save_worst_frames
+        by_key = {tuple(r["key"]): np.asarray(r["poses_3d"]) for r in results}
+        pairs = [(" ".join(map(str, k)), by_key[tuple(k)], dataset.targets(k)) for k in dataset.sequences
+                 if tuple(k) in by_key]
+        return save_worst_frames(pairs, folder, PARENTS)
 
 
 METRICS = {m.name: m for m in (CocoAP(), Mpjpe())}

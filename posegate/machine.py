@@ -1,0 +1,80 @@
+"""A machine fingerprint: what must match before two throughput figures may be compared.
+
+Host names change between CI runners of the same kind, so they are recorded but not compared; the
+CPU model, core count, accelerator, OS and the engine versions are.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import socket
+from functools import lru_cache
+from importlib import metadata
+
+COMPARED = ("cpu", "cores", "accelerator", "system", "python", "packages")
+PACKAGES = ("torch", "onnxruntime", "openvino", "numpy", "tensorrt", "ais_bench")
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _accelerator() -> str:
+    if os.environ.get("POSEGATE_ACCELERATOR"):
+        return os.environ["POSEGATE_ACCELERATOR"]
+    try:
+        import torch
+        if torch.cuda.is_available():
+            return torch.cuda.get_device_name(0)
+    except Exception:  # a broken CUDA install must not stop a CPU run
+        pass
+    return "none"
+
+
+def _version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+@lru_cache(maxsize=1)
+def fingerprint() -> dict:
+    info = {
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "accelerator": _accelerator(),
+        "system": f"{platform.system()} {platform.machine()}",
+        "python": platform.python_version(),
+        "packages": {p: v for p in PACKAGES if (v := _version(p))},
+        "host": socket.gethostname(),
+    }
+    info["id"] = fingerprint_id(info)
+    return info
+
+
+def fingerprint_id(info: dict) -> str:
+    compared = {k: info.get(k) for k in COMPARED}
+    return hashlib.sha256(json.dumps(compared, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def differences(a: dict, b: dict) -> list[str]:
+    """What differs between two fingerprints, in words ('cores 2 != 16')."""
+    out = []
+    for k in COMPARED:
+        if a.get(k) != b.get(k):
+            if isinstance(a.get(k), dict) and isinstance(b.get(k), dict):
+                keys = sorted(set(a[k]) | set(b[k]))
+                out += [f"{p} {a[k].get(p)} != {b[k].get(p)}" for p in keys if a[k].get(p) != b[k].get(p)]
+            else:
+                out.append(f"{k} {a.get(k)!r} != {b.get(k)!r}")
+    return out

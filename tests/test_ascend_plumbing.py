@@ -1,0 +1,357 @@
+"""Ascend backend plumbing, checked against stand-ins that record calls (a fake `atc` on PATH, a fake
+ais_bench InferSession), not against a device: the ATC command lines the seeds type, gears, feeds
+and modes, output order, API drift between ais_bench versions, and the throughput arithmetic."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import stat
+import sys
+import types
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from models import MODELS
+from posegate.backends import BACKENDS, EngineIO
+from posegate.backends import ascend_backend as asc
+from posegate.backends import atc as atc_tool
+from posegate.spec import AtcSettings, InputProfile
+from posegate.throughput import expected, per_second
+
+STAGE = "convert"
+pytestmark = pytest.mark.stage
+
+# The seeds' commands, verbatim but for the chip variable (001 HigherHRNet, 002 MSPN, 004 VideoPose3D).
+GEARS = "1024,512;960,512;896,512;832,512;768,512;704,512;640,512;576,512;512,512;512,576;512,640;512,704;512,768;512,832;512,896;512,960;512,1024"
+SEED_HIGHERHRNET = ('atc --framework=5 --model=models/pose_higher_hrnet_w32_512_bs1_dynamic.onnx  --output=models/pose_higher_hrnet_w32_512_bs1_dynamic '
+                    '--input_format=NCHW --input_shape="input:1,3,-1,-1" --dynamic_image_size="' + GEARS + '"  '
+                    '--out_nodes="Conv_1818:0;Conv_1851:0" --soc_version=Ascend${chip_name}')
+SEED_HIGHERHRNET_TUNED = SEED_HIGHERHRNET.replace("--soc_version", '--auto_tune_mode="RL,GA" --soc_version')
+SEED_MSPN = ('atc --framework=5 --model=MSPN.onnx --output=MSPN_bs1 --input_format=NCHW --input_shape="input:1,3,256,192" '
+             '--log=error --soc_version=Ascend${chip_name}')
+SEED_VP3D = ('atc --framework=5 --model=vp3d/vp3d.onnx --output=vp3d/vp3d_seq6115 --input_format=NCHW '
+             '--input_shape="2d_poses:2,6115,17,2" --log=error --soc_version=Ascend${chip_name}')
+NPU_SMI = """+------------------------------------------------------------------------------------------------+
+| npu-smi 22.0.0                   Version: 22.0.2                                               |
++----------------------+---------------+----------------------------------------------------------+
+| NPU     Name      | Health          | Power(W)     Temp(C)           Hugepages-Usage(page) |
+| Chip    Device    | Bus-Id          | AICore(%)    Memory-Usage(MB)                        |
++===================+=================+======================================================+
+| 0       310P3     | OK              | 15.8         42                0    / 0              |
+| 0       0         | 0000:82:00.0    | 0            1074 / 21534                            |
++===================+=================+======================================================+
+"""
+
+
+def _seed(cmd: str) -> list[str]:
+    return cmd.replace("${chip_name}", "310P3").split()
+
+
+def _spec(input_name, dims, gears=(), atc=AtcSettings(), axes=("batch", "channels", "height", "width"), outputs=("out",)):
+    base = MODELS["lightweight_openpose"]
+    profile = InputProfile("p", dims, preprocess="ascend", batch_sizes=(1,), gears=gears,
+                           perf_dims=tuple(d or 8 for d in dims))
+    return dataclasses.replace(base, input_name=input_name, profiles=(profile,), atc=atc, input_axes=axes,
+                               output_names=outputs, artifacts=())
+
+
+def _onnx(tmp_path, names=("Conv_1818", "Conv_1851"), outputs=("heatmaps", "tagmaps")):
+    nodes = [helper.make_node("Identity", ["input"], [o], name=n) for n, o in zip(names, outputs)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 4, 4])],
+                              [helper.make_tensor_value_info(o, TensorProto.FLOAT, [1, 3, 4, 4]) for o in outputs])
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)]), str(path))
+    return path
+
+
+def _with_paths(args, model, output):
+    return [f"--model={model}" if a.startswith("--model=") else f"--output={output}" if a.startswith("--output=") else a
+            for a in args]
+
+
+def test_plumbing_atc_command_equals_seed_higherhrnet_dynamic_image_size(tmp_path):
+    gears = tuple(tuple(int(v) for v in g.split(",")) for g in GEARS.split(";"))
+    spec = _spec("input", (3, None, None), gears, AtcSettings(out_nodes=("heatmaps", "tagmaps"), log=None),
+                 outputs=("heatmaps", "tagmaps"))
+    nodes = atc_tool.producer_nodes(_onnx(tmp_path), spec.atc.out_nodes)
+    args = atc_tool.atc_command(spec, "x.onnx", "y", (1, 3, None, None), "310P3", "fp16", nodes)
+    seed = _seed(SEED_HIGHERHRNET)
+    assert _with_paths(args, "M", "O") == _with_paths(seed, "M", "O")
+    tuned = dataclasses.replace(spec, atc=dataclasses.replace(spec.atc, auto_tune_mode="RL,GA"))
+    args = atc_tool.atc_command(tuned, "x.onnx", "y", (1, 3, None, None), "310P3", "fp16", nodes)
+    assert _with_paths(args, "M", "O") == _with_paths(_seed(SEED_HIGHERHRNET_TUNED), "M", "O")
+
+
+def test_plumbing_atc_command_equals_seed_mspn_per_batch():
+    spec = _spec("input", (3, 256, 192))
+    assert atc_tool.atc_command(spec, "MSPN.onnx", "MSPN_bs1", (1, 3, 256, 192), "310P3", "fp16") == _seed(SEED_MSPN)
+    bs8 = atc_tool.atc_command(spec, "MSPN.onnx", "MSPN_bs8", (8, 3, 256, 192), "310P3", "fp16")
+    assert '--input_shape="input:8,3,256,192"' in bs8 and "--output=MSPN_bs8" in bs8
+
+
+def test_plumbing_atc_command_equals_seed_videopose3d_static_frames():
+    spec = _spec("2d_poses", (6115, 17, 2), axes=("batch", "frames", "joints", "xy"))
+    assert atc_tool.atc_command(spec, "vp3d/vp3d.onnx", "vp3d/vp3d_seq6115", (2, 6115, 17, 2), "310P3", "fp16") == _seed(SEED_VP3D)
+
+
+def test_plumbing_atc_other_gears_use_dynamic_dims_nd_and_precision_flag():
+    spec = _spec("2d_poses", (None, 17, 2), gears=((243,), (6115,)), axes=("batch", "frames", "joints", "xy"))
+    args = atc_tool.atc_command(spec, "v.onnx", "o", (2, None, 17, 2), "310", "fp32")
+    assert "--input_format=ND" in args and '--input_shape="2d_poses:2,-1,17,2"' in args
+    assert '--dynamic_dims="243;6115"' in args and "--precision_mode=force_fp32" in args
+    assert args[-1] == "--soc_version=Ascend310"
+    with pytest.raises(ValueError, match="need gears"):
+        atc_tool.atc_command(_spec("x", (3, 368, None)), "a", "b", (1, 3, 368, None), "310P3", "fp16")
+
+
+def test_plumbing_atc_commands_of_every_registered_model_shape_and_precision():
+    """What the suite would run on a device for each model, static profile, batch and precision."""
+    seen = 0
+    for spec in MODELS.values():
+        for p in spec.profiles:
+            if p.dynamic and not p.gears:
+                continue
+            for bs in p.batch_sizes + p.full_batch_sizes:
+                for prec in BACKENDS["ascend"].precisions:
+                    args = atc_tool.atc_command(spec, "m.onnx", "model", p.engine_shape(bs), "310P3", prec)
+                    shape = ",".join(str(d) for d in (bs, *p.dims))
+                    assert f'--input_shape="{spec.input_name}:{shape}"' in args
+                    assert ("--precision_mode=force_fp32" in args) == (prec == "fp32")
+                    seen += 1
+    assert seen
+
+
+def test_plumbing_npu_smi_table_gives_the_chip():
+    assert atc_tool.parse_npu_smi(NPU_SMI) == "310P3"
+    assert atc_tool.parse_npu_smi("no devices") is None
+
+
+@pytest.fixture
+def fake_atc(tmp_path, monkeypatch):
+    """An `atc` on PATH that records its argv and writes the OM (or fails, when FAKE_ATC_FAIL is set)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "atc_calls.jsonl"
+    script = bin_dir / "atc"
+    script.write_text(f"""#!{sys.executable}
+import json, os, sys
+with open({str(calls)!r}, "a") as f:
+    f.write(json.dumps({{"argv": sys.argv[1:], "cwd": os.getcwd()}}) + "\\n")
+if os.environ.get("FAKE_ATC_FAIL"):
+    print("ATC run failed, E19010: No parser is registered for Op [Conv_1818, optype [ai.onnx::11::Foo]]")
+    sys.exit(255)
+out = [a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--output=")][0]
+open(out + ".om", "wb").write(b"OM")
+print("ATC run success")
+""")
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv(atc_tool.CHIP_ENV, "310P3")
+    return calls
+
+
+def _source(spec, onnx_path):
+    from posegate.backends import ModelSource
+    return ModelSource(spec, lambda: None, lambda opset: onnx_path)
+
+
+def test_plumbing_convert_runs_atc_with_the_built_command(tmp_path, fake_atc):
+    spec = _spec("input", (3, 4, 4), outputs=("heatmaps", "tagmaps"))
+    out = tmp_path / "artifact"
+    out.mkdir()
+    onnx_path = _onnx(tmp_path)
+    BACKENDS["ascend"].convert(_source(spec, onnx_path), out, "fp16", (1, 3, 4, 4))
+    call = json.loads(fake_atc.read_text().splitlines()[0])
+    assert call["argv"][:3] == ["--framework=5", f"--model={onnx_path}", "--output=model"]
+    assert call["cwd"] == str(out) and '"' not in "".join(call["argv"])  # exec gets no shell quotes
+    assert (out / "model.om").read_bytes() == b"OM" and "ATC run success" in (out / "atc.log").read_text()
+    assert (out / "atc_command.txt").read_text().startswith("atc --framework=5")
+
+
+def test_plumbing_failing_atc_is_an_error_with_its_log(tmp_path, fake_atc, monkeypatch):
+    monkeypatch.setenv("FAKE_ATC_FAIL", "1")
+    spec = _spec("input", (3, 4, 4), outputs=("heatmaps", "tagmaps"))
+    with pytest.raises(atc_tool.AtcError, match=r"(?s)atc failed \(exit 255\).*E19010: No parser"):
+        BACKENDS["ascend"].convert(_source(spec, _onnx(tmp_path)), tmp_path, "fp16", (1, 3, 4, 4))
+
+
+def test_plumbing_unavailable_reasons_name_what_is_missing(tmp_path, monkeypatch, fake_atc):
+    monkeypatch.setitem(sys.modules, "ais_bench", None)
+    assert "ais_bench is not importable" in BACKENDS["ascend"].unavailable_reason()
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert "atc is not on PATH" in BACKENDS["ascend"].unavailable_reason()
+
+
+def test_ascend_backend_reports_why_it_is_unavailable_here():
+    reason = BACKENDS["ascend"].unavailable_reason()
+    if reason is None:
+        pytest.skip("an Ascend toolchain and NPU are present: the stage tests run on them")
+    assert any(w in reason for w in ("atc", "ais_bench", "npu-smi", "NPU"))
+
+
+class FakeInferSession:
+    """Records every call; `style` picks the ais_bench API generation it imitates."""
+    style = "new"
+    instances = []
+
+    def __init__(self, device_id, om):
+        self.device_id, self.om, self.calls, self.freed = device_id, om, [], False
+        self.in_shape = [1, 3, -1, -1] if "dyn" in om else [1, 3, 8, 16]
+        FakeInferSession.instances.append(self)
+        if self.style == "old":  # old releases: sumary() with (start, end) pairs, reset_sumaryinfo()
+            self.sumary, self.reset_sumaryinfo = self._summary, self._reset
+        else:
+            self.summary, self.reset_summaryinfo = self._summary, self._reset
+        self._times = []
+
+    def get_inputs(self):
+        return [types.SimpleNamespace(name="data", shape=self.in_shape, datatype="FLOAT")]
+
+    def get_outputs(self):  # ATC decorates and reorders: PAFs first
+        return [types.SimpleNamespace(name="Conv_9:0:stage2_pafs", shape=[1, 38, 1, 2]),
+                types.SimpleNamespace(name="Conv_8:0:stage2_heatmaps", shape=[1, 19, 1, 2])]
+
+    def infer(self, feeds, mode="static"):
+        self.calls.append((mode, [f.shape for f in feeds]))
+        self._times.append((10.0, 12.5) if self.style == "old" else 2.5)
+        return [np.full((1, 38, 1, 2), 38, np.float32), np.full((1, 19, 1, 2), 19, np.float32)]
+
+    def _summary(self):
+        return types.SimpleNamespace(exec_time_list=list(self._times))
+
+    def _reset(self):
+        self._times = []
+
+    def free_resource(self):
+        self.freed = True
+
+
+@pytest.mark.parametrize("style", ["old", "new"])
+def test_plumbing_ais_session_feeds_modes_order_and_timing(style, monkeypatch):
+    FakeInferSession.style = style
+    FakeInferSession.instances = []
+    interface = types.ModuleType("ais_bench.infer.interface")
+    interface.InferSession = FakeInferSession
+    for name, mod in (("ais_bench", types.ModuleType("ais_bench")), ("ais_bench.infer", types.ModuleType("ais_bench.infer")),
+                      ("ais_bench.infer.interface", interface)):
+        monkeypatch.setitem(sys.modules, name, mod)
+    spec = MODELS["lightweight_openpose"]
+    io = EngineIO(spec.input_name, (("stage2_heatmaps", "stage2_heatmaps"), ("stage2_pafs", "stage2_pafs")))
+    monkeypatch.setenv(asc.DEVICE_ENV, "3")
+    static = BACKENDS["ascend"].open("/m/static.om", spec, "fp16", io)
+    dynamic = asc.AisSession(spec, "/m/dyn.om", "fp16", 0, io)
+    x = np.zeros((1, 3, 368, 640), np.float32)
+    out = static.run({"data": x})
+    dynamic.run({"data": x})
+    dynamic.run({"data": x})
+    fake_static, fake_dyn = FakeInferSession.instances
+    assert (fake_static.device_id, static.mode, dynamic.mode) == (3, "static", "dymhw")
+    assert fake_static.calls == [("static", [(1, 3, 368, 640)])] and [c[0] for c in fake_dyn.calls] == ["dymhw"] * 2
+    assert list(out) == ["stage2_heatmaps", "stage2_pafs"]
+    assert out["stage2_heatmaps"].shape[1] == 19 and out["stage2_pafs"].shape[1] == 38
+    assert static.device_ms == [2.5] and dynamic.device_ms == [2.5, 2.5]  # reset between calls, both API styles
+    static.close()
+    assert fake_static.freed
+    with pytest.raises(ValueError, match="an .om file"):
+        BACKENDS["ascend"].open("/m/model.onnx", spec, "fp16", io)
+
+
+def test_plumbing_output_matching_and_duration_forms():
+    assert asc.match_outputs(["a:0:hm", "b:0:paf"], ["paf", "hm"]) == [1, 0]
+    assert asc.match_outputs(["Conv_1:0", "Conv_2:0"], ["hm", "paf"]) == [0, 1]  # renamed: graph order kept
+    with pytest.raises(ValueError, match="cannot find 'x'"):
+        asc.match_outputs(["a", "b", "c"], ["x"])
+    assert asc.durations_ms([(1.0, 3.5), 2.0, [0, 1]]) == [2.5, 2.0, 1.0]
+
+
+def test_plumbing_throughput_arithmetic_as_the_seeds_compute_it():
+    # seed 004: 2 x 6115 frames per call; 310P at 280257 fps means a 43.64 ms mean compute time
+    assert per_second(2 * 6115, [43.0, 44.28]) == pytest.approx(1000 * 12230 / 43.64)
+    assert per_second(1, [2.952]) == pytest.approx(338.75, abs=0.01)  # seed 000's 338.76 FPS at bs1
+    assert per_second(8, [10.0]) == 800.0
+    with pytest.raises(ValueError):
+        per_second(1, [])
+    table = MODELS["lightweight_openpose"].expected_throughput
+    assert expected(table, "Ascend310P3", "368x640", 1) == 338.76
+    assert expected(table, "Ascend310", "368x640", 1) is None and expected(table, None, "368x640", 1) is None
+
+
+def test_plumbing_chip_from_a_fake_npu_smi_makes_the_backend_available(tmp_path, monkeypatch, fake_atc):
+    monkeypatch.delenv(atc_tool.CHIP_ENV)
+    smi = tmp_path / "bin" / "npu-smi"
+    smi.write_text(f"#!{sys.executable}\nimport sys\nassert sys.argv[1:] == ['info']\nprint({NPU_SMI!r})\n")
+    smi.chmod(smi.stat().st_mode | stat.S_IEXEC)
+    for name in ("ais_bench", "ais_bench.infer", "ais_bench.infer.interface"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    backend = BACKENDS["ascend"]
+    assert backend.unavailable_reason() is None
+    assert backend.device() == "Ascend310P3" and backend.artifact_settings("fp16")["soc"] == "Ascend310P3"
+    smi.write_text(f"#!{sys.executable}\nprint('no NPU')\n")
+    atc_tool._smi_chip.cache_clear()
+    assert "lists no healthy NPU" in backend.unavailable_reason()
+
+
+def test_plumbing_supplied_om_needs_no_atc(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    monkeypatch.setenv(atc_tool.CHIP_ENV, "310P3")
+    for name in ("ais_bench", "ais_bench.infer", "ais_bench.infer.interface"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    assert "atc is not on PATH" in BACKENDS["ascend"].unavailable_reason()
+    assert BACKENDS["ascend"].open_unavailable_reason() is None
+
+
+def test_plumbing_static_shape_backend_builds_and_caches_one_artifact_per_engine_shape(tmp_path, monkeypatch):
+    """The path an OM takes through the pipeline: one conversion per (precision, batch, shape), cached."""
+    from posegate.backends import Backend, Session, SessionInfo
+    from posegate.cache import ArtifactCache
+    from posegate.pipeline import Pipeline
+    calls = []
+
+    class Echo(Session):
+        def _run(self, x):
+            return [np.zeros((x.shape[0], 1)) for _ in self.io.outputs]
+
+    class StandIn(Backend):
+        name, static_shapes, precisions = "stand-in", True, ("fp16",)
+
+        def convert(self, source, out_dir, precision, shape):
+            calls.append(("convert", precision, shape))
+            (out_dir / "model.om").write_text(repr(shape))
+
+        def load(self, artifact_dir, source, precision):
+            calls.append(("load", (artifact_dir / "model.om").read_text()))
+            return Echo(source.spec, SessionInfo(self.name, precision))
+
+    monkeypatch.setitem(BACKENDS, "stand-in", StandIn())
+    spec = MODELS["lightweight_openpose"]
+    onnx_path = _onnx(tmp_path)
+
+    def pipeline():
+        p = Pipeline(ArtifactCache(tmp_path / "cache"))
+        monkeypatch.setattr(p, "onnx", lambda spec, opset: onnx_path)
+        return p
+    p = pipeline()
+    static, wide = spec.profile("368x640"), spec.profile("368xW")
+    one = p.session(spec, "stand-in", "fp16", static.engine_shape(1))
+    assert p.session(spec, "stand-in", "fp16", static.engine_shape(1)) is one
+    four = p.session(spec, "stand-in", "fp16", static.engine_shape(4))
+    p.session(spec, "stand-in", "fp16", wide.engine_shape(1))
+    assert four is not one
+    assert [c for c in calls if c[0] == "convert"] == [("convert", "fp16", (1, 3, 368, 640)),
+                                                      ("convert", "fp16", (4, 3, 368, 640)),
+                                                      ("convert", "fp16", (1, 3, 368, None))]
+    calls.clear()
+    pipeline().session(spec, "stand-in", "fp16", static.engine_shape(4))  # a new run: the cache answers
+    assert calls == [("load", "(4, 3, 368, 640)")]
+
+
+def test_plumbing_fp32_skips_on_the_fp16_only_310(monkeypatch):
+    monkeypatch.setenv(atc_tool.CHIP_ENV, "310")
+    assert "fp16" in BACKENDS["ascend"].precision_problem("fp32")
+    assert BACKENDS["ascend"].precision_problem("fp16") is None
+    monkeypatch.setenv(atc_tool.CHIP_ENV, "310P3")
+    assert BACKENDS["ascend"].precision_problem("fp32") is None
