@@ -62,21 +62,26 @@ class Flow(ABC):
 
 # ------------------------------------------------------------------------------------------- COCO
 
-def check_coco_results(results: list, sizes: dict) -> list[str]:
-    """COCO keypoint results: 17 (x, y, v) inside their image, missing ones (0, 0, 0), finite scores."""
+def check_coco_results(results: list, sizes: dict, windows: list | None = None) -> list[str]:
+    """COCO keypoint results: 17 (x, y, v) inside their image, missing ones (0, 0, 0), finite scores.
+
+    ``windows`` (one (x0, y0, x1, y1) per result) replaces the image as the region keypoints must lie in.
+    """
     problems = []
-    for r in results:
+    for i, r in enumerate(results):
         kp = np.asarray(r["keypoints"], float).reshape(17, 3)
         found = kp[:, 2] > 0
         w, h = sizes[r["image_id"]]
+        x0, y0, x1, y1 = (0.0, 0.0, w, h) if windows is None else windows[i]
         if r["category_id"] != 1 or not np.isfinite(r["score"]) or r["score"] < 0:
             problems.append(f"image {r['image_id']}: category {r['category_id']} score {r['score']}")
         if np.any(kp[~found] != 0):
             problems.append(f"image {r['image_id']}: missing keypoints must be (0, 0, 0)")
         if not np.all(np.isfinite(kp)):
             problems.append(f"image {r['image_id']}: non-finite keypoints")
-        elif not np.all((kp[found, 0] >= 0) & (kp[found, 0] <= w) & (kp[found, 1] >= 0) & (kp[found, 1] <= h)):
-            problems.append(f"image {r['image_id']}: keypoints outside the {w}x{h} image")
+        elif not np.all((kp[found, 0] >= x0) & (kp[found, 0] <= x1) & (kp[found, 1] >= y0) & (kp[found, 1] <= y1)):
+            where = f"the {w}x{h} image" if windows is None else f"the crop window {[round(v, 1) for v in (x0, y0, x1, y1)]}"
+            problems.append(f"image {r['image_id']}: keypoints outside {where}")
     return problems
 
 
@@ -124,30 +129,41 @@ class BottomUp(Flow):
 
 
 class TopDown(Flow):
-    """One crop per person box (detections, or ground-truth boxes on request), batched across images."""
+    """One crop per person box (detections, or ground-truth boxes on request), batched across images.
+
+    The codec owns the crop geometry and decoding: ``preprocess_crops(raws, profile_name)`` gives the
+    engine input and one record per box (``image_id``, ``orig_w``, ``orig_h``, ``window``: the crop's
+    extent in the image); ``decode_crops(output, records)`` one result per record;
+    ``encode_ground_truth(annotations, height, width, image_id)`` the oracle's heatmaps and records.
+    A profile's ``preprocess`` names the codec's test-time recipe (e.g. with or without flip test).
+    """
     dataset_kind = "coco-keypoints"
     unit = "crops"
     capabilities = frozenset({"image", "crop"})
     has_oracle = True
     decode_cost_batch = 64
 
-    def __init__(self, codec, output: str, flip: bool):
-        self.codec, self.output, self.flip = codec, output, flip
+    def __init__(self, codec, output: str):
+        self.codec, self.output = codec, output
 
     def samples(self, dataset, profile, options):
         boxes = options.get("boxes", "detections")
         if boxes == "ground-truth":
-            return [{"image_id": int(a["image_id"]), "bbox": [float(v) for v in a["bbox"]], "score": 1.0}
-                    for i in dataset.image_ids for a in dataset.annotations(i)
-                    if not a.get("iscrowd") and a["bbox"][2] > 0 and a["bbox"][3] > 0]
-        if dataset.detections_file is None:
-            raise MissingData(f"{dataset.root}/detections/ holds no person detection file: put "
-                              "COCO_val2017_detections_AP_H_56_person.json (COCO results format) there, "
-                              "or run with --boxes=ground-truth")
-        known = set(dataset.image_ids)
-        # upstream keeps every person detection, with no score threshold
-        return [{"image_id": int(d["image_id"]), "bbox": [float(v) for v in d["bbox"]], "score": float(d["score"])}
-                for d in dataset.load_detections() if d["category_id"] == 1 and d["image_id"] in known]
+            # people without keypoints are ignored by COCOeval: a crop on them could only add a false positive
+            found = [{"image_id": int(a["image_id"]), "bbox": [float(v) for v in a["bbox"]], "score": 1.0}
+                     for i in dataset.image_ids for a in dataset.annotations(i)
+                     if not a.get("iscrowd") and a.get("num_keypoints", 0) > 0 and a["bbox"][2] > 0 and a["bbox"][3] > 0]
+        else:
+            if dataset.detections_file is None:
+                raise MissingData(f"{dataset.root}/detections/ holds no person detection file: put "
+                                  "COCO_val2017_detections_AP_H_56_person.json (COCO results format) there, "
+                                  "or run with --boxes=ground-truth")
+            known = set(dataset.image_ids)
+            # upstream keeps every person detection, with no score threshold
+            found = [{"image_id": int(d["image_id"]), "bbox": [float(v) for v in d["bbox"]], "score": float(d["score"])}
+                     for d in dataset.load_detections() if d["category_id"] == 1 and d["image_id"] in known]
+        # by image, best first; stable, so equal scores keep the file's order on every run and worker
+        return sorted(found, key=lambda s: (s["image_id"], -s["score"]))
 
     def load(self, dataset, sample):
         return dataset.load_image(sample["image_id"]), sample["bbox"], sample["score"], sample["image_id"]
@@ -157,13 +173,15 @@ class TopDown(Flow):
         return image, [0.0, 0.0, float(w), float(h)], 1.0, 0
 
     def preprocess(self, raws, profile):
-        return self.codec.preprocess_crops(raws, flip=self.flip)
+        return self.codec.preprocess_crops(raws, profile.preprocess)
 
     def decode(self, outputs, records, samples):
         return self.codec.decode_crops(outputs[self.output], records)
 
     def check_results(self, results, records, samples):
-        problems = check_coco_results(results, {r.image_id: (r.orig_w, r.orig_h) for r in records})
+        # a crop may reach beyond its image (upstream does not clip), so keypoints are held to the crop
+        problems = check_coco_results(results, {r.image_id: (r.orig_w, r.orig_h) for r in records},
+                                      windows=[r.window for r in records])
         if len(results) != len(samples):
             problems.append(f"{len(results)} people decoded from {len(samples)} boxes")
         return problems

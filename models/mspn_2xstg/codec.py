@@ -1,0 +1,251 @@
+"""MSPN top-down pre/post-processing, reproducing upstream (megvii-research/MSPN) dataset/, test.py.
+
+A person box becomes a 256x192 crop (centre and scale of the box, widened and fitted to the input's
+aspect, one affine warp); heatmaps come back to the image through the same centre and scale.
+Everything is computed for a whole batch of crops at once, across images. Facts:
+shared/reference/pipelines.md sections 3 and 7.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+INPUT_H, INPUT_W = 256, 192
+HEATMAP_H, HEATMAP_W = 64, 48
+STRIDE = INPUT_H // HEATMAP_H
+NUM_JOINTS = 17
+PIXEL_STD = 200.0  # scale is in units of 200 px
+EXTEND_X, EXTEND_Y = 1.09, 1.135  # test-time box widening
+ASPECT = INPUT_W / INPUT_H
+MEAN_BGR = np.array([0.406, 0.456, 0.485], np.float32)
+STD_BGR = np.array([0.225, 0.224, 0.229], np.float32)
+FLIP_PAIRS = ((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16))
+BLUR_KERNEL = 5  # GaussianBlur (5, 5) with sigma 0, i.e. OpenCV's sigma 1.1
+BORDER = 10  # zeros padded around each heatmap before the blur
+SHIFT = 0.25  # quarter-pixel step toward the second maximum
+TARGET_PEAK = 255.0  # training targets are Gaussians scaled to this maximum
+ORACLE_SIGMA = 2.0  # heatmap px; the training targets' width
+
+# Which test-time recipe a profile's ``preprocess`` names: upstream tests with flip, the Ascend port without.
+FLIP = {"upstream": True, "ascend": False}
+
+
+@dataclass(frozen=True)
+class CropRecord:
+    """Where one person crop came from: image, box centre and scale (units of 200 px), detection score.
+
+    ``to_input`` is the warp's affine map; ``to_original`` is test.py's way back,
+    ``kp / 192 * (s_w * 200) + c - s_w * 200 / 2`` (256 and s_h for y): they are exact inverses.
+    """
+    image_id: int
+    orig_w: int
+    orig_h: int
+    center: tuple[float, float]
+    scale: tuple[float, float]
+    det_score: float
+    flip: bool = False
+
+    def _k(self) -> np.ndarray:
+        """Input pixels per image pixel, per axis."""
+        return np.array([INPUT_W, INPUT_H]) / (np.asarray(self.scale) * PIXEL_STD)
+
+    def to_input(self, xy) -> np.ndarray:
+        return (np.asarray(xy, np.float64) - self.center) * self._k() + (INPUT_W / 2, INPUT_H / 2)
+
+    def to_original(self, xy) -> np.ndarray:
+        size = np.asarray(self.scale) * PIXEL_STD
+        return np.asarray(xy, np.float64) / (INPUT_W, INPUT_H) * size + self.center - size / 2
+
+    @property
+    def window(self) -> tuple[float, float, float, float]:
+        """The crop's extent in the image (x0, y0, x1, y1): where its keypoints can land."""
+        (x0, y0), (x1, y1) = self.to_original([[0, 0], [INPUT_W, INPUT_H]])
+        return float(x0), float(y0), float(x1), float(y1)
+
+
+# ----------------------------------------------------------------------------------------- geometry
+
+def boxes_to_center_scale(boxes) -> tuple[np.ndarray, np.ndarray]:
+    """[N, 4] xywh boxes -> centres [N, 2] and scales [N, 2] (units of 200 px), widened and fitted
+    to the input's 3:4 aspect by enlarging the smaller side, as upstream's test-time crop does."""
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    if np.any(np.maximum(boxes[:, 2], boxes[:, 3]) <= 0) or not np.isfinite(boxes).all():
+        bad = boxes[~(np.isfinite(boxes).all(axis=1) & (np.maximum(boxes[:, 2], boxes[:, 3]) > 0))][0]
+        raise ValueError(f"person box {bad.tolist()} (x, y, w, h) has no extent; cannot crop it")
+    center = boxes[:, :2] + boxes[:, 2:] / 2
+    scale = boxes[:, 2:] / PIXEL_STD * (EXTEND_X, EXTEND_Y)
+    wide = scale[:, 0] > ASPECT * scale[:, 1]
+    scale[:, 1] = np.where(wide, scale[:, 0] / ASPECT, scale[:, 1])
+    scale[:, 0] = np.where(wide, scale[:, 0], scale[:, 1] * ASPECT)
+    return center, scale
+
+
+def affine_matrices(center: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """[N, 2, 3] image -> input maps: a scale about the box centre, which lands on the input's centre."""
+    k = np.array([INPUT_W, INPUT_H]) / (scale * PIXEL_STD)
+    m = np.zeros((len(center), 2, 3))
+    m[:, 0, 0], m[:, 1, 1] = k[:, 0], k[:, 1]
+    m[:, :, 2] = (INPUT_W / 2, INPUT_H / 2) - k * center
+    return m
+
+
+# ------------------------------------------------------------------------------------ preprocessing
+
+def normalize(crops_bgr: np.ndarray) -> np.ndarray:
+    """[N, H, W, 3] uint8 BGR -> [N, 3, H, W] float32: ToTensor then Normalize in BGR order, in float32."""
+    x = crops_bgr.astype(np.float32) / np.float32(255)
+    x = (x - MEAN_BGR) / STD_BGR
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+def preprocess_crops(raws: list, profile: str) -> tuple[np.ndarray, list[CropRecord]]:
+    """(image BGR, box xywh, detection score, image id) per person -> engine input and one record each.
+
+    With flip test the input holds the N crops, then the same N crops mirrored: [2N, 3, 256, 192].
+    """
+    if not raws:
+        raise ValueError("empty batch")
+    if profile not in FLIP:
+        raise ValueError(f"unknown profile {profile!r}; expected one of {sorted(FLIP)}")
+    flip = FLIP[profile]
+    center, scale = boxes_to_center_scale([r[1] for r in raws])
+    mats = affine_matrices(center, scale)
+    crops = np.empty((len(raws), INPUT_H, INPUT_W, 3), np.uint8)
+    records = []
+    for i, ((image, _, score, image_id), m) in enumerate(zip(raws, mats)):
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"image {image_id}: expected an HxWx3 uint8 BGR image, got {image.dtype} {image.shape}")
+        # bilinear, constant zero border: the box may reach beyond the image
+        crops[i] = cv2.warpAffine(image, m, (INPUT_W, INPUT_H), flags=cv2.INTER_LINEAR)
+        records.append(CropRecord(int(image_id), image.shape[1], image.shape[0], tuple(center[i].tolist()),
+                                  tuple(scale[i].tolist()), float(score), flip))
+    x = normalize(crops)
+    if flip:
+        x = np.concatenate([x, x[..., ::-1]])  # upstream flips the normalised tensor along its width
+    return np.ascontiguousarray(x), records
+
+
+# --------------------------------------------------------------------------------------- decoding
+
+def flip_back(heatmaps: np.ndarray) -> np.ndarray:
+    """Heatmaps of mirrored crops -> the unmirrored crops' (mirror the width, swap left/right joints)."""
+    out = heatmaps[..., ::-1].copy()
+    for a, b in FLIP_PAIRS:
+        out[:, [a, b]] = out[:, [b, a]]
+    return out
+
+
+def merge_flip(outputs: np.ndarray, records: list[CropRecord]) -> np.ndarray:
+    """[N or 2N, 17, 64, 48] engine outputs -> [N, 17, 64, 48], averaging in the flipped half if present."""
+    n = len(records)
+    flipped = any(r.flip for r in records)
+    if outputs.shape[1:] != (NUM_JOINTS, HEATMAP_H, HEATMAP_W) or outputs.shape[0] != n * (2 if flipped else 1):
+        raise ValueError(f"heatmaps {outputs.shape} do not fit {n} crop records (flip test {flipped}): "
+                         f"expected [{n * (2 if flipped else 1)}, {NUM_JOINTS}, {HEATMAP_H}, {HEATMAP_W}]")
+    outputs = np.asarray(outputs, np.float32)
+    if not flipped:
+        return outputs
+    return (outputs[:n] + flip_back(outputs[n:])) * np.float32(0.5)
+
+
+def blur(maps: np.ndarray) -> np.ndarray:
+    """OpenCV's GaussianBlur (5, 5), sigma 0, on [..., H, W] float64 maps whose border is zero.
+
+    Rows then columns, over the whole batch at once; cv2.GaussianBlur's reflected border only ever
+    reads the zero padding. On float32 heatmaps (what engines return) every product is exact in
+    float64, and so is every partial sum unless neighbours differ in magnitude by more than about
+    2**25: the result is then bit-identical to OpenCV's whatever its summation order (tested).
+    """
+    k = cv2.getGaussianKernel(BLUR_KERNEL, 0, cv2.CV_64F).ravel()
+    r = BLUR_KERNEL // 2
+    h, w = maps.shape[-2:]
+    pad = np.pad(maps, [(0, 0)] * (maps.ndim - 2) + [(r, r), (r, r)])
+    rows = sum(k[i] * pad[..., i:i + w] for i in range(BLUR_KERNEL))
+    return sum(k[i] * rows[..., i:i + h, :] for i in range(BLUR_KERNEL))
+
+
+def decode_heatmaps(heatmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """[N, 17, 64, 48] heatmaps -> (x, y) in heatmap pixels [N, 17, 2] and keypoint scores [N, 17].
+
+    Per joint: pad, blur, take the maximum, step a quarter pixel toward the second maximum (found
+    after zeroing the first), clip to the map; the score is the unblurred value /255 + 0.5 there.
+    """
+    n, j, h, w = heatmaps.shape
+    padded = np.zeros((n, j, h + 2 * BORDER, w + 2 * BORDER))
+    padded[..., BORDER:-BORDER, BORDER:-BORDER] = heatmaps
+    flat = blur(padded).reshape(n, j, -1)
+    first = flat.argmax(axis=-1)
+    np.put_along_axis(flat, first[..., None], 0.0, axis=-1)
+    second = flat.argmax(axis=-1)
+    wp = w + 2 * BORDER
+    xy = np.stack([first % wp, first // wp], axis=-1).astype(np.float64) - BORDER
+    step = np.stack([second % wp, second // wp], axis=-1).astype(np.float64) - BORDER - xy
+    length = np.linalg.norm(step, axis=-1, keepdims=True)
+    moved = length > 1e-3
+    xy += np.where(moved, SHIFT * step / np.where(moved, length, 1.0), 0.0)
+    xy = np.clip(xy, 0, (w - 1, h - 1))
+    score_map = heatmaps.astype(np.float32) / np.float32(255) + np.float32(0.5)
+    ix, iy = (np.rint(xy) + 1e-9).astype(int).transpose(2, 0, 1)
+    scores = score_map[np.arange(n)[:, None], np.arange(j)[None, :], iy, ix].astype(np.float64)
+    return xy, scores
+
+
+def decode_crops(outputs: np.ndarray, records: list[CropRecord]) -> list[dict]:
+    """Engine outputs of a batch of crops -> one COCO keypoint result per crop, in record order."""
+    if not records:
+        return []
+    xy, scores = decode_heatmaps(merge_flip(outputs, records))
+    crop_xy = xy * STRIDE + STRIDE / 2
+    center = np.array([r.center for r in records])[:, None]
+    size = np.array([r.scale for r in records])[:, None] * PIXEL_STD
+    image_xy = crop_xy / (INPUT_W, INPUT_H) * size + center - size / 2
+    person = np.array([r.det_score for r in records]) * scores.mean(axis=1)
+    keypoints = np.concatenate([image_xy, scores[..., None]], axis=-1).reshape(len(records), -1)
+    return [{"image_id": r.image_id, "category_id": 1, "keypoints": kp.tolist(), "score": float(s)}
+            for r, kp, s in zip(records, keypoints, person)]
+
+
+# -------------------------------------------------------------------------------------- oracle
+
+def oracle_people(annotations: list[dict]) -> list[dict]:
+    """People whose ground truth can be encoded: not crowd, a box with extent, at least one keypoint
+    (COCOeval ignores people without keypoints, so a prediction for them could only be a false positive)."""
+    return [a for a in annotations
+            if not a.get("iscrowd") and a.get("num_keypoints", 0) > 0 and a["bbox"][2] > 0 and a["bbox"][3] > 0]
+
+
+def oracle_box(annotation: dict) -> list[float]:
+    """The person's box grown to hold every labelled keypoint.
+
+    COCO boxes follow the visible segment while occluded keypoints are labelled beyond it; a crop
+    cannot hold what lies outside it, and the oracle measures the decoder, not the box.
+    """
+    x, y, w, h = annotation["bbox"]
+    kp = np.asarray(annotation["keypoints"], np.float64).reshape(NUM_JOINTS, 3)
+    kp = kp[kp[:, 2] > 0, :2]
+    x0, y0 = np.minimum([x, y], kp.min(axis=0)) if len(kp) else (x, y)
+    x1, y1 = np.maximum([x + w, y + h], kp.max(axis=0)) if len(kp) else (x + w, y + h)
+    return [float(x0), float(y0), float(x1 - x0), float(y1 - y0)]
+
+
+def encode_ground_truth(annotations: list[dict], height: int, width: int, image_id: int):
+    """Ground-truth people of one image -> the heatmaps a perfect network would give in their
+    ground-truth boxes (Gaussians of peak 255 at each labelled keypoint), and their crop records."""
+    people = oracle_people(annotations)
+    if not people:
+        return np.zeros((0, NUM_JOINTS, HEATMAP_H, HEATMAP_W), np.float32), []
+    center, scale = boxes_to_center_scale([oracle_box(a) for a in people])
+    records = [CropRecord(int(image_id), int(width), int(height), tuple(c.tolist()), tuple(s.tolist()), 1.0)
+               for c, s in zip(center, scale)]
+    gy, gx = np.mgrid[0:HEATMAP_H, 0:HEATMAP_W].astype(np.float64)
+    maps = np.zeros((len(people), NUM_JOINTS, HEATMAP_H, HEATMAP_W), np.float32)
+    for i, (person, rec) in enumerate(zip(people, records)):
+        kp = np.asarray(person["keypoints"], np.float64).reshape(NUM_JOINTS, 3)
+        # the decoder's crop coordinate is 4 * u + 2, so the keypoint sits at u = (crop - 2) / 4
+        u = (rec.to_input(kp[:, :2]) - STRIDE / 2) / STRIDE
+        for j in np.flatnonzero(kp[:, 2] > 0):
+            d2 = (gx - u[j, 0]) ** 2 + (gy - u[j, 1]) ** 2
+            maps[i, j] = TARGET_PEAK * np.exp(-d2 / (2 * ORACLE_SIGMA ** 2))
+    return maps, records
