@@ -88,8 +88,13 @@ class BottomUp(Flow):
     has_oracle = True
     decode_needs_trained_weights = True  # noise maps hold hundreds of peaks per channel
 
-    def __init__(self, codec, decode_outputs: tuple[str, ...], stride: int):
-        self.codec, self.decode_outputs, self.stride = codec, decode_outputs, stride
+    def __init__(self, codec, decode_outputs: tuple[str, ...], stride: int, copies: int = 1,
+                 capabilities: frozenset | None = None):
+        # copies > 1: the codec's engine batch holds every sample, then each further copy of them all
+        # (HigherHRNet's flipped images), and decode gets one sample's copies stacked on a first axis
+        self.codec, self.decode_outputs, self.stride, self.copies = codec, decode_outputs, stride, copies
+        if capabilities is not None:
+            self.capabilities = capabilities
 
     def samples(self, dataset, profile, options):
         return [int(i) for i in dataset.image_ids]
@@ -104,9 +109,9 @@ class BottomUp(Flow):
         return self.codec.preprocess_batch(raws, profile.preprocess)
 
     def decode(self, outputs, records, samples):
-        results = []
+        results, n = [], len(records)
         for i, (image_id, record) in enumerate(zip(samples, records)):
-            maps = [outputs[n][i] for n in self.decode_outputs]
+            maps = [outputs[o][i] if self.copies == 1 else outputs[o][i::n] for o in self.decode_outputs]
             results += [{"image_id": int(image_id), "category_id": 1, **p}
                         for p in self.codec.decode(*maps, record, stride=self.stride)]
         return results
