@@ -165,7 +165,7 @@ def preprocess_batch(images: list[np.ndarray], profile: str) -> tuple[np.ndarray
 
 def aggregate(quarter: np.ndarray, half: np.ndarray, record: AffineRecord) -> tuple[torch.Tensor, torch.Tensor]:
     """One image's outputs and its flipped copy's, (2, 34, h/4, w/4) and (2, 17, h/2, w/2), -> heatmaps
-    (1, 17, H, W) and tags (1, 17, H, W, 2) at the input size (get_multi_stage_outputs, aggregate_results)."""
+    (1, 17, H, W) and tags (17, 2, H, W) at the input size (get_multi_stage_outputs, aggregate_results)."""
     h, w = record.input_h, record.input_w
     q = torch.from_numpy(np.ascontiguousarray(quarter[:, :, :h // 4, :w // 4], np.float32))
     hf = torch.from_numpy(np.ascontiguousarray(half[:, :, :h // 2, :w // 2], np.float32))
@@ -179,22 +179,33 @@ def aggregate(quarter: np.ndarray, half: np.ndarray, record: AffineRecord) -> tu
     heat.append((qf[:, :NUM_JOINTS][:, flip] + hff[:, flip]) / 2)
     tags.append(qf[:, NUM_JOINTS:][:, flip])
 
-    def project(t):
-        return F.interpolate(t, size=(h, w), mode="bilinear", align_corners=False)
-    heatmaps = (project(heat[0]) + project(heat[1])) / 2.0
-    return heatmaps, torch.stack([project(t) for t in tags], dim=4)
+    # one call for all four maps: interpolation is independent per batch entry and channel
+    projected = F.interpolate(torch.cat(heat + tags), size=(h, w), mode="bilinear", align_corners=False)
+    heatmaps = (projected[0:1] + projected[1:2]) / 2.0
+    # upstream stacks the pair on a last axis, (1, 17, H, W, 2); (17, 2, H, W) holds the same values
+    return heatmaps, projected[2:4].transpose(0, 1)
+
+
+def _max_filter(det: torch.Tensor) -> torch.Tensor:
+    """MaxPool2d(5, 1, 2) of upstream's NMS: the same maxima (padding never wins), from OpenCV's much
+    faster dilation."""
+    kernel = np.ones((NMS_KERNEL, NMS_KERNEL), np.uint8)
+    planes = det[0].numpy()
+    return torch.from_numpy(np.stack([cv2.dilate(p, kernel, borderType=cv2.BORDER_CONSTANT,
+                                                 borderValue=-np.inf) for p in planes]))[None]
 
 
 def top_k(det: torch.Tensor, tag: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Peaks that are the maximum of their 5x5 window, the 30 best per joint: (tags, (x, y), values)."""
-    keep = torch.eq(F.max_pool2d(det, NMS_KERNEL, 1, NMS_KERNEL // 2), det).float()
+    """Heatmaps (1, 17, H, W) and tags (17, 2, H, W) -> peaks that are the maximum of their 5x5 window, the 30 best per joint: (tags, (x, y), values)."""
+    keep = torch.eq(_max_filter(det), det).float()
     det = det * keep
     _, joints, h, w = det.shape
     val, ind = det.view(1, joints, -1).topk(MAX_NUM_PEOPLE, dim=2)
-    tag = tag.reshape(1, joints, h * w, -1)
-    tag_k = torch.stack([torch.gather(tag[:, :, :, i], 2, ind) for i in range(tag.shape[3])], dim=3)
-    loc = torch.stack((ind % w, ind // w), dim=3)  # the Ascend port's ind // w, upstream's (ind / w).long()
-    return tag_k[0].numpy(), loc[0].numpy(), val[0].numpy()
+    val, ind = val[0], ind[0]
+    tag = tag.reshape(joints, tag.shape[1], h * w)
+    tag_k = torch.stack([torch.gather(tag[:, i], 1, ind) for i in range(tag.shape[1])], dim=2)
+    loc = torch.stack((ind % w, ind // w), dim=2)  # the Ascend port's ind // w, upstream's (ind / w).long()
+    return tag_k.numpy(), loc.numpy(), val.numpy()
 
 
 def match_by_tag(tag_k: np.ndarray, loc_k: np.ndarray, val_k: np.ndarray) -> np.ndarray:
@@ -253,14 +264,16 @@ def adjust(people: np.ndarray, det: np.ndarray) -> np.ndarray:
 def refine(det: np.ndarray, tag: np.ndarray, person: np.ndarray) -> np.ndarray:
     """Fill the person's missing joints: argmax of det - round(|tag - person's mean tag|) over the map.
 
-    Upstream computes this for every joint but keeps it for missing ones only; only those are computed.
+    ``tag`` is (17, 2, H, W). Upstream computes this for every joint but keeps it for missing ones only;
+    only those are computed, with the same float32 operations (x ** 2 summed over the pair, then sqrt).
     """
     xy = person[person[:, 2] > 0, :2].astype(np.int32)
     joints = np.flatnonzero(person[:, 2] > 0)
-    mean_tag = np.mean([tag[j, y, x] for j, (x, y) in zip(joints, xy)], axis=0)
+    mean_tag = np.mean([tag[j, :, y, x] for j, (x, y) in zip(joints, xy)], axis=0)
     for j in np.flatnonzero(person[:, 2] == 0):
         m = det[j]
-        dist = ((tag[j] - mean_tag[None, None, :]) ** 2).sum(axis=2) ** 0.5
+        d0, d1 = tag[j, 0] - mean_tag[0], tag[j, 1] - mean_tag[1]
+        dist = np.sqrt(d0 * d0 + d1 * d1)
         y, x = np.unravel_index(np.argmax(m - np.round(dist)), m.shape)
         val = m[y, x]
         if val > 0:
@@ -270,12 +283,13 @@ def refine(det: np.ndarray, tag: np.ndarray, person: np.ndarray) -> np.ndarray:
 
 
 def parse(heatmaps: torch.Tensor, tags: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """HeatmapParser.parse with adjust and refine: people (P, 17, 5) in input pixels and their scores."""
+    """HeatmapParser.parse with adjust and refine: people (P, 17, 5) in input pixels and their scores.
+    ``tags`` is (17, 2, H, W)."""
     people = match_by_tag(*top_k(heatmaps, tags))
     det = heatmaps[0].numpy()
     people = adjust(people, det)
     scores = np.array([p[:, 2].mean() for p in people], np.float32)
-    tag = tags[0].numpy()
+    tag = tags.numpy()
     for p in people:
         refine(det, tag, p)
     return people, scores
