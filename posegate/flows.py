@@ -51,6 +51,10 @@ class Flow(ABC):
     def oracle(self, dataset) -> list:
         raise NotImplementedError(f"{type(self).__name__} has no decoder oracle")
 
+    def strata(self, dataset, samples: list) -> dict[str, list] | None:
+        """Groups of samples the metric is also reported for (e.g. by input shape bucket); None = none."""
+        return None
+
     def official_problem(self, dataset, options: dict) -> str | None:
         """Why this run's inputs are not the official protocol's, beyond the dataset itself; None if they are."""
         return None
@@ -108,24 +112,44 @@ class BottomUp(Flow):
     def preprocess(self, raws, profile):
         return self.codec.preprocess_batch(raws, profile.preprocess)
 
-    def decode(self, outputs, records, samples):
+    def decode(self, outputs, records, samples, stride=None):
+        """``stride``: of the maps, when not the network's (the oracle draws in the image frame)."""
         results, n = [], len(records)
         for i, (image_id, record) in enumerate(zip(samples, records)):
             maps = [outputs[o][i] if self.copies == 1 else outputs[o][i::n] for o in self.decode_outputs]
             results += [{"image_id": int(image_id), "category_id": 1, **p}
-                        for p in self.codec.decode(*maps, record, stride=self.stride)]
+                        for p in self.codec.decode(*maps, record, stride=stride or self.stride)]
         return results
 
     def check_results(self, results, records, samples):
         return check_coco_results(results, {int(i): (r.orig_w, r.orig_h) for i, r in zip(samples, records)})
 
+    def strata(self, dataset, samples):
+        """Images grouped by the codec's ``stratum(height, width)`` where it has one (an input bucket)."""
+        stratum = getattr(self.codec, "stratum", None)
+        if stratum is None:
+            return None
+        groups: dict[str, list] = {}
+        for s in samples:
+            info = dataset.image_info(s)
+            groups.setdefault(stratum(info.height, info.width), []).append(s)
+        return dict(sorted(groups.items()))
+
     def oracle(self, dataset):
         results = []
         for image_id in dataset.image_ids:
-            info = dataset.image_info(image_id)
-            *maps, rec, stride = self.codec.encode_ground_truth(dataset.annotations(image_id), info.height, info.width)
-            results += [{"image_id": image_id, "category_id": 1, **p} for p in self.codec.decode(*maps, rec, stride=stride)]
+            outputs, records, stride = self.oracle_outputs(dataset, [image_id])
+            results += self.decode(outputs, records, [image_id], stride)
         return results
+
+    def oracle_outputs(self, dataset, samples) -> tuple:
+        """Ground truth encoded as one image's decoded outputs, its records and the maps' stride: the
+        stand-in for trained outputs (decoder oracle; decode-cost timing without trained weights)."""
+        if len(samples) != 1:
+            raise ValueError("the oracle encodes one image per batch")
+        info = dataset.image_info(samples[0])
+        *maps, rec, stride = self.codec.encode_ground_truth(dataset.annotations(samples[0]), info.height, info.width)
+        return {n: m[None] if self.copies == 1 else m for n, m in zip(self.decode_outputs, maps)}, [rec], stride
 
 
 class TopDown(Flow):

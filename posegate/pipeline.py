@@ -74,7 +74,7 @@ class Pipeline:
 
     # ---- export / convert ------------------------------------------------------------------------
     def onnx(self, spec, opset: int) -> Path:
-        sample = (1, *spec.profiles[0].concrete_dims)
+        sample = (1, *spec.sample_dims)
         fields = {"model": spec.name, "spec_version": spec.version, "weights": self.weights_identity(spec),
                   "opset": opset, "dynamic_axes": spec.dynamic_axes(), "sample": sample,
                   "torch": torch.__version__, "onnx": onnx.__version__, "posegate": __version__}

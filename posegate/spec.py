@@ -59,6 +59,9 @@ class InputProfile:
     eval_batch: int = 1  # batch used for dataset-level accuracy
     perf_dims: tuple[int, ...] | None = None
     default: bool = True  # False: whole profile only under --full
+    # False: dataset-level accuracy and metric parity of this profile only under --full (a network
+    # too heavy to run every image of a set in the default selection); its stage tests still run
+    evaluate_by_default: bool = True
 
     @property
     def dynamic(self) -> bool:
@@ -122,6 +125,9 @@ class ModelSpec:
     # AP is a floor, the MPJPE between the two a ceiling: the metric says which)
     agreement: Mapping[str, float] = field(default_factory=dict)
     dynamic_step: int = 64  # how far the export test grows a dynamic axis to prove it is dynamic
+    # a small valid input (after the batch axis) for the export sample and the export/convert smoke
+    # runs, where a network is too heavy to probe at its profiles' sizes; None = the first profile's
+    probe_dims: tuple[int, ...] | None = None
     thresholds: tuple[Threshold, ...] = ()
     golden: Golden | None = None
     opsets: tuple[int, ...] = (11, 17)
@@ -129,6 +135,10 @@ class ModelSpec:
     known_failures: Mapping[str, str] = field(default_factory=dict)  # test-id regex -> reason (strict xfail)
     expected_throughput: Mapping[str, Any] = field(default_factory=dict)  # seed tables, by device
     notes: str = ""
+
+    @property
+    def sample_dims(self) -> tuple[int, ...]:
+        return tuple(self.probe_dims) if self.probe_dims is not None else self.profiles[0].concrete_dims
 
     def profile(self, name: str) -> InputProfile:
         for p in self.profiles:

@@ -103,6 +103,11 @@ def ascend_bucket(h: int, w: int) -> tuple[int, int]:
     return (side, SHORT_SIDE) if w < h else (SHORT_SIDE, side)
 
 
+def stratum(h: int, w: int) -> str:
+    """The bucket an image falls in (accuracy is also reported per bucket)."""
+    return bucket_name(ascend_bucket(h, w))
+
+
 def make_record(h: int, w: int, size_hw: tuple[int, int]) -> AffineRecord:
     """Upstream's center and scale for an image resized into ``size_hw``: the short side spans the
     input's matching side, the other side follows at the same scale (padded or cropped, centred)."""

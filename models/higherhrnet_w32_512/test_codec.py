@@ -184,3 +184,18 @@ def test_empty_maps_decode_to_nobody():
     assert codec.decode(np.zeros((2, 34, 128, 128), np.float32), np.zeros((2, 17, 256, 256), np.float32), rec) == []
     with pytest.raises(ValueError, match="flipped copy"):
         codec.decode(np.zeros((1, 34, 128, 128), np.float32), np.zeros((1, 17, 256, 256), np.float32), rec)
+
+
+def test_images_are_reported_per_bucket():
+    class Info:
+        def __init__(self, h, w):
+            self.height, self.width = h, w
+
+    class Dataset:
+        sizes = {1: (480, 640), 2: (425, 640), 3: (640, 427), 4: (333, 500)}
+
+        def image_info(self, i):
+            return Info(*self.sizes[i])
+    from models import MODELS
+    strata = MODELS["higherhrnet_w32_512"].flow.strata(Dataset(), [1, 2, 3, 4])
+    assert strata == {"512x704": [1], "512x768": [2, 4], "768x512": [3]}
