@@ -39,10 +39,12 @@ def _profiles():
 
 
 def _tolerances():
-    # Recipe-like seeded weights give activations in the tens of thousands (no trained BN statistics
-    # renormalise them), so parity is judged relative to each output's scale: fp32 engines only
-    # reorder float sums (the golden README measures 1.7e-6 between 1 and 2 torch threads).
-    fp32 = Tolerance(max_rel=1e-4, min_cosine=0.99999)
+    # Relative to each output's scale only: the recipe weights of the golden file give outputs in the
+    # tens of thousands, seeded ones below 1, trained ones heatmaps in [0, 1] and tags of a few units.
+    # fp32 engines only reorder float sums: measured max_rel <= 1.0e-6 (ONNX Runtime, OpenVINO; the
+    # golden README finds 1.7e-6 between 1 and 2 torch threads). fp16 (computed in bf16 on this CPU):
+    # measured max_rel 0.014, cosine > 0.99999 at 512x512 with seeded weights.
+    fp32 = Tolerance(max_rel=2e-5, min_cosine=0.99999)
     fp16 = Tolerance(max_rel=0.05, min_cosine=0.999)
     return {"fp32": {o: fp32 for o in OUTPUTS}, "fp16": {o: fp16 for o in OUTPUTS}}
 
