@@ -23,6 +23,7 @@ class Flow(ABC):
     has_oracle: bool = False
     decode_cost_batch: int = 1  # batch whose decoding must cost less than its inference
     decode_needs_trained_weights: bool = False  # random weights make decoding unrepresentative
+    copies: int = 1  # engine inputs per sample (2 where the batch also holds flipped copies)
 
     @abstractmethod
     def samples(self, dataset, profile, options: dict) -> list:

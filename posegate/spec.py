@@ -146,6 +146,10 @@ class ModelSpec:
                 return p
         raise KeyError(f"{self.name} has no input profile {name!r}; it has {[p.name for p in self.profiles]}")
 
+    def engine_shape(self, profile: InputProfile, batch: int) -> tuple[int, ...] | None:
+        """The static engine input of ``batch`` samples (a flow may feed several copies per sample)."""
+        return profile.engine_shape(batch * getattr(self.flow, "copies", 1))
+
     def tolerance(self, precision: str, output: str) -> Tolerance:
         try:
             return self.tolerances[precision][output]

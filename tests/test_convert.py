@@ -17,7 +17,7 @@ def test_convert(case, pipeline, needs, record):
     skip_unavailable(case.backend)
     backend = BACKENDS[case.backend]
     needs(pipeline.onnx, spec, backend.opset)
-    shape = None if case.shape is None else case.profile.engine_shape(case.batch)
+    shape = None if case.shape is None else spec.engine_shape(case.profile, case.batch)
     artifact = pipeline.converted(spec, case.backend, case.precision, shape)
     files = sorted(p.name for p in artifact.iterdir())
     session = pipeline.session(spec, case.backend, case.precision, shape)

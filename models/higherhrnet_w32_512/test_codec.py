@@ -77,6 +77,7 @@ def test_mixed_sizes_share_the_largest_input_and_keep_their_geometry():
     assert [(r.input_h, r.input_w) for r in recs] == [(512, 704), (704, 512)]
     alone, _ = codec.preprocess(a, "upstream")
     np.testing.assert_array_equal(x[0, :, :512, :704], alone)
+    np.testing.assert_array_equal(x[2:], x[:2, :, :, ::-1])  # then both flipped, in the same order
 
 
 # -------------------------------------------------------------------------------------- postprocess
@@ -199,3 +200,25 @@ def test_images_are_reported_per_bucket():
     from models import MODELS
     strata = MODELS["higherhrnet_w32_512"].flow.strata(Dataset(), [1, 2, 3, 4])
     assert strata == {"512x704": [1], "512x768": [2, 4], "768x512": [3]}
+
+
+def _person(offset):
+    kp = np.zeros((17, 3))
+    kp[[0, 5, 6, 11, 12]] = [[200, 80, 2], [180, 120, 2], [220, 120, 2], [185, 200, 2], [215, 200, 2]]
+    kp[:, 0] += offset
+    return {"keypoints": kp.ravel().tolist(), "num_keypoints": 5, "iscrowd": 0}
+
+
+def test_a_batch_holds_the_images_then_their_flipped_copies():
+    """Decoding a 2-image engine batch [a, b, flip a, flip b] equals decoding each image alone."""
+    from models import MODELS
+    from models.higherhrnet_w32_512.oracle import encode_ground_truth
+    spec = MODELS["higherhrnet_w32_512"]
+    assert spec.engine_shape(spec.profile("512x512"), 2) == (4, 3, 512, 512)
+    (qa, ha, ra, _), (qb, hb, rb, _) = (encode_ground_truth([_person(o)], 300, 400) for o in (0, 60))
+    outputs = {"out_quarter": np.stack([qa[0], qb[0], qa[1], qb[1]]),
+               "out_half": np.stack([ha[0], hb[0], ha[1], hb[1]])}
+    together = spec.flow.decode(outputs, [ra, rb], [1, 2])
+    alone = [r for i, (q, h, rec) in enumerate(((qa, ha, ra), (qb, hb, rb)), start=1)
+             for r in spec.flow.decode({"out_quarter": q, "out_half": h}, [rec], [i])]
+    assert together == alone and [r["image_id"] for r in together] == [1, 2]
