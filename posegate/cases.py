@@ -94,7 +94,8 @@ def generate(kind: str, specs, datasets=None, needs: str | None = None) -> list[
             for b, prec in _backends(spec, include_reference=(kind == "accuracy")):
                 for p in spec.profiles:
                     full = not (p.default and p.evaluate_by_default)
-                    cases += [Case(m, b, prec, p.eval_batch, p.name, d, full=full) for d, has_inputs in sets if has_inputs]
+                    cases += [Case(m, b, prec, p.eval_batch, p.name, d, full=full)
+                              for d, has_inputs in sets if has_inputs]
         elif kind == "oracle":
             if flow.has_oracle:
                 cases += [Case(m, dataset=d) for d, _ in sets]

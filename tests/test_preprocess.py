@@ -31,7 +31,8 @@ def test_preprocess(case, run_context, pipeline, record):
     assert np.isfinite(x).all()
     spec.check_input(x, "preprocess")
     buckets = [r.bucket for r in records if getattr(r, "bucket", None)]  # where a codec reports one
-    record(input_shapes=[list(x.shape)], dataset=dataset.name, samples=len(samples), **({"buckets": buckets} if buckets else {}))
+    record(input_shapes=[list(x.shape)], dataset=dataset.name, samples=len(samples),
+           **({"buckets": buckets} if buckets else {}))
 
 
 @pytest.mark.cases("shape")
@@ -85,7 +86,8 @@ def test_geometry_maps_back_exactly(case, run_context, pipeline):
         if {"letterbox", "crop"} & spec.flow.capabilities:  # an affine resize may crop (HigherHRNet)
             inside = rec.to_input(corners)
             h, w = x.shape[2:]
-            assert inside.min() >= -0.5 and inside[1, 0] <= w and inside[1, 1] <= h, f"corners land at {inside.tolist()}"
+            assert inside.min() >= -0.5 and inside[1, 0] <= w and inside[1, 1] <= h, \
+                f"corners land at {inside.tolist()}"
 
 
 @pytest.mark.cases("shape", needs="letterbox")

@@ -201,7 +201,8 @@ def _max_filter(det: torch.Tensor) -> torch.Tensor:
 
 
 def top_k(det: torch.Tensor, tag: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Heatmaps (1, 17, H, W) and tags (17, 2, H, W) -> peaks that are the maximum of their 5x5 window, the 30 best per joint: (tags, (x, y), values)."""
+    """Heatmaps (1, 17, H, W) and tags (17, 2, H, W) -> the 30 best peaks per joint, a peak being the
+    maximum of its 5x5 window: (tags, (x, y), values)."""
     keep = torch.eq(_max_filter(det), det).float()
     det = det * keep
     _, joints, h, w = det.shape
