@@ -113,7 +113,8 @@ def generate(kind: str, specs, datasets=None, needs: str | None = None, artifact
         elif kind in ("accuracy", "parity"):
             for b, prec in _backends(spec, include_reference=(kind == "accuracy"), supplied=artifacts):
                 for p in spec.profiles:
-                    cases += [Case(m, b, prec, p.eval_batch, p.name, d, full=not p.default)
+                    full = not (p.default and p.evaluate_by_default)
+                    cases += [Case(m, b, prec, p.eval_batch, p.name, d, full=full)
                               for d, has_inputs in sets if has_inputs]
         elif kind == "oracle":
             if flow.has_oracle:

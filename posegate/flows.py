@@ -23,6 +23,7 @@ class Flow(ABC):
     has_oracle: bool = False
     decode_cost_batch: int = 1  # batch whose decoding must cost less than its inference
     decode_needs_trained_weights: bool = False  # random weights make decoding unrepresentative
+    copies: int = 1  # engine inputs per sample (2 where the batch also holds flipped copies)
 
     @abstractmethod
     def samples(self, dataset, profile, options: dict) -> list:
@@ -50,6 +51,10 @@ class Flow(ABC):
 
     def oracle(self, dataset) -> list:
         raise NotImplementedError(f"{type(self).__name__} has no decoder oracle")
+
+    def strata(self, dataset, samples: list) -> dict[str, list] | None:
+        """Groups of samples the metric is also reported for (e.g. by input shape bucket); None = none."""
+        return None
 
     def official_problem(self, dataset, options: dict) -> str | None:
         """Why this run's inputs are not the official protocol's, beyond the dataset itself; None if they are."""
@@ -93,8 +98,13 @@ class BottomUp(Flow):
     has_oracle = True
     decode_needs_trained_weights = True  # noise maps hold hundreds of peaks per channel
 
-    def __init__(self, codec, decode_outputs: tuple[str, ...], stride: int):
-        self.codec, self.decode_outputs, self.stride = codec, decode_outputs, stride
+    def __init__(self, codec, decode_outputs: tuple[str, ...], stride: int, copies: int = 1,
+                 capabilities: frozenset | None = None):
+        # copies > 1: the codec's engine batch holds every sample, then each further copy of them all
+        # (HigherHRNet's flipped images), and decode gets one sample's copies stacked on a first axis
+        self.codec, self.decode_outputs, self.stride, self.copies = codec, decode_outputs, stride, copies
+        if capabilities is not None:
+            self.capabilities = capabilities
 
     def samples(self, dataset, profile, options):
         return [int(i) for i in dataset.image_ids]
@@ -108,24 +118,44 @@ class BottomUp(Flow):
     def preprocess(self, raws, profile):
         return self.codec.preprocess_batch(raws, profile.preprocess)
 
-    def decode(self, outputs, records, samples):
-        results = []
+    def decode(self, outputs, records, samples, stride=None):
+        """``stride``: of the maps, when not the network's (the oracle draws in the image frame)."""
+        results, n = [], len(records)
         for i, (image_id, record) in enumerate(zip(samples, records)):
-            maps = [outputs[n][i] for n in self.decode_outputs]
+            maps = [outputs[o][i] if self.copies == 1 else outputs[o][i::n] for o in self.decode_outputs]
             results += [{"image_id": int(image_id), "category_id": 1, **p}
-                        for p in self.codec.decode(*maps, record, stride=self.stride)]
+                        for p in self.codec.decode(*maps, record, stride=stride or self.stride)]
         return results
 
     def check_results(self, results, records, samples):
         return check_coco_results(results, {int(i): (r.orig_w, r.orig_h) for i, r in zip(samples, records)})
 
+    def strata(self, dataset, samples):
+        """Images grouped by the codec's ``stratum(height, width)`` where it has one (an input bucket)."""
+        stratum = getattr(self.codec, "stratum", None)
+        if stratum is None:
+            return None
+        groups: dict[str, list] = {}
+        for s in samples:
+            info = dataset.image_info(s)
+            groups.setdefault(stratum(info.height, info.width), []).append(s)
+        return dict(sorted(groups.items()))
+
     def oracle(self, dataset):
         results = []
         for image_id in dataset.image_ids:
-            info = dataset.image_info(image_id)
-            *maps, rec, stride = self.codec.encode_ground_truth(dataset.annotations(image_id), info.height, info.width)
-            results += [{"image_id": image_id, "category_id": 1, **p} for p in self.codec.decode(*maps, rec, stride=stride)]
+            outputs, records, stride = self.oracle_outputs(dataset, [image_id])
+            results += self.decode(outputs, records, [image_id], stride)
         return results
+
+    def oracle_outputs(self, dataset, samples) -> tuple:
+        """Ground truth encoded as one image's decoded outputs, its records and the maps' stride: the
+        stand-in for trained outputs (decoder oracle; decode-cost timing without trained weights)."""
+        if len(samples) != 1:
+            raise ValueError("the oracle encodes one image per batch")
+        info = dataset.image_info(samples[0])
+        *maps, rec, stride = self.codec.encode_ground_truth(dataset.annotations(samples[0]), info.height, info.width)
+        return {n: m[None] if self.copies == 1 else m for n, m in zip(self.decode_outputs, maps)}, [rec], stride
 
 
 class TopDown(Flow):

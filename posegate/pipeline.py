@@ -83,7 +83,7 @@ class Pipeline:
 
     # ---- export / convert ------------------------------------------------------------------------
     def onnx(self, spec, opset: int) -> Path:
-        sample = (1, *spec.profiles[0].concrete_dims)
+        sample = (1, *spec.sample_dims)
         fields = {"model": spec.name, "spec_version": spec.version, "weights": self.weights_identity(spec),
                   "opset": opset, "dynamic_axes": spec.dynamic_axes(), "sample": sample,
                   "torch": torch.__version__, "onnx": onnx.__version__, "posegate": __version__}
@@ -228,7 +228,7 @@ class Pipeline:
 
     def _predict(self, spec, backend_name, precision, profile, dataset, samples, fields) -> list:
         def build(d: Path):
-            session = self.session(spec, backend_name, precision, profile.engine_shape(profile.eval_batch))
+            session = self.session(spec, backend_name, precision, spec.engine_shape(profile, profile.eval_batch))
             results = []
             progress = Progress(len(samples), f"{spec.name} {backend_name}-{precision} {dataset.name}", spec.flow.unit)
             for b in self.batches(spec, profile, dataset, profile.eval_batch, samples):

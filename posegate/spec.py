@@ -65,6 +65,9 @@ class InputProfile:
     # (--dynamic_image_size / --dynamic_dims); a TensorRT optimisation profile spans their min..max.
     gears: tuple[tuple[int, ...], ...] = ()
     copies: int = 1  # engine rows per sample (2 with a flip test that batches each crop with its mirror)
+    # False: dataset-level accuracy and metric parity of this profile only under --full (a network
+    # too heavy to run every image of a set in the default selection); its stage tests still run
+    evaluate_by_default: bool = True
 
     @property
     def dynamic(self) -> bool:
@@ -168,6 +171,9 @@ class ModelSpec:
     # dynamic graph (few distinct shapes, a dynamic path that is much slower: a free frame axis)
     per_shape_engines: bool = False
     dynamic_step: int = 64  # how far the export test grows a dynamic axis to prove it is dynamic
+    # a small valid input (after the batch axis) for the export sample and the export/convert smoke
+    # runs, where a network is too heavy to probe at its profiles' sizes; None = the first profile's
+    probe_dims: tuple[int, ...] | None = None
     thresholds: tuple[Threshold, ...] = ()
     golden: Golden | None = None
     opsets: tuple[int, ...] = (11, 17)
@@ -184,11 +190,20 @@ class ModelSpec:
         extra = tuple(a.profile for a in self.artifacts if a.profile not in self.profiles)
         return self.profiles + tuple(dict.fromkeys(extra))
 
+    @property
+    def sample_dims(self) -> tuple[int, ...]:
+        return tuple(self.probe_dims) if self.probe_dims is not None else self.profiles[0].concrete_dims
+
     def profile(self, name: str) -> InputProfile:
         for p in self.all_profiles:
             if p.name == name:
                 return p
         raise KeyError(f"{self.name} has no input profile {name!r}; it has {[p.name for p in self.profiles]}")
+
+    def engine_shape(self, profile: InputProfile, batch: int) -> tuple[int, ...] | None:
+        """The engine input of ``batch`` samples: a profile's flip copies (MSPN, VideoPose3D) or a flow's
+        (HigherHRNet's bottom-up flip test) multiply the rows; a model uses one or the other."""
+        return profile.engine_shape(batch * getattr(self.flow, "copies", 1))
 
     def tolerance(self, precision: str, output: str) -> Tolerance:
         try:

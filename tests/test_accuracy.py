@@ -99,6 +99,10 @@ def test_accuracy(case, pipeline, run_context, needs, record, visuals):
     gates = list(_applicable(spec, case, dataset, info, pipeline.options))
     active = [t for t, applies in gates if applies]
     base = dict(dataset=dataset.name, dataset_id=dataset.identity, weights=info.identity, count=score.count, **score.details)
+    strata = spec.flow.strata(dataset, pipeline.samples(spec, case.profile, dataset))
+    for label, members in (strata or {}).items():  # e.g. AP per input shape bucket
+        record(metric=f"{metric.name} {label}", value=metric.evaluate(dataset, results, members).value,
+               dataset=dataset.name, samples=len(members))
     if not active:
         regressed = record(metric=metric.name, value=score.value, **base)
         visuals(metric, dataset, results, failing=regressed)

@@ -122,8 +122,9 @@ def test_plumbing_atc_commands_of_every_registered_model_shape_and_precision():
                 continue
             for bs in p.batch_sizes + p.full_batch_sizes:
                 for prec in BACKENDS["ascend"].precisions:
-                    args = atc_tool.atc_command(spec, "m.onnx", "model", p.engine_shape(bs), "310P3", prec)
-                    shape = ",".join(str(d) for d in (bs * p.copies, *p.dims))  # a flip test doubles the rows
+                    args = atc_tool.atc_command(spec, "m.onnx", "model", spec.engine_shape(p, bs), "310P3", prec)
+                    rows = bs * p.copies * getattr(spec.flow, "copies", 1)  # a flip test doubles the rows
+                    shape = ",".join(str(d) for d in (rows, *p.dims))
                     assert f'--input_shape="{spec.input_name}:{shape}"' in args
                     assert ("--precision_mode=force_fp32" in args) == (prec == "fp32")
                     seen += 1

@@ -18,13 +18,15 @@ def test_convert(case, pipeline, needs, record):
     skip_unavailable(case.backend, case)
     backend = BACKENDS[case.backend]
     needs(pipeline.onnx, spec, backend.opset)
-    shape = None if case.shape is None else case.profile.engine_shape(case.batch)
+    shape = None if case.shape is None else spec.engine_shape(case.profile, case.batch)
     artifact = pipeline.converted(spec, case.backend, case.precision, shape)
     files = sorted(p.name for p in artifact.iterdir())
     session = pipeline.session(spec, case.backend, case.precision, shape)
     record(artifact_files=files, execution=session.info.execution, backend_version=backend.version())
-    profile = case.profile if case.shape else spec.profiles[0]
-    x = np.zeros((case.batch or 1, *profile.concrete_dims), np.float32)
+    if case.shape:  # a static engine: its own batch rows (flip copies included) and the profile's dims
+        x = np.zeros((spec.engine_shape(case.profile, case.batch)[0], *case.profile.concrete_dims), np.float32)
+    else:
+        x = np.zeros((1, *spec.sample_dims), np.float32)
     out = session.run({spec.input_name: x})
     assert list(out) == list(spec.output_names)
     assert all(np.isfinite(v).all() for v in out.values())

@@ -26,7 +26,7 @@ def test_export(case, pipeline, needs, record):
     # every declared dynamic axis really is dynamic: two batch sizes, and each free axis grown
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     free = [a for a in spec.dynamic_axes()[spec.input_name] if a > 0]
-    dims = spec.profiles[0].concrete_dims
+    dims = spec.sample_dims
     shapes = [(1, *dims), (2, *dims)]
     for a in free:
         grown = list(dims)

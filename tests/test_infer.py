@@ -21,7 +21,7 @@ def test_infer(case, pipeline, run_context, needs, record):
         pytest.skip(f"{case.precision} parity needs real inputs (its quantisation was calibrated on them): give "
                     f"--data-root a {spec.flow.dataset_kind} dataset with inputs")
     reference = needs(pipeline.reference_outputs, spec, profile, dataset, case.batch)
-    session = needs(pipeline.session, spec, case.backend, case.precision, profile.engine_shape(case.batch))
+    session = needs(pipeline.session, spec, case.backend, case.precision, spec.engine_shape(profile, case.batch))
     batch = pipeline.parity_batch(spec, profile, dataset, case.batch)
     outputs = session.run({spec.input_name: batch.x})
     errors = {name: compare(outputs[name], reference[name], spec.tolerance(case.precision, name))

@@ -21,8 +21,8 @@ def test_infer_ids_read_model_backend_precision_batch_shape():
     cases = generate("infer", MODELS.values())
     ids = [c.id for c in cases]
     assert len(ids) == len(set(ids))
-    # a shape may carry its profile's variant (256x192-flip); capitals name a free axis (368xW, T)
-    pattern = re.compile(r"^[a-z0-9_]+-(%s)-(fp32|fp16|int8)-bs\d+-[\dxA-Z]+(-[a-z]+)?$" % "|".join(BACKENDS))
+    # a shape may carry its profile's variant (256x192-flip, HxW-ascend); capitals name a free axis (368xW, T)
+    pattern = re.compile(r"^[a-z0-9_]+-(%s)-(fp32|fp16|int8)-bs\d+-[\dxA-Z]+(-[a-z0-9]+)?$" % "|".join(BACKENDS))
     assert all(pattern.match(i) for i in ids), ids
     assert not any(c.backend == REFERENCE for c in cases), "the reference is not compared with itself"
 

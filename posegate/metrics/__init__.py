@@ -20,9 +20,10 @@ class CocoAP:
     name, unit, direction = "AP", "", "min"
     agreement_name, agreement_direction = "agreement AP", "min"
 
-    def evaluate(self, dataset, results) -> Score:
+    def evaluate(self, dataset, results, samples=None) -> Score:
+        """``samples``: score only these images (a stratum); default every image of the dataset."""
         from posegate.metrics.coco_ap import evaluate_keypoints
-        s = evaluate_keypoints(dataset, results)
+        s = evaluate_keypoints(dataset, results, samples)
         return Score(s.ap, {"AP50": s.ap50, "AP75": s.ap75, "AR": s.ar, "images": s.num_images}, s.num_results)
 
     def agreement(self, reference, results, dataset) -> float | None:
