@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
-from filelock import FileLock
 
+from posegate.datasets.staging import build_once
 from posegate.datasets.h36m import (CAMERA_IDS, CAMERAS_FILE, FILE_2D_CPN, FILE_3D, KEPT_JOINTS, Camera,
                                     project_to_2d, read_cameras, world_to_camera)
 
 VERSION = 2
-MARKER = ".complete"
 FPS = 50
 # (subject, action, frames): both test subjects, a sub-take ('Walking 1' reports as 'Walking'), and a
 # training subject the reader must leave out; kept small, as every backend lifts every sequence twice
@@ -45,30 +42,7 @@ def generate(root: Path, reference_dir: Path | None = None, seed: int = 0) -> Pa
         published = Path(reference_dir) / "h36m-cameras" / CAMERAS_FILE
     marker = json.dumps({"generator": __name__, "version": VERSION, "seed": seed,
                          "cameras": "published" if published else "generated"}, sort_keys=True)
-    if _complete(root, marker):
-        return root
-    root.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(root.parent / f".{root.name}.lock")):
-        if _complete(root, marker):
-            return root
-        work = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
-        work.chmod(0o755)
-        try:
-            _write(work, published, seed)
-            (work / MARKER).write_text(marker)
-            if root.exists():
-                shutil.rmtree(root)
-            work.rename(root)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-    return root
-
-
-def _complete(root: Path, marker: str) -> bool:
-    try:
-        return (root / MARKER).read_text() == marker
-    except OSError:
-        return False
+    return build_once(root, marker, lambda work: _write(work, published, seed), "synthetic Human3.6M set")
 
 
 def _write(folder: Path, published: Path | None, seed: int) -> None:

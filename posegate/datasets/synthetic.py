@@ -8,19 +8,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
-from filelock import FileLock
 
+from posegate.datasets.staging import build_once
 from posegate.datasets.coco import ANNOTATION_FILE, DETECTION_DIR, IMAGE_DIR, PERSON_CATEGORY, DatasetError
 
 VERSION = 1
-MARKER = ".complete"
 DETECTION_FILE = "person_detections.json"
 JPEG_QUALITY = 92
 
@@ -62,54 +58,13 @@ def generate(root: Path, num_images: int = 8, seed: int = 0) -> Path:
     """
     if num_images < 1:
         raise ValueError(f"num_images must be at least 1, got {num_images}")
-    root = Path(root).resolve()
-    marker = _marker(num_images, seed)
-    if _complete(root, marker):
-        return root
-    root.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(root.parent / f".{root.name}.lock")):
-        if _complete(root, marker):
-            return root
-        _refuse_foreign(root)
-        work = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
-        work.chmod(0o755)  # mkdtemp's private 0700 would otherwise become the dataset's mode
-        try:
-            _write_dataset(work, num_images, seed)
-            (work / MARKER).write_text(marker)
-            _replace(work, root)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-    return root
+    return build_once(root, _marker(num_images, seed), lambda work: _write_dataset(work, num_images, seed),
+                      "synthetic dataset", DatasetError)
 
 
 def _marker(num_images: int, seed: int) -> str:
     return json.dumps({"generator": __name__, "version": VERSION, "num_images": num_images, "seed": seed},
                       sort_keys=True)
-
-
-def _complete(root: Path, marker: str) -> bool:
-    try:
-        return (root / MARKER).read_text() == marker and (root / ANNOTATION_FILE).is_file()
-    except OSError:
-        return False
-
-
-def _refuse_foreign(root: Path) -> None:
-    # Only an empty folder or an older synthetic set may be replaced: never delete someone's data.
-    if root.exists() and not (root / MARKER).is_file() and any(root.iterdir()):
-        raise DatasetError(f"{root}: exists and is not a synthetic dataset; choose an empty or new folder")
-
-
-def _replace(work: Path, root: Path) -> None:
-    if root.exists() and any(root.iterdir()):
-        stale = Path(tempfile.mkdtemp(prefix=f".{root.name}.old-", dir=root.parent))
-        os.replace(root, stale / "set")
-        try:
-            os.replace(work, root)
-        finally:
-            shutil.rmtree(stale, ignore_errors=True)
-    else:
-        os.replace(work, root)
 
 
 def _write_dataset(out: Path, num_images: int, seed: int) -> None:
