@@ -1,7 +1,6 @@
 """HigherHRNet codec: hand-computed geometry, preprocessing, and each decoding step against the facts."""
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import pytest
 import torch
