@@ -126,11 +126,11 @@ class AclProcess:
             self.anchor = infer_session  # the previous anchor's model is unloaded as it is dropped
 
     def release(self):
-        anchor, self.anchor = self.anchor, None
+        anchor, finalize, self.anchor, self.finalize = self.anchor, self.finalize, None, None
         if anchor is not None and callable(getattr(anchor, "finalize", None)):
             anchor.finalize()
-        elif self.finalize is not None:
-            self.finalize()
+        elif finalize is not None:
+            finalize()
 
 
 ACL = AclProcess()
