@@ -340,3 +340,53 @@ def test_nvidia_backends_report_why_they_are_unavailable_here(name):
     if reason is None:
         pytest.skip(f"{name} is usable here: the stage tests run on it")
     assert any(w in reason for w in ("not installed", "no CUDA", "has no", "nvidia-smi", "torch has no CUDA"))
+
+
+def test_plumbing_ort_trt_imports_tensorrt_first_and_keeps_cuda_for_the_rest(tmp_path, monkeypatch):
+    """The pip TensorRT wheels' libraries load with `import tensorrt`: it must come before the session."""
+    import importlib.abc
+    import importlib.util
+    import sys
+    import posegate.backends.onnxruntime_gpu_backend as gpu
+    order = []
+
+    class Loader(importlib.abc.Loader):
+        def create_module(self, spec):
+            return None
+
+        def exec_module(self, module):
+            order.append("import tensorrt")
+
+    class Finder(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            return importlib.util.spec_from_loader(name, Loader()) if name == "tensorrt" else None
+
+    class Recorded:
+        def __init__(self, spec, path, precision, io, providers, provider_options, **kw):
+            order.append(("session", tuple(providers)))
+            self.options = provider_options
+            self.info = types.SimpleNamespace(details={"providers": list(providers)})
+
+    monkeypatch.delitem(sys.modules, "tensorrt", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [Finder(), *sys.meta_path])
+    monkeypatch.setattr(gpu, "OrtGpuSession", Recorded)
+    spec = MODELS["mspn_2xstg"]
+    from posegate.backends import EngineIO
+    session = BACKENDS["onnxruntime-trt"].open(_onnx(tmp_path), spec, "fp32", EngineIO.of(spec))
+    assert order == ["import tensorrt", ("session", ("TensorrtExecutionProvider", "CUDAExecutionProvider",
+                                                     "CPUExecutionProvider"))]
+    assert session.options[1] == {"use_tf32": 0} and session.options[0]["trt_fp16_enable"] is False
+
+
+def test_requirements_nvidia_pin_one_cuda_major_and_tensorrt_10():
+    from pathlib import Path
+    lines = [ln.split("#")[0].strip() for ln in (Path(__file__).parents[1] / "requirements-nvidia.txt").read_text()
+             .splitlines()]
+    pins = dict(ln.split("==") for ln in lines if ln)
+    assert not any(name.split("[")[0] == "tensorrt" for name in pins)  # the bare name follows NVIDIA's newest CUDA
+    trt = [n for n in pins if n.startswith("tensorrt-cu")]
+    assert len(trt) == 1 and pins[trt[0]].startswith("10.")
+    torch_pin = (Path(__file__).parents[1] / "requirements.txt").read_text()
+    assert "torch==2.13.0" in torch_pin  # PyPI's 2.13.0 Linux wheel is CUDA 13.0: the suffix must agree
+    assert trt[0] == "tensorrt-cu13"
+    assert pins["onnxruntime-gpu[cuda,cudnn]"] == "1.31.1"  # CUDA 13, TensorRT provider on libnvinfer.so.10

@@ -122,12 +122,17 @@ class OrtGpuBackend(Backend):
     def execution(self, precision) -> str:
         return precision
 
+    def provider_chain(self, spec, precision, engine_cache) -> list[tuple[str, dict]]:
+        """(provider, options) in ONNX Runtime's order of precedence; the CPU takes what none claims."""
+        return [(self.provider, self.options(spec, precision, engine_cache)), ("CPUExecutionProvider", {})]
+
     def _session(self, spec, path, precision, io=None, engine_cache=None):
         with warnings.catch_warnings(record=True) as caught, captured_stderr() as err:
             warnings.simplefilter("always")
-            session = OrtGpuSession(spec, path, precision, io, providers=(self.provider, "CPUExecutionProvider"),
-                                    provider_options=[self.options(spec, precision, engine_cache), {}],
-                                    backend=self.name, execution=self.execution(precision), log_severity=2)
+            chain = self.provider_chain(spec, precision, engine_cache)
+            session = OrtGpuSession(spec, path, precision, io, providers=[n for n, _ in chain],
+                                    provider_options=[o for _, o in chain], backend=self.name,
+                                    execution=self.execution(precision), log_severity=2)
         got = session.info.details["providers"]
         if not got or got[0] != self.provider:
             session.close()
@@ -174,6 +179,11 @@ class OrtTensorRtBackend(OrtGpuBackend):
 
     def execution(self, precision):
         return trt_execution(precision)
+
+    def provider_chain(self, spec, precision, engine_cache):
+        # nodes TensorRT cannot take run on the CUDA provider (fp32, TF32 off), as ONNX Runtime advises
+        return [(self.provider, self.options(spec, precision, engine_cache)),
+                ("CUDAExecutionProvider", OrtCudaBackend().options(spec, precision)), ("CPUExecutionProvider", {})]
 
     def _session(self, *args, **kwargs):
         try:  # the pip TensorRT wheels put libnvinfer where the provider finds it only once imported
