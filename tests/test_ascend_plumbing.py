@@ -294,8 +294,9 @@ def ais(monkeypatch):
     FakeInferSession.process = {"finalized": 0}
     interface = types.ModuleType("ais_bench.infer.interface")
     interface.InferSession = FakeInferSession
-    for name, mod in (("ais_bench", types.ModuleType("ais_bench")), ("ais_bench.infer", types.ModuleType("ais_bench.infer")),
-                      ("ais_bench.infer.interface", interface)):
+    modules = (("ais_bench", types.ModuleType("ais_bench")), ("ais_bench.infer", types.ModuleType("ais_bench.infer")),
+               ("ais_bench.infer.interface", interface))
+    for name, mod in modules:
         monkeypatch.setitem(sys.modules, name, mod)
     process = asc.AclProcess(register=lambda fn: None)
     monkeypatch.setattr(asc, "ACL", process)

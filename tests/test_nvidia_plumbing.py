@@ -296,8 +296,12 @@ def test_plumbing_ort_gpu_options_turn_tf32_off_and_cache_trt_engines(tmp_path, 
     # no TensorRT EP option clears TF32: the engine is named for what it computes in
     assert trt_execution("fp32", {}) == "tf32" and trt_execution("fp32", {"NVIDIA_TF32_OVERRIDE": "0"}) == "f32"
     assert trt_execution("fp16", {}) == "f16"
+    monkeypatch.delenv("NVIDIA_TF32_OVERRIDE", raising=False)
+    assert "NVIDIA_TF32_OVERRIDE=0" in BACKENDS["onnxruntime-trt"].precision_problem("fp32")
+    assert BACKENDS["onnxruntime-trt"].precision_problem("fp16") is None
     monkeypatch.setenv("NVIDIA_TF32_OVERRIDE", "0")
     assert BACKENDS["onnxruntime-trt"].artifact_settings("fp32")["execution"] == "f32"
+    assert BACKENDS["onnxruntime-trt"].precision_problem("fp32") is None
 
 
 def test_plumbing_ort_iobinding_session_times_the_run_alone(tmp_path):

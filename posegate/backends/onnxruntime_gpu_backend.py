@@ -9,9 +9,10 @@ synchronises the provider's stream) excludes the host<->device copies.
 Provider options follow ONNX Runtime's CUDA and TensorRT execution provider documentation
 (onnxruntime.ai/docs/execution-providers/{CUDA,TensorRT}-ExecutionProvider.html):
 - CUDA: ``use_tf32`` defaults to 1, so fp32 convolutions and matmuls run in TF32 on Ampere and later.
-- TensorRT: no provider option clears TensorRT's TF32 builder flag. TensorRT honours the environment
-  variable NVIDIA_TF32_OVERRIDE=0 (set before the process starts), so an fp32 session reports "tf32"
-  as its execution unless that variable is 0.
+- TensorRT: no provider option clears TensorRT's TF32 builder flag (BuilderFlag.TF32 is on by default;
+  onnxruntime-gpu 1.31.1's TensorRT provider has no TF32 option among its trt_* names). TensorRT honours
+  NVIDIA_TF32_OVERRIDE=0 at engine build (TensorRT developer guide, "TF32"), so an fp32 session reports
+  "tf32" as what it computes in, and fp32 skips with that reason, unless that variable is 0.
 """
 from __future__ import annotations
 
@@ -167,10 +168,21 @@ class OrtTensorRtBackend(OrtGpuBackend):
     provider = "TensorrtExecutionProvider"
     precisions = ("fp32", "fp16")
 
+    def precision_problem(self, precision):
+        if trt_execution(precision) == "tf32":
+            return (f"onnxruntime-trt fp32 computes in TF32 (TensorRT's default; the provider has no option to "
+                    f"clear it): start the run with {TF32_ENV}=0 for fp32 parity")
+        return None
+
     def artifact_settings(self, precision):
-        # the engines cached beside the artifact depend on the TF32 override at build time
+        # the engines cached beside the artifact depend on the TF32 override, the GPU and TensorRT's version
+        try:
+            import tensorrt
+            trt_version = tensorrt.__version__
+        except ImportError:
+            trt_version = None
         return {**super().artifact_settings(precision), "execution": trt_execution(precision),
-                "gpu": cuda_device()[0]}
+                "gpu": cuda_device()[0], "tensorrt": trt_version}
 
     def options(self, spec, precision, engine_cache=None):
         if engine_cache is not None:
