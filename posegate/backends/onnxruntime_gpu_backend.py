@@ -141,6 +141,8 @@ class OrtGpuBackend(Backend):
             reason = "; ".join(said) or "ONNX Runtime logged no reason"
             log.warning("%s: onnxruntime fell back to %s: %s", self.name, got, reason)
             raise RuntimeError(f"{self.name}: onnxruntime started {got}, not {self.provider}: {reason}")
+        if err["text"].strip():  # e.g. nodes the provider left to the CPU: kept, not hidden
+            log.info("%s: onnxruntime said while starting: %s", self.name, err["text"].strip())
         return session
 
     def load(self, artifact_dir, source, precision):
