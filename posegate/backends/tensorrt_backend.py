@@ -209,7 +209,7 @@ class TensorRtBackend(Backend):
     precisions = ("fp32", "fp16")
 
     def unavailable_reason(self):
-        reason = _unavailable("tensorrt", "tensorrt-cu12")
+        reason = _unavailable("tensorrt", "tensorrt-cu13")
         if reason is None:
             import torch
             if not torch.cuda.is_available():
