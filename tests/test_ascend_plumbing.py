@@ -126,7 +126,7 @@ def test_plumbing_atc_commands_of_every_registered_model_shape_and_precision():
                     rows = bs * p.copies * getattr(spec.flow, "copies", 1)  # a flip test doubles the rows
                     shape = ",".join(str(d) for d in (rows, *p.dims))
                     assert f'--input_shape="{spec.input_name}:{shape}"' in args
-                    assert ("--precision_mode=force_fp32" in args) == (prec == "fp32")
+                    assert ("--precision_mode=force_fp32" in args) == (prec == "fp32")  # a 310P3: no origin
                     seen += 1
     assert seen
 
@@ -200,30 +200,81 @@ def test_ascend_backend_reports_why_it_is_unavailable_here():
 
 
 class FakeInferSession:
-    """Records every call; `style` picks the ais_bench API generation it imitates."""
-    style = "new"
-    instances = []
+    """ais_bench's InferSession over a pretend aclruntime, after github.com/Ascend/tools
+    ais-bench_workload/tool/ais_bench: ais_bench/infer/interface.py and aclruntime's C++
+    (PyInferenceSession.cpp, ModelInferenceProcessor.cpp). ``style`` picks the generation:
 
-    def __init__(self, device_id, om):
-        self.device_id, self.om, self.calls, self.freed = device_id, om, [], False
-        self.in_shape = [1, 3, -1, -1] if "dyn" in om else [1, 3, 8, 16]
+    - "2023": sumary()/reset_sumaryinfo(); infer() knows dymdims/dymshape and runs any other mode as
+      static; no free_resource; finalize() is aclFinalize for the whole process.
+    - "later": summary()/reset_summaryinfo(); infer() raises for an unknown mode and for dymhw on an
+      input whose dims 2 and 3 are not both -1; free_resource(); a static finalize().
+
+    Both: the model path passes ais_bench's path check; a feed whose byte size differs from the
+    input's current size (the OM's, or the gear set by set_dynamic_hw/dims) is refused; exec_time_list
+    holds one float (ms) per call, as InferSumaryInfo's std::vector<float>. OMs by name: "dyn" has
+    dynamic H and W (--dynamic_image_size), "dims" a dynamic W (--dynamic_dims), others are static.
+    """
+    style = "later"
+    instances = []
+    process = {"finalized": 0}
+
+    def __init__(self, device_id, model_path):
+        if asc.ais_path_problem(model_path):  # ais_bench checks the path itself (its own wording)
+            raise ValueError(f"The path {model_path} is invalid for ais_bench")
+        self.device_id, self.om, self.calls, self.freed = device_id, model_path, [], False
+        name = os.path.basename(model_path)
+        self.in_shape = [1, 3, -1, -1] if "dyn" in name else [1, 3, 368, -1] if "dims" in name else [1, 3, 368, 640]
+        self.gears = {(368, 640), (368, 496)}
+        self.realsize = 4 * int(np.prod(self.in_shape)) if -1 not in self.in_shape else 4 * 3 * 368 * 1488
         FakeInferSession.instances.append(self)
-        if self.style == "old":  # old releases: sumary() with (start, end) pairs, reset_sumaryinfo()
+        if self.style == "2023":
             self.sumary, self.reset_sumaryinfo = self._summary, self._reset
         else:
-            self.summary, self.reset_summaryinfo = self._summary, self._reset
+            self.summary, self.reset_summaryinfo, self.free_resource = self._summary, self._reset, self._free
         self._times = []
 
+    @staticmethod
+    def finalize():  # later: static; 2023: an instance method; both end ACL for the whole process
+        FakeInferSession.process["finalized"] += 1
+
     def get_inputs(self):
-        return [types.SimpleNamespace(name="data", shape=self.in_shape, datatype="FLOAT")]
+        return [types.SimpleNamespace(name="data", shape=list(self.in_shape), datatype="FLOAT")]
 
     def get_outputs(self):  # ATC decorates and reorders: PAFs first
         return [types.SimpleNamespace(name="Conv_9:0:stage2_pafs", shape=[1, 38, 1, 2]),
                 types.SimpleNamespace(name="Conv_8:0:stage2_heatmaps", shape=[1, 19, 1, 2])]
 
-    def infer(self, feeds, mode="static"):
+    def _gear(self, h, w):
+        if (h, w) not in self.gears:
+            raise RuntimeError(f"gear {h}x{w} not in the OM's gears")
+        self.realsize = 4 * 3 * h * w
+
+    def set_dynamic_hw(self, a, b):  # the later release passes (shape[2], shape[3])
+        self._gear(a, b)
+
+    def set_dynamic_dims(self, dims):  # "data:1,3,368,640"
+        self._gear(*[int(v) for v in dims.split(":")[1].split(",")[2:]])
+
+    def set_dynamic_batchsize(self, n):
+        raise RuntimeError("not a dymbatch model!")
+
+    def infer(self, feeds, mode="static", custom_sizes=100000, out_array=True):
+        if self.process["finalized"]:
+            raise RuntimeError("aclrtSetDevice failed: ACL was finalized")
+        shape = feeds[0].shape
+        if self.style == "later":
+            if mode not in ("static", "dymbatch", "dymhw", "dymdims", "dymshape"):
+                raise RuntimeError(f"wrong infer_mode:{mode}")
+            if mode == "dymhw":
+                if not (self.in_shape[2] < 0 and self.in_shape[3] < 0):
+                    raise RuntimeError("not a dymhw model!")
+                self.set_dynamic_hw(shape[2], shape[3])
+        if mode == "dymdims":
+            self.set_dynamic_dims("data:" + ",".join(str(d) for d in shape))
+        if feeds[0].nbytes != self.realsize:  # CheckInVectorAndFillBaseTensor
+            raise RuntimeError(f"Check i:0 name:data in size:{feeds[0].nbytes} needsize:{self.realsize} not match")
         self.calls.append((mode, [f.shape for f in feeds]))
-        self._times.append((10.0, 12.5) if self.style == "old" else 2.5)
+        self._times.append(2.5)
         return [np.full((1, 38, 1, 2), 38, np.float32), np.full((1, 19, 1, 2), 19, np.float32)]
 
     def _summary(self):
@@ -232,38 +283,131 @@ class FakeInferSession:
     def _reset(self):
         self._times = []
 
-    def free_resource(self):
+    def _free(self):
         self.freed = True
 
 
-@pytest.mark.parametrize("style", ["old", "new"])
-def test_plumbing_ais_session_feeds_modes_order_and_timing(style, monkeypatch):
-    FakeInferSession.style = style
+@pytest.fixture
+def ais(monkeypatch):
+    """ais_bench importable as the stand-in, a fresh process, and the ACL release hook not at exit."""
     FakeInferSession.instances = []
+    FakeInferSession.process = {"finalized": 0}
     interface = types.ModuleType("ais_bench.infer.interface")
     interface.InferSession = FakeInferSession
-    for name, mod in (("ais_bench", types.ModuleType("ais_bench")), ("ais_bench.infer", types.ModuleType("ais_bench.infer")),
-                      ("ais_bench.infer.interface", interface)):
+    modules = (("ais_bench", types.ModuleType("ais_bench")), ("ais_bench.infer", types.ModuleType("ais_bench.infer")),
+               ("ais_bench.infer.interface", interface))
+    for name, mod in modules:
         monkeypatch.setitem(sys.modules, name, mod)
+    process = asc.AclProcess(register=lambda fn: None)
+    monkeypatch.setattr(asc, "ACL", process)
+    yield process
+    FakeInferSession.style = "later"
+
+
+def _om(tmp_path, name):
+    path = tmp_path / name
+    path.write_bytes(b"OM")
+    path.chmod(0o640)
+    return path
+
+
+def _io(spec):
+    return EngineIO(spec.input_name, (("stage2_heatmaps", "stage2_heatmaps"), ("stage2_pafs", "stage2_pafs")))
+
+
+@pytest.mark.parametrize("style", ["2023", "later"])
+def test_plumbing_ais_session_feeds_modes_order_and_timing(style, ais, tmp_path, monkeypatch):
+    FakeInferSession.style = style
     spec = MODELS["lightweight_openpose"]
-    io = EngineIO(spec.input_name, (("stage2_heatmaps", "stage2_heatmaps"), ("stage2_pafs", "stage2_pafs")))
+    io = _io(spec)
     monkeypatch.setenv(asc.DEVICE_ENV, "3")
-    static = BACKENDS["ascend"].open("/m/static.om", spec, "fp16", io)
-    dynamic = asc.AisSession(spec, "/m/dyn.om", "fp16", 0, io)
+    static = BACKENDS["ascend"].open(_om(tmp_path, "static.om"), spec, "fp16", io)
+    dynamic = asc.AisSession(spec, _om(tmp_path, "dyn.om"), "fp16", 0, io)
+    dims = asc.AisSession(spec, _om(tmp_path, "dims.om"), "fp16", 0, io)
     x = np.zeros((1, 3, 368, 640), np.float32)
     out = static.run({"data": x})
     dynamic.run({"data": x})
-    dynamic.run({"data": x})
-    fake_static, fake_dyn = FakeInferSession.instances
-    assert (fake_static.device_id, static.mode, dynamic.mode) == (3, "static", "dymhw")
-    assert fake_static.calls == [("static", [(1, 3, 368, 640)])] and [c[0] for c in fake_dyn.calls] == ["dymhw"] * 2
+    dynamic.run({"data": x[..., :496].copy()})
+    dims.run({"data": x})
+    fake_static, fake_dyn, fake_dims = FakeInferSession.instances
+    assert (fake_static.device_id, static.mode, dynamic.mode, dims.mode) == (3, "static", "dymhw", "dymdims")
+    assert fake_static.calls == [("static", [(1, 3, 368, 640)])]
+    # the 2023 release has no dymhw: the session sets the gear itself and runs static
+    assert [c[0] for c in fake_dyn.calls] == (["static"] * 2 if style == "2023" else ["dymhw"] * 2)
+    assert [c[0] for c in fake_dims.calls] == ["dymdims"]
     assert list(out) == ["stage2_heatmaps", "stage2_pafs"]
     assert out["stage2_heatmaps"].shape[1] == 19 and out["stage2_pafs"].shape[1] == 38
     assert static.device_ms == [2.5] and dynamic.device_ms == [2.5, 2.5]  # reset between calls, both API styles
-    static.close()
-    assert fake_static.freed
     with pytest.raises(ValueError, match="an .om file"):
-        BACKENDS["ascend"].open("/m/model.onnx", spec, "fp16", io)
+        BACKENDS["ascend"].open(tmp_path / "model.onnx", spec, "fp16", io)
+
+
+def test_plumbing_ais_stand_in_refuses_what_aclruntime_refuses(ais, tmp_path):
+    later = FakeInferSession(0, str(_om(tmp_path, "dims.om")))
+    with pytest.raises(RuntimeError, match="not a dymhw model"):  # a --dynamic_dims OM
+        later.infer([np.zeros((1, 3, 368, 640), np.float32)], mode="dymhw")
+    with pytest.raises(RuntimeError, match="wrong infer_mode"):
+        later.infer([np.zeros((1, 3, 368, 640), np.float32)], mode="dynamic")
+    static = FakeInferSession(0, str(_om(tmp_path, "static.om")))
+    with pytest.raises(RuntimeError, match="in size:1130496 needsize:2826240 not match"):
+        static.infer([np.zeros((1, 3, 368, 256), np.float32)])
+    FakeInferSession.style = "2023"
+    old = FakeInferSession(0, str(_om(tmp_path, "dyn.om")))
+    assert not hasattr(old, "free_resource")
+    with pytest.raises(RuntimeError, match="not match"):  # dymhw unknown: run as static, no gear set
+        old.infer([np.zeros((1, 3, 368, 640), np.float32)], mode="dymhw")
+
+
+@pytest.mark.parametrize("style", ["2023", "later"])
+def test_plumbing_closing_a_session_leaves_the_others_running(style, ais, tmp_path):
+    """Per-session close never ends ACL for the process; the release at the end does, once."""
+    FakeInferSession.style = style
+    spec = MODELS["lightweight_openpose"]
+    first = asc.AisSession(spec, _om(tmp_path, "a.om"), "fp16", 0, _io(spec))
+    second = asc.AisSession(spec, _om(tmp_path, "b.om"), "fp16", 0, _io(spec))
+    x = np.zeros((1, 3, 368, 640), np.float32)
+    first.close()
+    second.run({"data": x})  # still alive
+    assert FakeInferSession.process["finalized"] == 0
+    assert FakeInferSession.instances[0].freed == (style == "later")
+    second.close()
+    ais.release()
+    assert FakeInferSession.process["finalized"] == 1
+    ais.release()  # at most once
+    assert FakeInferSession.process["finalized"] == 1
+
+
+def test_plumbing_ais_path_rules_fail_early_with_the_reason(ais, tmp_path, monkeypatch):
+    spec = MODELS["lightweight_openpose"]
+    odd = tmp_path / "my models"
+    odd.mkdir()
+    with pytest.raises(ValueError, match=r"only \[A-Za-z0-9_/.-\] .* has \[' '\]"):
+        asc.AisSession(spec, _om(odd, "m.om"), "fp16", 0, _io(spec))
+    link = tmp_path / "link.om"
+    link.symlink_to(_om(tmp_path, "real.om"))
+    with pytest.raises(ValueError, match="symlink"):
+        asc.AisSession(spec, link, "fp16", 0, _io(spec))
+    loose = _om(tmp_path, "loose.om")
+    loose.chmod(0o664)
+    with pytest.raises(ValueError, match="group- or other-writable"):
+        asc.AisSession(spec, loose, "fp16", 0, _io(spec))
+    assert FakeInferSession.instances == []  # refused before ais_bench saw it
+    # the cache is checked before ATC runs
+    monkeypatch.setenv(atc_tool.CHIP_ENV, "310P3")
+    with pytest.raises(atc_tool.AtcError, match="cannot hold OMs for ais_bench"):
+        BACKENDS["ascend"].convert(_source(spec, tmp_path / "x.onnx"), odd, "fp16", (1, 3, 368, 640))
+
+
+def test_plumbing_written_om_passes_the_permission_rule(tmp_path, fake_atc):
+    old = os.umask(0o002)  # a shared-group umask: files come out group-writable
+    try:
+        spec = _spec("input", (3, 4, 4), outputs=("heatmaps", "tagmaps"))
+        out = tmp_path / "artifact"
+        out.mkdir()
+        BACKENDS["ascend"].convert(_source(spec, _onnx(tmp_path)), out, "fp16", (1, 3, 4, 4))
+    finally:
+        os.umask(old)
+    assert asc.ais_path_problem(out / "model.om") is None
 
 
 def test_plumbing_output_matching_and_duration_forms():
@@ -359,5 +503,18 @@ def test_plumbing_fp32_skips_on_the_fp16_only_310(monkeypatch):
     monkeypatch.setenv(atc_tool.CHIP_ENV, "310")
     assert "fp16" in BACKENDS["ascend"].precision_problem("fp32")
     assert BACKENDS["ascend"].precision_problem("fp16") is None
-    monkeypatch.setenv(atc_tool.CHIP_ENV, "310P3")
+    monkeypatch.setenv(atc_tool.CHIP_ENV, "310P3")  # force_fp32 = cube_fp16in_fp32out: not fp32 parity
+    assert "cube_fp16in_fp32out" in BACKENDS["ascend"].precision_problem("fp32")
+    monkeypatch.setenv(atc_tool.CHIP_ENV, "910B3")
     assert BACKENDS["ascend"].precision_problem("fp32") is None
+
+
+@pytest.mark.parametrize("chip, flag, execution", [
+    ("310P3", "--precision_mode=force_fp32", "f16-in f32-out cube (force_fp32)"),
+    ("910B3", "--precision_mode_v2=origin", "f32"),
+])
+def test_plumbing_atc_fp32_is_named_for_what_the_chip_computes(chip, flag, execution):
+    spec = _spec("input", (3, 256, 192))
+    args = atc_tool.atc_command(spec, "m.onnx", "o", (1, 3, 256, 192), chip, "fp32")
+    assert flag in args and not any(a.startswith("--precision_mode") and a != flag for a in args)
+    assert atc_tool.execution(chip, "fp32") == execution and atc_tool.execution(chip, "fp16") == "f16"

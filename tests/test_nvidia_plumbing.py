@@ -4,10 +4,13 @@ the provider options of ONNX Runtime's TensorRT provider, and the guard against 
 fallback to the CPU."""
 from __future__ import annotations
 
+import ctypes
 import dataclasses
+import json
 import types
 import warnings
 
+import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
@@ -15,8 +18,9 @@ from onnx import TensorProto, helper
 from models import MODELS
 from posegate.backends import BACKENDS, ModelSource
 from posegate.backends import nvidia
-from posegate.backends.onnxruntime_gpu_backend import trt_provider_options
-from posegate.backends.tensorrt_backend import EngineBuildError, build_engine
+from posegate.backends.onnxruntime_backend import OrtSession
+from posegate.backends.onnxruntime_gpu_backend import OrtGpuSession, trt_execution, trt_provider_options
+from posegate.backends.tensorrt_backend import EngineBuildError, HostBuffers, TrtSession, build_engine
 from posegate.spec import InputProfile
 
 STAGE = "convert"
@@ -24,15 +28,22 @@ pytestmark = pytest.mark.stage
 
 
 class FakeTrt:
-    """Just enough of the tensorrt module for build_engine; records what it was asked."""
+    """The parts of the tensorrt module (TensorRT 10 Python API) the backend uses, following the real
+    signatures and return values (docs.nvidia.com/deeplearning/tensorrt/latest/_static/python-api):
+    a builder config starts with BuilderFlag.TF32 set; add_optimization_profile returns the profile's
+    index, -1 for an invalid one; build_serialized_network returns None on failure;
+    IExecutionContext.set_input_shape / set_tensor_address / execute_async_v3 return False instead of
+    raising, and an output's shape has -1 dims until the input shape is set. Its "engine" is an
+    identity network, run on host memory by the backend's HostBuffers."""
 
     def __init__(self, parses=True, fp16=True, builds=True):
-        self.log = {"flags": [], "profiles": [], "parsed": None}
+        self.log = {"flags": None, "profiles": [], "parsed": None}
         log = self.log
         self.Logger = type("Logger", (), {"WARNING": 2, "__init__": lambda s, level=None: None})
         self.NetworkDefinitionCreationFlag = types.SimpleNamespace(EXPLICIT_BATCH=0)
-        self.BuilderFlag = types.SimpleNamespace(FP16="FP16")
+        self.BuilderFlag = types.SimpleNamespace(FP16="FP16", TF32="TF32")
         self.MemoryPoolType = types.SimpleNamespace(WORKSPACE="WORKSPACE")
+        self.TensorIOMode = types.SimpleNamespace(INPUT="INPUT", OUTPUT="OUTPUT")
 
         class Parser:
             num_errors = 0 if parses else 1
@@ -48,18 +59,39 @@ class FakeTrt:
                 return "In node 3 (Foo): UNSUPPORTED_NODE"
 
         class Profile:
-            def set_shape(self, name, low, opt, high):
+            def __init__(self):
+                self.shapes = {}
+
+            def set_shape(self, name, low, opt, high):  # returns None; a bad range makes the profile invalid
                 log["profiles"].append((name, tuple(low), tuple(opt), tuple(high)))
+                self.shapes[name] = [list(low), list(opt), list(high)]
+
+            def __bool__(self):
+                return bool(self.shapes) and all(
+                    len(lo) == len(o) == len(hi) and all(a <= b <= c for a, b, c in zip(lo, o, hi))
+                    for lo, o, hi in self.shapes.values())
 
         class Config:
+            def __init__(self):
+                self.flags, self.profiles = {"TF32"}, []
+
             def set_memory_pool_limit(self, pool, size):
                 log["workspace"] = size
 
             def set_flag(self, flag):
-                log["flags"].append(flag)
+                self.flags.add(flag)
+
+            def clear_flag(self, flag):
+                self.flags.discard(flag)
+
+            def get_flag(self, flag):
+                return flag in self.flags
 
             def add_optimization_profile(self, p):
-                pass
+                if not p:
+                    return -1
+                self.profiles.append(p)
+                return len(self.profiles) - 1
 
         class Builder:
             platform_has_fast_fp16 = fp16
@@ -78,9 +110,75 @@ class FakeTrt:
                 return Profile()
 
             def build_serialized_network(self, network, config):
-                return b"ENGINE" if builds else None
+                log["flags"] = sorted(config.flags)
+                if not builds or not config.profiles:
+                    return None
+                (name, shapes), = config.profiles[0].shapes.items()
+                return json.dumps({"input": name, "output": "out", "profile": shapes}).encode()
 
-        self.OnnxParser, self.Builder = Parser, Builder
+        trt = self
+
+        class Context:
+            def __init__(self, engine):
+                self.engine, self.shape, self.addresses = engine, None, {}
+
+            def set_input_shape(self, name, shape):
+                lo, _, hi = self.engine.profile
+                if name != self.engine.input or len(shape) != len(lo):
+                    return False
+                if not all(a <= d <= b for a, d, b in zip(lo, shape, hi)):
+                    return False
+                self.shape = tuple(shape)
+                return True
+
+            def get_tensor_shape(self, name):
+                return self.shape if self.shape is not None else self.engine.get_tensor_shape(name)
+
+            def set_tensor_address(self, name, ptr):
+                if name not in (self.engine.input, self.engine.output):
+                    return False
+                self.addresses[name] = ptr
+                return True
+
+            def execute_async_v3(self, stream):
+                if self.shape is None or len(self.addresses) != 2:
+                    return False
+                nbytes = 4 * int(np.prod(self.shape))
+                ctypes.memmove(self.addresses[self.engine.output], self.addresses[self.engine.input], nbytes)
+                return True
+
+        class Engine:
+            def __init__(self, meta):
+                self.input, self.output, self.profile = meta["input"], meta["output"], meta["profile"]
+                self.num_io_tensors = 2
+
+            def get_tensor_name(self, i):
+                return (self.input, self.output)[i]
+
+            def get_tensor_mode(self, name):
+                return trt.TensorIOMode.INPUT if name == self.input else trt.TensorIOMode.OUTPUT
+
+            def get_tensor_shape(self, name):
+                lo, _, hi = self.profile
+                return tuple(a if a == b else -1 for a, b in zip(lo, hi))
+
+            def get_tensor_profile_shape(self, name, index):
+                return [tuple(s) for s in self.profile]
+
+            def create_execution_context(self):
+                return Context(self)
+
+        class Runtime:
+            def __init__(self, logger):
+                pass
+
+            def deserialize_cuda_engine(self, data):
+                try:
+                    return Engine(json.loads(bytes(data)))
+                except ValueError:
+                    return None  # TensorRT returns None for an engine it cannot read
+
+        self.OnnxParser, self.Builder, self.Runtime = Parser, Builder, Runtime
 
 
 def _onnx(tmp_path):
@@ -97,9 +195,11 @@ def test_plumbing_trt_build_sets_precision_and_profile(tmp_path, precision):
     trt = FakeTrt()
     shapes = ((1, 3, 8, 8), (4, 3, 8, 8), (8, 3, 8, 8))
     got = build_engine(trt, _onnx(tmp_path), tmp_path / "model.engine", "data", precision, shapes)
-    assert trt.log["profiles"] == [("data", *shapes)] and got == {"min": [1, 3, 8, 8], "opt": [4, 3, 8, 8], "max": [8, 3, 8, 8]}
+    assert trt.log["profiles"] == [("data", *shapes)]
+    assert got == {"min": [1, 3, 8, 8], "opt": [4, 3, 8, 8], "max": [8, 3, 8, 8], "tf32": False}
+    # TensorRT's configs start with TF32 on: fp32 must clear it, or Ampere+ GPUs compute 10-bit mantissas
     assert trt.log["flags"] == (["FP16"] if precision == "fp16" else [])
-    assert (tmp_path / "model.engine").read_bytes() == b"ENGINE" and trt.log["parsed"] > 0
+    assert (tmp_path / "model.engine").stat().st_size > 0 and trt.log["parsed"] > 0
 
 
 def test_plumbing_trt_build_failures_say_why(tmp_path):
@@ -110,6 +210,9 @@ def test_plumbing_trt_build_failures_say_why(tmp_path):
         build_engine(FakeTrt(fp16=False), _onnx(tmp_path), tmp_path / "e", "data", "fp16", shapes)
     with pytest.raises(EngineBuildError, match="built no engine"):
         build_engine(FakeTrt(builds=False), _onnx(tmp_path), tmp_path / "e", "data", "fp32", shapes)
+    with pytest.raises(EngineBuildError, match="refused the profile"):  # min > max: an invalid profile
+        build_engine(FakeTrt(), _onnx(tmp_path), tmp_path / "e", "data", "fp32",
+                     ((8, 3, 8, 8), (4, 3, 8, 8), (1, 3, 8, 8)))
     assert not (tmp_path / "e").exists()
 
 
@@ -135,6 +238,82 @@ def test_plumbing_shape_range_spans_batches_static_dims_and_gears():
                     "trt_profile_opt_shapes": "data:1x3x512x768", "trt_profile_max_shapes": "data:1x3x1024x1024"}
 
 
+@pytest.mark.parametrize("name", ["videopose3d_243", "mspn_2xstg", "higherhrnet_w32_512"])
+def test_plumbing_shape_range_counts_flip_copies_in_engine_rows(name):
+    """Every engine shape the suite feeds (batch x profile copies x flow copies) fits the profile."""
+    spec = MODELS[name]
+    (low, _, high) = nvidia.shape_range(spec)
+    fed = [spec.engine_shape(p, b)[0] for p in spec.profiles for b in p.batch_sizes + p.full_batch_sizes]
+    assert (low[0], high[0]) == (min(fed), max(fed))
+    assert high[0] == {"videopose3d_243": 2, "mspn_2xstg": 128, "higherhrnet_w32_512": 4}[name]
+    opts = trt_provider_options(spec, "fp32")
+    assert opts["trt_profile_max_shapes"].split(":")[1].split("x")[0] == str(high[0])
+
+
+def _engine(tmp_path, shapes=((1, 3, 8, 8), (2, 3, 8, 8), (2, 3, 8, 16))):
+    trt = FakeTrt()
+    build_engine(trt, _onnx(tmp_path), tmp_path / "model.engine", "data", "fp32", shapes)
+    return trt, tmp_path / "model.engine"
+
+
+def _identity_spec():
+    return dataclasses.replace(MODELS["lightweight_openpose"], input_name="data", output_names=("out",),
+                               profiles=(InputProfile("p", (3, 8, None), "openpose", batch_sizes=(1, 2),
+                                                      perf_dims=(3, 8, 8)),))
+
+
+def test_plumbing_trt_session_runs_an_engine_through_bound_addresses(tmp_path):
+    trt, engine = _engine(tmp_path)
+    session = TrtSession(_identity_spec(), engine, "fp32", trt=trt, device=HostBuffers(), execution="f32")
+    x = np.arange(2 * 3 * 8 * 12, dtype=np.float32).reshape(2, 3, 8, 12)
+    out = session.run({"data": x})
+    np.testing.assert_array_equal(out["out"], x)  # the identity engine read the bound input, wrote the output
+    assert len(session.device_ms) == 1 and session.info.execution == "f32"
+    assert session.signature() == ({"data": [None, 3, 8, None]}, {"out": [None, 3, 8, None]})
+    assert "outside the timer" in session.timing
+
+
+def test_plumbing_trt_session_names_the_shape_and_the_profile_it_overflows(tmp_path):
+    trt, engine = _engine(tmp_path)
+    session = TrtSession(_identity_spec(), engine, "fp32", trt=trt, device=HostBuffers())
+    with pytest.raises(ValueError, match=r"shape \(4, 3, 8, 8\) is outside .*\(1, 3, 8, 8\)\.\.\(2, 3, 8, 16\)"):
+        session.run({"data": np.zeros((4, 3, 8, 8), np.float32)})  # 4 rows into a profile capped at 2
+    assert session.device_ms == []
+    context = session.context
+    context.execute_async_v3 = lambda stream: False
+    with pytest.raises(RuntimeError, match="execute_async_v3 failed"):
+        session.run({"data": np.zeros((1, 3, 8, 8), np.float32)})
+    with pytest.raises(RuntimeError, match="could not deserialize"):
+        (tmp_path / "bad.engine").write_bytes(b"\x00")
+        TrtSession(_identity_spec(), tmp_path / "bad.engine", "fp32", trt=trt, device=HostBuffers())
+
+
+def test_plumbing_ort_gpu_options_turn_tf32_off_and_cache_trt_engines(tmp_path, monkeypatch):
+    assert BACKENDS["onnxruntime-cuda"].options(MODELS["mspn_2xstg"], "fp32") == {"use_tf32": 0}
+    opts = BACKENDS["onnxruntime-trt"].options(MODELS["mspn_2xstg"], "fp32", tmp_path / "engines")
+    assert opts["trt_engine_cache_enable"] is True and opts["trt_engine_cache_path"] == str(tmp_path / "engines")
+    assert (tmp_path / "engines").is_dir()
+    # no TensorRT EP option clears TF32: the engine is named for what it computes in
+    assert trt_execution("fp32", {}) == "tf32" and trt_execution("fp32", {"NVIDIA_TF32_OVERRIDE": "0"}) == "f32"
+    assert trt_execution("fp16", {}) == "f16"
+    monkeypatch.delenv("NVIDIA_TF32_OVERRIDE", raising=False)
+    assert "NVIDIA_TF32_OVERRIDE=0" in BACKENDS["onnxruntime-trt"].precision_problem("fp32")
+    assert BACKENDS["onnxruntime-trt"].precision_problem("fp16") is None
+    monkeypatch.setenv("NVIDIA_TF32_OVERRIDE", "0")
+    assert BACKENDS["onnxruntime-trt"].artifact_settings("fp32")["execution"] == "f32"
+    assert BACKENDS["onnxruntime-trt"].precision_problem("fp32") is None
+
+
+def test_plumbing_ort_iobinding_session_times_the_run_alone(tmp_path):
+    """IOBinding on this CPU build's own device: the same calls the CUDA session makes, run for real."""
+    session = OrtGpuSession(_identity_spec(), _onnx(tmp_path), "fp32", providers=("CPUExecutionProvider",),
+                            device_type="cpu")
+    x = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    out = session.run({"data": x})
+    np.testing.assert_array_equal(out["out"], x)
+    assert "IOBinding" not in OrtSession.timing and "host<->device copies outside" in session.timing
+
+
 def test_plumbing_seed_device_names():
     assert nvidia.seed_device_name("Tesla T4") == "T4" == nvidia.seed_device_name("NVIDIA T4")
     assert nvidia.seed_device_name(None) is None
@@ -153,7 +332,9 @@ def test_plumbing_ort_gpu_session_refuses_the_silent_cpu_fallback(tmp_path, monk
     from posegate.backends import EngineIO
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with pytest.raises(RuntimeError, match=r"started \['CPUExecutionProvider'\], not CUDAExecutionProvider"):
+        # ONNX Runtime's own reason travels with the error (and the log)
+        with pytest.raises(RuntimeError, match=r"started \['CPUExecutionProvider'\], not CUDAExecutionProvider: "
+                                               r".*CUDAExecutionProvider.*not in available provider"):
             backend.open(_onnx(tmp_path), spec, "fp32", EngineIO.of(spec))
 
 
@@ -163,3 +344,53 @@ def test_nvidia_backends_report_why_they_are_unavailable_here(name):
     if reason is None:
         pytest.skip(f"{name} is usable here: the stage tests run on it")
     assert any(w in reason for w in ("not installed", "no CUDA", "has no", "nvidia-smi", "torch has no CUDA"))
+
+
+def test_plumbing_ort_trt_imports_tensorrt_first_and_keeps_cuda_for_the_rest(tmp_path, monkeypatch):
+    """The pip TensorRT wheels' libraries load with `import tensorrt`: it must come before the session."""
+    import importlib.abc
+    import importlib.util
+    import sys
+    import posegate.backends.onnxruntime_gpu_backend as gpu
+    order = []
+
+    class Loader(importlib.abc.Loader):
+        def create_module(self, spec):
+            return None
+
+        def exec_module(self, module):
+            order.append("import tensorrt")
+
+    class Finder(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            return importlib.util.spec_from_loader(name, Loader()) if name == "tensorrt" else None
+
+    class Recorded:
+        def __init__(self, spec, path, precision, io, providers, provider_options, **kw):
+            order.append(("session", tuple(providers)))
+            self.options = provider_options
+            self.info = types.SimpleNamespace(details={"providers": list(providers)})
+
+    monkeypatch.delitem(sys.modules, "tensorrt", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [Finder(), *sys.meta_path])
+    monkeypatch.setattr(gpu, "OrtGpuSession", Recorded)
+    spec = MODELS["mspn_2xstg"]
+    from posegate.backends import EngineIO
+    session = BACKENDS["onnxruntime-trt"].open(_onnx(tmp_path), spec, "fp32", EngineIO.of(spec))
+    assert order == ["import tensorrt", ("session", ("TensorrtExecutionProvider", "CUDAExecutionProvider",
+                                                     "CPUExecutionProvider"))]
+    assert session.options[1] == {"use_tf32": 0} and session.options[0]["trt_fp16_enable"] is False
+
+
+def test_requirements_nvidia_pin_one_cuda_major_and_tensorrt_10():
+    from pathlib import Path
+    lines = [ln.split("#")[0].strip() for ln in (Path(__file__).parents[1] / "requirements-nvidia.txt").read_text()
+             .splitlines()]
+    pins = dict(ln.split("==") for ln in lines if ln)
+    assert not any(name.split("[")[0] == "tensorrt" for name in pins)  # the bare name follows NVIDIA's newest CUDA
+    trt = [n for n in pins if n.startswith("tensorrt-cu")]
+    assert len(trt) == 1 and pins[trt[0]].startswith("10.")
+    torch_pin = (Path(__file__).parents[1] / "requirements.txt").read_text()
+    assert "torch==2.13.0" in torch_pin  # PyPI's 2.13.0 Linux wheel is CUDA 13.0: the suffix must agree
+    assert trt[0] == "tensorrt-cu13"
+    assert pins["onnxruntime-gpu[cuda,cudnn]"] == "1.31.1"  # CUDA 13, TensorRT provider on libnvinfer.so.10

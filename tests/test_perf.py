@@ -93,7 +93,8 @@ def test_perf_device(case, benchmark, pipeline, run_context, needs, record):
     device = BACKENDS[case.backend].device()
     seed = expected(spec.expected_throughput, device, case.shape, case.batch)
     _check_parity(case, pipeline, session, feeds, run_context.parity_dataset(spec.flow.dataset_kind))
-    _time(benchmark, lambda: session.run(feeds), units, spec.flow.unit, "device-only", record,
+    # the scope names what the timer covered: the engine call alone, or a device session's bound run
+    _time(benchmark, lambda: session.run(feeds), units, spec.flow.unit, f"device-only: {session.timing}", record,
           f"{case.model}-{case.shape}-device", input_shape=list(x.shape),
           execution=session.info.execution, device=device, expected=seed)
     if session.device_ms:  # the device's own compute timer, as the seeds measure (1000 x units / mean ms)

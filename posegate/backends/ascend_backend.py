@@ -1,28 +1,42 @@
 """Ascend NPUs: ONNX -> OM through ATC (posegate.backends.atc), one OM per (batch, input shape), run
 with ais_bench's InferSession. Timing is the NPU compute time ais_bench reports, which excludes
 host<->device copies, as the seeds' figures do.
+
+Written against ais_bench as Ascend's tools repository ships it (github.com/Ascend/tools,
+ais-bench_workload/tool/ais_bench): ``ais_bench/infer/interface.py`` and aclruntime's C++
+(``backend/python/src/PyInferenceSession/PyInferenceSession.cpp``,
+``backend/base/module/ModelInfer/ModelInferenceProcessor.cpp``), in its 2023 release (sumary(),
+modes static/dymdims/dymshape, an instance finalize() that ends ACL for the whole process, no
+free_resource) and its later one (summary(), modes static/dymbatch/dymhw/dymdims/dymshape checked
+against the OM's input dims, free_resource(), a static finalize()).
 """
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import shutil
+import stat
 from pathlib import Path
 
 import numpy as np
 
-from posegate.backends.atc import AtcError, atc_command, chip_name, producer_nodes, run_atc
+from posegate.backends.atc import (AtcError, atc_command, chip_name, computes_fp32, execution, producer_nodes,
+                                   run_atc)
 from posegate.backends.base import Backend, Session, SessionInfo
 
 ATC_OPSET = 11  # seed 001: ATC supports ONNX opset 11
 DEVICE_ENV = "POSEGATE_ASCEND_DEVICE"
+# ais_bench's path check (its PATH_WHITE_LIST_REGEX and READ_FILE_NOT_PERMITTED_STAT: S_IWGRP | S_IWOTH)
+AIS_PATH_CHARS = re.compile(r"[^_A-Za-z0-9/.-]")
 
 
 # -------------------------------------------------------------------------------------- ais_bench
 
 def durations_ms(entries) -> list[float]:
-    """ais_bench's per-call compute times, whichever form its version reports: durations in ms, or
-    (start, end) pairs in ms."""
+    """ais_bench's per-call compute times: aclruntime's exec_time_list holds one float per call, the ms
+    gettimeofday measured around aclmdlExecute (InferSumaryInfo::execTimeList, std::vector<float>);
+    (start, end) pairs in ms are read too."""
     out = []
     for e in entries or ():
         if isinstance(e, (tuple, list)) and len(e) == 2:
@@ -49,11 +63,77 @@ def _to_numpy(o) -> np.ndarray:
     return np.array(o)
 
 
-def infer_mode(spec, om_inputs_shape) -> str:
-    """ais_bench's mode for an OM: 'dymhw' for image-size gears, 'dymdims' for other gears, else 'static'."""
-    if not any(d is None or (isinstance(d, int) and d < 0) for d in om_inputs_shape):
+def infer_mode(om_input_shape) -> str:
+    """ais_bench's mode for an OM input, from which of its axes are dynamic (-1).
+
+    ais_bench's dymhw accepts only an input whose dims 2 and 3 are both -1 (--dynamic_image_size),
+    raising "not a dymhw model!" otherwise; a --dynamic_dims OM needs dymdims; dymbatch a batch gear."""
+    free = [i for i, d in enumerate(om_input_shape) if d is None or (isinstance(d, int) and d < 0)]
+    if not free:
         return "static"
-    return "dymhw" if spec.atc.input_format == "NCHW" and len(om_inputs_shape) == 4 else "dymdims"
+    if free == [0]:
+        return "dymbatch"
+    if len(om_input_shape) == 4 and free == [2, 3]:
+        return "dymhw"
+    return "dymdims"
+
+
+def ais_path_problem(path) -> str | None:
+    """Why ais_bench's InferSession would refuse this model path (None: it accepts it).
+
+    It refuses characters outside [A-Za-z0-9_/.-], a symlink, and a group- or other-writable file."""
+    text = os.path.abspath(str(path))
+    bad = sorted(set(AIS_PATH_CHARS.findall(text)))
+    if bad:
+        return f"{path}: ais_bench accepts only [A-Za-z0-9_/.-] in a model path; it has {bad}"
+    if os.path.islink(text):
+        return f"{path}: ais_bench refuses a model path that is a symlink; pass the file it points to"
+    try:
+        mode = os.stat(text).st_mode
+    except OSError as e:
+        return f"{path}: {e.strerror}"
+    if mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"{path}: ais_bench refuses a group- or other-writable model (mode {stat.filemode(mode)}); chmod go-w"
+    return None
+
+
+class AclProcess:
+    """ACL is initialised once per process and must be finalised once, after the last session.
+
+    The 2023 ais_bench has no free_resource, and its finalize() calls aclFinalize for the whole
+    process, which would kill every other cached session; dropping a session's last reference
+    unloads its model (~PyInferenceSession -> Destroy). So a closed old-style session is only
+    dropped, but the last one is kept to call its finalize() at exit; the later ais_bench's static
+    InferSession.finalize() needs no session."""
+
+    def __init__(self, register=atexit.register):
+        self.register = register
+        self.registered = False
+        self.finalize = None  # the later API's static finalize
+        self.anchor = None  # the 2023 API: the last closed session, whose finalize() ends ACL
+
+    def opened(self, infer_session):
+        if not self.registered:
+            self.register(self.release)
+            self.registered = True
+        if callable(getattr(infer_session, "free_resource", None)):
+            self.finalize = getattr(type(infer_session), "finalize", None)
+
+    def closed(self, infer_session):
+        if callable(getattr(infer_session, "free_resource", None)):
+            infer_session.free_resource()
+        else:
+            self.anchor = infer_session  # the previous anchor's model is unloaded as it is dropped
+
+    def release(self):
+        anchor, finalize, self.anchor, self.finalize = self.anchor, self.finalize, None, None
+        if anchor is not None and callable(getattr(anchor, "finalize", None)):
+            anchor.finalize()
+        elif finalize is not None:
+            finalize()
+
+
+ACL = AclProcess()
 
 
 def match_outputs(engine_names: list[str], wanted: list[str]) -> list[int]:
@@ -70,13 +150,22 @@ def match_outputs(engine_names: list[str], wanted: list[str]) -> list[int]:
 
 
 class AisSession(Session):
-    def __init__(self, spec, om: Path, precision: str, device_id: int, io=None, infer_session=None):
+    def __init__(self, spec, om: Path, precision: str, device_id: int, io=None, infer_session=None,
+                 execution_name=None, process=None):
+        problem = ais_path_problem(om)
+        if problem:
+            raise ValueError(problem)
         if infer_session is None:
             from ais_bench.infer.interface import InferSession as infer_session
+        self.process = process or ACL
         self.sess = infer_session(device_id, str(om))
-        super().__init__(spec, SessionInfo("ascend", precision, precision, {"om": str(om), "device_id": device_id}), io)
+        self.process.opened(self.sess)
+        super().__init__(spec, SessionInfo("ascend", precision, execution_name or precision,
+                                           {"om": str(om), "device_id": device_id}), io)
         ins, outs = self.signature()
-        self.mode = infer_mode(spec, next(iter(ins.values())))
+        self.mode = infer_mode(next(iter(ins.values())))
+        # the 2023 release knows static/dymdims/dymshape only, and runs any other mode as static
+        self.old_api = not callable(getattr(self.sess, "free_resource", None))
         try:
             self.order, self.problem = match_outputs(list(outs), self.io.engine_outputs), None
         except ValueError as e:  # a supplied OM's interface check reports every difference at once
@@ -90,14 +179,21 @@ class AisSession(Session):
         return ({i.name: dims(i.shape) for i in self.sess.get_inputs()},
                 {o.name: dims(o.shape) for o in self.sess.get_outputs()})
 
+    def _infer(self, x):
+        if not self.old_api or self.mode in ("static", "dymdims"):
+            return self.sess.infer([x], mode=self.mode)
+        # what the later release's _dymhw_prepare / _dymbatch_prepare do, by hand, then a plain run
+        if self.mode == "dymhw":
+            self.sess.set_dynamic_hw(x.shape[2], x.shape[3])
+        else:
+            self.sess.set_dynamic_batchsize(x.shape[0])
+        return self.sess.infer([x], mode="static")
+
     def _run(self, x):
         if self.problem:
             raise ValueError(self.problem)
         _call_first(self.sess, ("reset_summaryinfo", "reset_sumaryinfo"))
-        if self.mode == "static":
-            outs = self.sess.infer([x])
-        else:
-            outs = self.sess.infer([x], mode=self.mode)
+        outs = self._infer(x)
         summary = _call_first(self.sess, ("summary", "sumary"))
         self.device_ms += durations_ms(getattr(summary, "exec_time_list", ()))
         outs = [_to_numpy(o) for o in outs]
@@ -105,10 +201,7 @@ class AisSession(Session):
 
     def close(self):
         if self.sess is not None:
-            for name in ("free_resource", "finalize"):
-                if callable(getattr(self.sess, name, None)):
-                    getattr(self.sess, name)()
-                    break
+            self.process.closed(self.sess)  # never finalize here: that ends ACL for every session
         self.sess = None
 
 
@@ -135,6 +228,10 @@ class AscendBackend(Backend):
         chip, _ = chip_name()
         if precision == "fp32" and chip == "310":
             return "the Ascend310's cube unit computes fp16 (or int8) only; force_fp32 is for the 310P and later"
+        if precision == "fp32" and not computes_fp32(chip):
+            return (f"fp32 on the Ascend{chip} is --precision_mode=force_fp32, i.e. cube_fp16in_fp32out: its "
+                    "cube units take fp16 inputs, so fp32 parity would be measured on fp16 arithmetic; "
+                    "--precision_mode_v2=origin computes fp32 on the Atlas A2/A3 chips (Ascend910B*, 910_93*)")
         return None
 
     def version(self):
@@ -158,6 +255,9 @@ class AscendBackend(Backend):
         chip, why = chip_name()
         if not chip:
             raise AtcError(why)
+        problem = ais_path_problem(out_dir)  # fail before ATC's minutes, not at the first load
+        if problem and "writable" not in problem:
+            raise AtcError(f"the artifact cache cannot hold OMs for ais_bench: {problem}")
         onnx_path = source.onnx_path(self.opset)
         nodes = producer_nodes(onnx_path, spec.atc.out_nodes) if spec.atc.out_nodes else ()
         args = atc_command(spec, onnx_path, "model", shape, chip, precision, nodes)
@@ -165,9 +265,11 @@ class AscendBackend(Backend):
         run_atc(args, out_dir)
 
     def load(self, artifact_dir, source, precision):
-        return AisSession(source.spec, artifact_dir / "model.om", precision, int(os.environ.get(DEVICE_ENV, "0")))
+        return AisSession(source.spec, artifact_dir / "model.om", precision, int(os.environ.get(DEVICE_ENV, "0")),
+                          execution_name=execution(chip_name()[0], precision))
 
     def open(self, path, spec, precision, io):
         if Path(path).suffix != ".om":
             raise ValueError(f"{path}: an Ascend offline model is an .om file")
-        return AisSession(spec, Path(path), precision, int(os.environ.get(DEVICE_ENV, "0")), io)
+        return AisSession(spec, Path(path), precision, int(os.environ.get(DEVICE_ENV, "0")), io,
+                          execution_name=f"{precision} as supplied (ATC precision mode unknown)")

@@ -49,6 +49,31 @@ def _smi_chip(npu_smi: str | None, run=subprocess.run) -> tuple[str | None, str]
     return (chip, "") if chip else (None, f"npu-smi info lists no healthy NPU (exit {out.returncode})")
 
 
+# ------------------------------------------------------------------------------------- precision
+# ATC's --precision_mode / --precision_mode_v2 (CANN ATC guide, "--precision_mode_v2"):
+# - force_fp32 is cube_fp16in_fp32out: where an operator has both, the cube (matrix) units take fp16
+#   inputs and accumulate into fp32; only vector operators run in fp32. Not fp32 parity.
+# - --precision_mode_v2=origin keeps the graph's fp32, and fails where an AI Core operator has no fp32
+#   implementation, as the 310/310P cube units have none. The Atlas A2/A3 training and inference chips
+#   (Ascend910B*, Ascend910_93*) compute fp32 convolutions; no other chip is assumed to.
+ORIGIN_FP32_CHIPS = ("910B", "910_93")
+
+
+def computes_fp32(chip: str | None) -> bool:
+    return bool(chip) and str(chip).removeprefix("Ascend").startswith(ORIGIN_FP32_CHIPS)
+
+
+def fp32_flag(chip: str) -> str:
+    return "--precision_mode_v2=origin" if computes_fp32(chip) else "--precision_mode=force_fp32"
+
+
+def execution(chip: str | None, precision: str) -> str:
+    """What an OM built by atc_command computes in, named for what it is."""
+    if precision != "fp32":
+        return "f16"
+    return "f32" if computes_fp32(chip) else "f16-in f32-out cube (force_fp32)"
+
+
 # -------------------------------------------------------------------------------------------- ATC
 
 def producer_nodes(onnx_path: Path, outputs) -> list[str]:
@@ -103,7 +128,7 @@ def atc_command(spec, onnx_path, output_stem, shape, chip: str, precision: str, 
     if settings.auto_tune_mode:
         args.append(f'--auto_tune_mode="{settings.auto_tune_mode}"')
     if precision == "fp32":
-        args.append("--precision_mode=force_fp32")  # ATC's default computes in fp16 (the seeds' OMs)
+        args.append(fp32_flag(chip))  # ATC's default computes in fp16 (the seeds' OMs)
     args.append(f"--soc_version=Ascend{chip}")
     return args
 
@@ -125,4 +150,6 @@ def run_atc(args: list[str], cwd: Path, run=subprocess.run) -> Path:
         why = f"exit {proc.returncode}" if proc.returncode else f"no {om.name} written"
         raise AtcError(f"atc failed ({why}): {' '.join(args)}\n--- atc log (last 40 lines) ---\n{tail}")
     shutil.rmtree(cwd / "kernel_meta", ignore_errors=True)  # ATC's compile scratch
+    # ais_bench refuses a group- or other-writable model (see ascend_backend.ais_path_problem)
+    om.chmod(om.stat().st_mode & ~0o022)
     return om

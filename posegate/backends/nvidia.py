@@ -38,15 +38,17 @@ def seed_device_name(gpu: str | None) -> str | None:
 
 
 def shape_range(spec) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
-    """(min, opt, max) input shapes covering every profile's batches and dims.
+    """(min, opt, max) engine input shapes covering every profile's batches and dims.
 
-    A dynamic dim spans its gears when the profile lists them, else half to three times its perf size
-    (the profile's representative input); opt is the first profile at its largest default batch.
+    The first axis counts engine rows, not samples: a profile's flip copies (MSPN, VideoPose3D) and a
+    flow's (HigherHRNet) multiply each batch, as ``ModelSpec.engine_shape`` feeds the engine. A dynamic
+    dim spans its gears when the profile lists them, else half to three times its perf size (the
+    profile's representative input); opt is the first profile at its largest default batch.
     """
     lows, highs = [], []
     for p in spec.profiles:
-        batches = p.batch_sizes + p.full_batch_sizes
-        lo, hi = [min(batches)], [max(batches)]
+        rows = [spec.engine_shape(p, b)[0] for b in p.batch_sizes + p.full_batch_sizes]
+        lo, hi = [min(rows)], [max(rows)]
         for i, d in enumerate(p.dims):
             if d is not None:
                 lo.append(d)
@@ -61,7 +63,7 @@ def shape_range(spec) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]
         lows.append(lo)
         highs.append(hi)
     first = spec.profiles[0]
-    opt = (max(first.batch_sizes), *first.concrete_dims)
+    opt = (spec.engine_shape(first, max(first.batch_sizes))[0], *first.concrete_dims)
     low = tuple(min(v) for v in zip(*lows))
     high = tuple(max(v) for v in zip(*highs))
     return low, tuple(min(max(o, a), b) for o, a, b in zip(opt, low, high)), high

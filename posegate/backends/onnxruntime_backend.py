@@ -13,10 +13,10 @@ def dims_of(shape) -> list:
 
 class OrtSession(Session):
     def __init__(self, spec, path, precision, io=None, providers=("CPUExecutionProvider",), provider_options=None,
-                 backend="onnxruntime", execution="f32"):
+                 backend="onnxruntime", execution="f32", log_severity=3):
         import onnxruntime as ort
         opts = ort.SessionOptions()
-        opts.log_severity_level = 3
+        opts.log_severity_level = log_severity  # 2 (warnings) where a provider's failure must be read
         kwargs = {"provider_options": provider_options} if provider_options else {}
         self.sess = ort.InferenceSession(str(path), opts, providers=list(providers), **kwargs)
         super().__init__(spec, SessionInfo(backend, precision, execution,

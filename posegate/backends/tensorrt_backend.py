@@ -1,12 +1,20 @@
 """NVIDIA TensorRT: engines built from the exported ONNX (fp32, fp16) with one optimisation profile
 spanning every input profile, cached like any artifact; device buffers through torch's CUDA.
 
-Timing synchronises the device: CUDA events around the engine call give the device compute time,
-and run() returns only after the outputs are back on the host.
+Written against TensorRT 10's Python API (tensorrt.IBuilderConfig, IOptimizationProfile,
+IExecutionContext: docs.nvidia.com/deeplearning/tensorrt/latest/_static/python-api). Every call that
+reports failure by its return value (set_input_shape, set_tensor_address, execute_async_v3,
+add_optimization_profile, build_serialized_network) is checked: TensorRT does not raise there.
+
+Timing: the input is uploaded and bound before the timer, the outputs downloaded after it; CUDA events
+around execute_async_v3 give the device compute time.
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
+
+import numpy as np
 
 from posegate.backends.base import Backend, Session, SessionInfo
 from posegate.backends.nvidia import cuda_device, seed_device_name, shape_range
@@ -32,6 +40,9 @@ def build_engine(trt, onnx_path: Path, engine_path: Path, input_name: str, preci
     config = builder.create_builder_config()
     if hasattr(config, "set_memory_pool_limit"):
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)
+    # A builder config starts with BuilderFlag.TF32 set: on Ampere and later (an H200 too) fp32
+    # convolutions and matmuls would run with 10-bit mantissas, ~1e-3 relative error
+    config.clear_flag(trt.BuilderFlag.TF32)
     if precision == "fp16":
         if getattr(builder, "platform_has_fast_fp16", True) is False:
             raise EngineBuildError("this GPU has no fast fp16: TensorRT would build fp32 and call it fp16")
@@ -40,31 +51,78 @@ def build_engine(trt, onnx_path: Path, engine_path: Path, input_name: str, preci
         raise EngineBuildError(f"no TensorRT build for precision {precision!r} (fp32, fp16)")
     low, opt, high = shapes
     profile = builder.create_optimization_profile()
-    profile.set_shape(input_name, low, opt, high)
-    config.add_optimization_profile(profile)
+    if profile.set_shape(input_name, low, opt, high) is False or not profile:
+        raise EngineBuildError(f"{onnx_path}: TensorRT refused the profile {input_name} {low}..{opt}..{high}")
+    if config.add_optimization_profile(profile) < 0:
+        raise EngineBuildError(f"{onnx_path}: TensorRT refused the optimisation profile {low}..{high}")
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise EngineBuildError(f"{onnx_path}: TensorRT built no engine ({precision}, profile {low}..{high})")
     Path(engine_path).write_bytes(bytes(serialized))
-    return {"min": list(low), "opt": list(opt), "max": list(high)}
+    return {"min": list(low), "opt": list(opt), "max": list(high), "tf32": False}
+
+
+class TorchCuda:
+    """Device buffers, stream and events through torch's CUDA (the engine only sees raw addresses)."""
+
+    def __init__(self):
+        import torch
+        self.torch = torch
+        self.stream = torch.cuda.Stream()
+        self.name = torch.cuda.get_device_name(0)
+
+    @property
+    def handle(self) -> int:
+        return self.stream.cuda_stream
+
+    def upload(self, x: np.ndarray):
+        with self.torch.cuda.stream(self.stream):  # allocated for, and copied on, the engine's stream
+            t = self.torch.from_numpy(x).to("cuda", non_blocking=False)
+        self.stream.synchronize()
+        return t, t.data_ptr()
+
+    def empty(self, shape):
+        with self.torch.cuda.stream(self.stream):
+            t = self.torch.empty(tuple(shape), dtype=self.torch.float32, device="cuda")
+        return t, t.data_ptr()
+
+    def download(self, buf) -> np.ndarray:
+        with self.torch.cuda.stream(self.stream):
+            return buf.cpu().numpy()
+
+    def timed(self, launch) -> float:
+        """Run ``launch`` on the stream; its device time in ms, after the stream has finished."""
+        torch = self.torch
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        with torch.cuda.stream(self.stream):
+            start.record(self.stream)
+            launch()
+            end.record(self.stream)
+        self.stream.synchronize()
+        return start.elapsed_time(end)
 
 
 class TrtSession(Session):
-    def __init__(self, spec, engine_path, precision, io=None):
-        import tensorrt as trt
-        import torch
-        self.torch = torch
+    timing = ("execute_async_v3 until the stream finished; upload and download outside the timer "
+              "(device_ms: CUDA events around the launch)")
+
+    def __init__(self, spec, engine_path, precision, io=None, execution=None, trt=None, device=None):
+        if trt is None:
+            import tensorrt as trt
+        self.trt = trt
+        self.device = device or TorchCuda()
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self.engine = runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
         if self.engine is None:
             raise RuntimeError(f"{engine_path}: TensorRT could not deserialize the engine (built by another version?)")
         self.context = self.engine.create_execution_context()
-        self.stream = torch.cuda.Stream()
+        if self.context is None:
+            raise RuntimeError(f"{engine_path}: TensorRT could not create an execution context (out of GPU memory?)")
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         self.outputs = [n for n in names if n not in self.inputs]
-        super().__init__(spec, SessionInfo("tensorrt", precision, precision,
-                                           {"engine": str(engine_path), "gpu": torch.cuda.get_device_name(0)}), io)
+        super().__init__(spec, SessionInfo("tensorrt", precision, execution or precision,
+                                           {"engine": str(engine_path), "gpu": self.device.name}), io)
         missing = [n for n in self.io.engine_outputs if n not in self.outputs]
         # a supplied engine's interface check reports every difference at once; a run must not guess
         self.problem = f"{engine_path}: no outputs {missing}; the engine has {self.outputs}" if missing else None
@@ -75,30 +133,66 @@ class TrtSession(Session):
             return [d if d >= 0 else None for d in self.engine.get_tensor_shape(name)]
         return {n: dims(n) for n in self.inputs}, {n: dims(n) for n in self.outputs}
 
-    def _run(self, x):
+    def _profile(self, name) -> str:
+        try:
+            low, opt, high = self.engine.get_tensor_profile_shape(name, 0)
+            return f"profile 0 spans {tuple(low)}..{tuple(high)} (opt {tuple(opt)})"
+        except Exception as e:  # noqa: BLE001 - only for the message
+            return f"profile unreadable: {e}"
+
+    def _stage(self, x):
         if self.problem:
             raise ValueError(self.problem)
-        torch = self.torch
-        with torch.cuda.stream(self.stream):
-            device_x = torch.from_numpy(x).cuda(non_blocking=False)
-            self.context.set_input_shape(self.io.input, tuple(x.shape))
-            self.context.set_tensor_address(self.io.input, device_x.data_ptr())
-            outs = {}
-            for name in self.outputs:
-                shape = tuple(self.context.get_tensor_shape(name))
-                outs[name] = torch.empty(shape, dtype=torch.float32, device="cuda")
-                self.context.set_tensor_address(name, outs[name].data_ptr())
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record(self.stream)
-            if not self.context.execute_async_v3(self.stream.cuda_stream):
-                raise RuntimeError("TensorRT execute_async_v3 failed")
-            end.record(self.stream)
-            self.stream.synchronize()
-        self.device_ms.append(start.elapsed_time(end))
-        return [outs[n].cpu().numpy() for n in self.io.engine_outputs]
+        name = self.io.input
+        if not self.context.set_input_shape(name, tuple(x.shape)):
+            raise ValueError(f"tensorrt: input {name!r} of shape {tuple(x.shape)} is outside the engine's "
+                             f"{self._profile(name)}")
+        buffers = {name: self.device.upload(x)}
+        for out in self.outputs:
+            shape = tuple(self.context.get_tensor_shape(out))
+            if any(d < 0 for d in shape):
+                raise RuntimeError(f"tensorrt: output {out!r} has unresolved shape {shape} for input {tuple(x.shape)}")
+            buffers[out] = self.device.empty(shape)
+        for n, (_, ptr) in buffers.items():
+            if not self.context.set_tensor_address(n, ptr):
+                raise RuntimeError(f"tensorrt: set_tensor_address refused {n!r}")
+        return buffers
+
+    def _run(self, buffers):
+        ok = []
+        ms = self.device.timed(lambda: ok.append(self.context.execute_async_v3(self.device.handle)))
+        if not all(ok):
+            raise RuntimeError("tensorrt: execute_async_v3 failed (see TensorRT's log above)")
+        self.device_ms.append(ms)
+        return buffers
+
+    def _fetch(self, buffers):
+        return [self.device.download(buffers[n][0]) for n in self.io.engine_outputs]
 
     def close(self):
         self.context = self.engine = None
+
+
+class HostBuffers:
+    """TrtSession's device interface over host memory: what the plumbing tests run it on."""
+    name = "host stand-in"
+    handle = 0
+
+    def upload(self, x):
+        a = np.ascontiguousarray(x, dtype=np.float32).copy()
+        return a, a.ctypes.data
+
+    def empty(self, shape):
+        a = np.zeros(shape, np.float32)
+        return a, a.ctypes.data
+
+    def download(self, buf):
+        return buf.copy()
+
+    def timed(self, launch):
+        start = time.perf_counter()
+        launch()
+        return (time.perf_counter() - start) * 1000
 
 
 def _unavailable(module: str, pip: str) -> str | None:
@@ -115,7 +209,7 @@ class TensorRtBackend(Backend):
     precisions = ("fp32", "fp16")
 
     def unavailable_reason(self):
-        reason = _unavailable("tensorrt", "tensorrt")
+        reason = _unavailable("tensorrt", "tensorrt-cu13")
         if reason is None:
             import torch
             if not torch.cuda.is_available():
@@ -130,8 +224,8 @@ class TensorRtBackend(Backend):
         return seed_device_name(cuda_device()[0])
 
     def artifact_settings(self, precision):
-        # an engine is specific to the GPU model it was built on
-        return {**super().artifact_settings(precision), "gpu": cuda_device()[0]}
+        # an engine is specific to the GPU model it was built on; "tf32": False since TF32 was cleared
+        return {**super().artifact_settings(precision), "gpu": cuda_device()[0], "tf32": False}
 
     def convert(self, source, out_dir, precision, shape):
         import tensorrt as trt
@@ -141,7 +235,10 @@ class TensorRtBackend(Backend):
         (out_dir / "profile.txt").write_text(f"{built}\n")
 
     def load(self, artifact_dir, source, precision):
-        return TrtSession(source.spec, artifact_dir / "model.engine", precision)
+        # built here with TF32 cleared: fp32 is IEEE fp32; fp16 engines keep fp32 layers in fp32 too
+        return TrtSession(source.spec, artifact_dir / "model.engine", precision,
+                          execution="f32" if precision == "fp32" else "f16")
 
     def open(self, path, spec, precision, io):
-        return TrtSession(spec, path, precision, io)
+        # a supplied engine's builder flags are not readable back: TF32 may have been left on
+        return TrtSession(spec, path, precision, io, execution=f"{precision} as supplied (TF32 unknown)")
