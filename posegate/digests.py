@@ -3,9 +3,9 @@
 A dataset's identity must change when any of its images changes, or a warm cache would keep serving
 predictions made from the old pixels. Hashing 5000 images every run is slow, so each file's SHA-256
 is remembered with its size and modification time (and inode change time, which no copy tool can
-set back, so an image swapped in with its old mtime restored is still hashed again), in memory and (once ``use(folder)`` is called) in
-a JSON file in the cache that later runs and xdist workers share. A file whose size or mtime moved is
-hashed again.
+set back, so an image swapped in with its old mtime restored is still hashed again), in memory and
+(once ``use(folder)`` is called) in a JSON file in the cache that later runs and xdist workers share.
+A file whose size or times moved is hashed again.
 """
 from __future__ import annotations
 

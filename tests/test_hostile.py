@@ -427,3 +427,27 @@ def test_path_options_work_with_a_space(tmp_path, coco_set):
     assert "unrecognized arguments" not in out
     # the entry point is declared where pip reads it
     assert 'posegate = "posegate.pytest_plugin"' in (REPO / "pyproject.toml").read_text()
+
+
+# ---- the session header says what was found ---------------------------------------------------------
+
+def test_the_header_lists_datasets_and_checkpoints_or_says_synthetic_and_seeded(coco_set, tmp_path, monkeypatch):
+    from models import MODELS
+    for name in ("POSEGATE_DATA_ROOT", "POSEGATE_WEIGHTS_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    root = tmp_path / "data"
+    shutil.copytree(coco_set, root / "coco-mini")
+    weights = tmp_path / "weights"
+    torch.save({"w": torch.ones(1)}, _file(weights / "lightweight_openpose_omz0001.pth"))
+    ctx = RunContext.from_options(root, weights, None, tmp_path / "cache")
+    ctx.found = inputs.check_data_root(ctx.data_root)
+    lines = "\n".join(inputs.header_lines(ctx, MODELS.values()))
+    identity = CocoKeypointDataset(root / "coco-mini").identity
+    assert f"dataset [coco-keypoints]: {identity} (3 images)" in lines
+    assert "dataset [h36m]: synthetic" in lines
+    from posegate.weights import file_digest
+    digest = file_digest(weights / "lightweight_openpose_omz0001.pth")[:12]
+    assert f"checkpoint: lightweight_openpose_omz0001.pth@{digest}" in lines
+    assert "seeded for higherhrnet_w32_512" in lines and "omz0001" not in lines.split("seeded for")[1]
+    bare = "\n".join(inputs.header_lines(RunContext.from_options(cache_dir=tmp_path / "c"), MODELS.values()))
+    assert "datasets: synthetic" in bare and "weights: seeded" in bare
