@@ -82,15 +82,16 @@ def check_reference_dir(path: Path | None, given: bool) -> None:
                          "golden/)")
 
 
-def check_cache_dir(path: Path) -> None:
-    """The cache must take files: said once here, not as a failure in every test that builds something."""
+def check_cache_dir(path: Path, option: str = "--cache-dir") -> None:
+    """The cache (or a shard folder) must take files: said once here, not as a failure in every test that
+    builds something."""
     try:
         path.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=path)
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
-        raise InputError(f"--cache-dir={path}: not writable ({e.strerror or e}); choose a folder this user can "
+        raise InputError(f"{option}={path}: not writable ({e.strerror or e}); choose a folder this user can "
                          "write, e.g. --cache-dir=/tmp/posegate-cache") from None
 
 

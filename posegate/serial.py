@@ -4,16 +4,16 @@ Shards travel between hosts and cached entries can be edited by anyone with the 
 neither may be a pickle: reading one must never run code. A value tree (dict, list, tuple, str, int,
 float, bool, None, numpy arrays and scalars, and the frozen dataclass records of posegate's own
 codecs) is written as one ``.npz``: the tree as JSON in entry ``tree``, every array in its own entry,
-read back with ``allow_pickle=False``. A record names its class; only dataclasses defined in
-posegate's or the models' own modules are rebuilt, from their fields.
+read back with ``allow_pickle=False``. A record names its class; only dataclasses of posegate's or
+the models' own modules, already imported, are rebuilt from their fields: reading imports nothing.
 """
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import io
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -100,7 +100,11 @@ def _record(name: str) -> type:
     module, _, qualname = name.partition(":")
     if not module.startswith(_OWN) or "." in qualname:
         raise ValueError(f"record class {name} is not one of posegate's or the models' own")
-    cls = getattr(importlib.import_module(module), qualname)
+    # only modules already loaded (the model registry imports every codec): reading a file never imports
+    loaded = sys.modules.get(module)
+    if loaded is None:
+        raise ValueError(f"record class {name}: module {module} is not loaded")
+    cls = getattr(loaded, qualname, None)
     if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
         raise ValueError(f"{name} is not a dataclass record")
     return cls

@@ -234,6 +234,12 @@ ROWS = {
     "serial-foreign-record": (_call(lambda tmp: (np.savez(tmp / "r.npz", tree=np.frombuffer(
         b'{"$record": "os:system", "fields": {}}', np.uint8)), serial.load(tmp / "r.npz"))),
         serial.SerialError, "is not one of posegate's or the models' own"),
+    "serial-unloaded-module": (_call(lambda tmp: (np.savez(tmp / "r.npz", tree=np.frombuffer(
+        b'{"$record": "posegate.training.__main__:X", "fields": {}}', np.uint8)), serial.load(tmp / "r.npz"))),
+        serial.SerialError, "is not loaded"),
+    "predictions-dir-unwritable": (_call(lambda t: inputs.check_cache_dir(_file(t / "f") / "shards",
+                                                                         "--predictions-dir")),
+                                   inputs.InputError, "--predictions-dir="),
     # COCO folders
     "coco-annotations-not-json": (_coco(lambda r: (r / ANNOTATION_FILE).write_text("{")), DatasetError,
                                   "not valid JSON"),
