@@ -211,20 +211,14 @@ class CocoKeypointDataset:
             return
         absent = [self._images[i]["file_name"] for i in sorted(self._images)
                   if not (folder / self._images[i]["file_name"]).is_file()]
-        if absent and len(absent) < len(self._images) or absent and any(folder.iterdir()):
-            listed = ", ".join(absent[:10]) + (f" ... ({len(absent)} in all)" if len(absent) > 10 else "")
-            raise DatasetError(f"{folder}: {len(absent)} of the {len(self._images)} images listed in "
-                               f"{ANNOTATION_FILE.as_posix()} are missing: {listed}; put them there, or remove "
-                               f"{IMAGE_DIR}/ to use the folder for annotation-only checks")
-        if absent:
-            raise DatasetError(f"{folder}: is empty but {ANNOTATION_FILE.as_posix()} lists {len(absent)} images; "
-                               f"put them there, or remove {IMAGE_DIR}/ to use the folder for annotation-only checks")
-
-    def __repr__(self) -> str:
-        return f"CocoKeypointDataset({self.identity!r})"
-
-    def __len__(self) -> int:
-        return len(self._images)
+        if not absent:
+            return
+        fix = f"put them there, or remove {IMAGE_DIR}/ to use the folder for annotation-only checks"
+        if len(absent) == len(self._images) and not any(folder.iterdir()):
+            raise DatasetError(f"{folder}: is empty but {ANNOTATION_FILE.as_posix()} lists {len(absent)} images; {fix}")
+        listed = ", ".join(absent[:10]) + (f" ... ({len(absent)} in all)" if len(absent) > 10 else "")
+        raise DatasetError(f"{folder}: {len(absent)} of the {len(self._images)} images listed in "
+                           f"{ANNOTATION_FILE.as_posix()} are missing: {listed}; {fix}")
 
     @property
     def name(self) -> str:
