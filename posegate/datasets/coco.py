@@ -220,6 +220,12 @@ class CocoKeypointDataset:
         raise DatasetError(f"{folder}: {len(absent)} of the {len(self._images)} images listed in "
                            f"{ANNOTATION_FILE.as_posix()} are missing: {listed}; {fix}")
 
+    def __repr__(self) -> str:
+        return f"CocoKeypointDataset({self.identity!r})"
+
+    def __len__(self) -> int:
+        return len(self._images)
+
     @property
     def name(self) -> str:
         return self._root.name
