@@ -55,6 +55,8 @@ def check_data_root(path: Path | None) -> list:
         found = discover(path)
     except DatasetError as e:
         raise InputError(f"--data-root={path}: {e}") from None
+    except OSError as e:
+        raise InputError(f"--data-root={path}: cannot be read ({e.strerror or e})") from None
     if found:
         return found
     deeper = _deeper_roots(path)
@@ -74,6 +76,14 @@ def _deeper_roots(path: Path) -> list[Path]:
         except (ValueError, OSError):
             roots.append(sub)  # something claims to be a dataset there; discovery will say what is wrong
     return roots[:3]
+
+
+def check_artifacts(context, specs) -> None:
+    """Each --artifact file exists and names a known model and backend (bound once, here)."""
+    for (model, backend, _), path in context.supplied.items():
+        if not path.exists():
+            raise InputError(f"--artifact {model}:{backend}={path}: no such file")
+    context.artifacts(specs)
 
 
 def check_reference_dir(path: Path | None, given: bool) -> None:

@@ -189,6 +189,11 @@ def _call(fn):
     return lambda tmp, coco, h36m: (lambda: fn(tmp))
 
 
+def _artifacts(option: str):
+    from models import MODELS
+    inputs.check_artifacts(RunContext.from_options(cache_dir="/nonexistent", artifacts=[option]), MODELS.values())
+
+
 BENCH = {"machine_info": {}, "benchmarks": [{"name": "t", "extra_info": {}}]}
 ROWS = {
     # checkpoints
@@ -282,6 +287,12 @@ ROWS = {
                               "is a folder"),
     "report-md-folder-missing": (_call(lambda t: inputs.check_output_file("--report-md", str(t / "no" / "r.md"))),
                                  inputs.InputError, "does not exist"),
+    "artifact-file-missing": (_call(lambda t: _artifacts(f"lightweight_openpose:openvino={t / 'no.xml'}")),
+                              inputs.InputError, "no.xml: no such file"),
+    "artifact-unknown-model": (_call(lambda t: _artifacts(f"posenet:openvino={_file(t / 'm.xml')}")), ValueError,
+                               "no model 'posenet'"),
+    "artifact-option-malformed": (_call(lambda t: _artifacts("lightweight_openpose=x.xml")), ValueError,
+                                  "expected MODEL:BACKEND[:PRECISION]=PATH"),
     "boxes-env-bad": (_call(lambda t: RunContext.from_options(boxes="gt")), ValueError, "expected 'detections'"),
     "shard-option-bad": (_call(lambda t: shards.parse("3/2")), ValueError, "expected K/N"),
     # baselines
