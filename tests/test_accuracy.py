@@ -57,8 +57,13 @@ def test_metric_parity(case, pipeline, run_context, needs, record):
     assert abs(v - v_ref) <= tol, f"{name} {v:.4f} vs reference {v_ref:.4f} on {dataset.name}: beyond {tol}"
     if agree is None:
         assert not got, f"{case.backend}-{case.precision} finds {len(got)} people where the reference finds none"
+        # name what is lacking: seeded weights, or (trained weights present) images with people in them
+        need = (f"trained weights: put {spec.checkpoint.filename} in --weights-dir"
+                if pipeline.weights_info(spec).synthetic else
+                f"images with people: {weights} is loaded, but {dataset.name} has none it finds (pass --data-root "
+                "with a COCO set's images)")
         pytest.skip(f"the reference finds no person on {dataset.identity} with {weights} ({name} {v_ref:.4f} = {v:.4f}); "
-                    f"metric parity needs trained weights: put {spec.checkpoint.filename} in --weights-dir")
+                    f"metric parity needs {need}")
     assert margin(agree, spec.agreement[case.precision], metric.agreement_direction) >= 0, \
         f"{case.backend}-{case.precision} disagrees with the reference: {metric.agreement_name} {agree:.4f}"
 
