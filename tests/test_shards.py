@@ -8,7 +8,6 @@ import pytest
 
 from fixtures.artifacts import skip_unavailable
 from posegate import shards
-from posegate.flows import MissingData
 from posegate.metrics import METRICS
 from posegate.pipeline import Pipeline
 
