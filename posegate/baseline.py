@@ -78,6 +78,10 @@ def slack(m: Measurement, baseline: float, spec, precision: str | None) -> float
     return 0.0
 
 
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 def key(test_name: str, metric: str) -> str:
     return f"{test_name}::{metric}"
 
@@ -95,15 +99,26 @@ class AccuracyBaseline:
         path = Path(path)
         if not path.exists():  # the first night: everything is recorded as new
             return cls(path=path, missing=True)
+        if path.is_dir():
+            raise ValueError(f"--accuracy-baseline={path}: is a folder; give the JSON file "
+                             "--save-accuracy-baseline wrote")
         try:
             data = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ValueError(f"accuracy baseline {path} is not JSON ({e})") from None
+        except OSError as e:
+            raise ValueError(f"accuracy baseline {path} cannot be read ({e.strerror or e})") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             got = data.get("format") if isinstance(data, dict) else type(data).__name__
             raise ValueError(f"{path} is not a posegate accuracy baseline (format {got!r}, expected {FORMAT!r}); "
                              "a pytest-benchmark file goes to --throughput-baseline")
-        return cls(data.get("entries", {}), data.get("machine"), path)
+        entries = data.get("entries", {})
+        bad = [k for k, v in entries.items() if not isinstance(v, dict) or not _number(v.get("value"))] \
+            if isinstance(entries, dict) else ["entries"]
+        if bad:
+            raise ValueError(f"accuracy baseline {path}: malformed entries ({', '.join(map(str, bad[:3]))}: each needs "
+                             "a numeric 'value'); save it again with --save-accuracy-baseline")
+        return cls(entries, data.get("machine"), path)
 
     def add(self, test_name: str, m: Measurement) -> None:
         self.entries[key(test_name, m.name)] = asdict(m)

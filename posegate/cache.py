@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 META = "posegate-entry.json"
 
@@ -121,3 +122,58 @@ class ArtifactCache:
         except (OSError, ValueError, KeyError):
             return None
         return Entry(kind, key, final, hit=True, fields=fields, build_seconds=meta.get("build_seconds", 0.0))
+
+
+ORPHAN_AGE_S = 600.0  # a temporary folder untouched this long, with no build holding its lock, is an orphan
+_TEMP = re.compile(r"^\.(?:[0-9a-f]{8}-|.+\.(?:tmp|old)-)")
+
+
+def clean_orphans(cache_dir: Path, min_age_s: float = ORPHAN_AGE_S) -> list[Path]:
+    """Remove the temporary folders a killed run left in the cache (entries being built, generated sets
+    being staged); returns what was removed.
+
+    A folder is only removed when no process holds the lock its builder takes (a live concurrent worker
+    keeps it for the whole build; a killed one released it with its death) and nothing in it changed for
+    ``min_age_s`` seconds, so a build that is starting up or between two locks is never pulled away.
+    """
+    cache_dir = Path(cache_dir)
+    if not cache_dir.is_dir():
+        return []
+    removed, now = [], time.time()
+    for folder in _temporary_folders(cache_dir):
+        try:
+            newest = max([folder.stat().st_mtime] + [p.stat().st_mtime for p in folder.rglob("*")])
+        except OSError:
+            continue  # vanished while we looked: its owner finished it
+        if now - newest < min_age_s:
+            continue
+        lock = _owner_lock(folder)
+        if lock is None:
+            continue
+        try:
+            with FileLock(str(lock), timeout=0):
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder)
+        except Timeout:
+            continue  # a live builder holds it
+    return removed
+
+
+def _temporary_folders(root: Path):
+    for dirpath, dirnames, _ in os.walk(root):
+        for name in list(dirnames):
+            if _TEMP.match(name):
+                dirnames.remove(name)  # never descend into one
+                yield Path(dirpath) / name
+
+
+def _owner_lock(folder: Path) -> Path | None:
+    """The lock file the folder's builder holds: an entry's ``<key>.lock`` (key starting with the folder's
+    8-hex prefix) or a staged set's ``.<name>.lock`` beside it."""
+    name = folder.name
+    m = re.match(r"^\.([0-9a-f]{8})-", name)
+    if m:
+        locks = sorted(folder.parent.glob(f"{m.group(1)}*.lock"))
+        return locks[0] if len(locks) == 1 else None
+    m = re.match(r"^\.(.+)\.(?:tmp|old)-", name)
+    return folder.parent / f".{m.group(1)}.lock" if m else None

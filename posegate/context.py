@@ -23,6 +23,7 @@ class RunContext:
     full: bool = False
     boxes: str = "detections"
     supplied: dict = field(default_factory=dict)  # --artifact: (model, backend, precision|None) -> path
+    found: list | None = None  # the data root's datasets, once the start-up check (posegate.inputs) read them
 
     @classmethod
     def from_options(cls, data_root=None, weights_dir=None, reference_dir=None, cache_dir=None, full=False,
@@ -66,7 +67,8 @@ class RunContext:
             return {kind: {SYNTHETIC: None} for kind in KINDS}
         from posegate.datasets.discovery import discover
         found: dict[str, dict[str, object]] = {kind: {} for kind in KINDS}
-        for d in discover(self.data_root):
+        # the sets the start-up check already read (posegate.inputs), else read them now
+        for d in self.found if self.found is not None else discover(self.data_root):
             found[d.kind][d.name] = d
         for sets in found.values():
             # a kind the data root lacks still gets its synthetic set, so its models run end to end

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from posegate.cache import ArtifactCache
 from posegate.export import export_onnx
 from posegate.flows import MissingData
 from posegate.progress import Progress
-from posegate import shards
+from posegate import serial, shards
 from posegate.weights import WeightsInfo, build_model, file_digest
 
 
@@ -179,14 +178,15 @@ class Pipeline:
             raise MissingData(f"{dataset.identity} yields no {spec.flow.unit} for {spec.name}")
         samples = tuple(every[i % len(every)] for i in range(batch))
         fields = {"dataset": dataset.identity, "model": spec.name, "spec_version": spec.version,
-                  "profile": profile.name, "preprocess": profile.preprocess, "samples": samples}
+                  "profile": profile.name, "preprocess": profile.preprocess, "samples": samples,
+                  "storage": serial.FORMAT}
 
         def build(d: Path):
             b = next(self.batches(spec, profile, dataset, batch, samples))
             np.save(d / "x.npy", b.x)
-            (d / "records.pkl").write_bytes(pickle.dumps(b.records))
+            serial.dump(b.records, d / "records.npz")
         entry = self.cache.get_or_build("inputs", fields, build)
-        return Batch(samples, np.load(entry.file("x.npy")), pickle.loads(entry.file("records.pkl").read_bytes()))
+        return Batch(samples, np.load(entry.file("x.npy")), serial.load(entry.file("records.npz")))
 
     def reference_outputs(self, spec, profile, dataset, batch: int) -> dict[str, np.ndarray]:
         b = self.parity_batch(spec, profile, dataset, batch)
@@ -213,7 +213,8 @@ class Pipeline:
         fields = {"model": spec.name, "weights": self.weights_identity(spec), "spec_version": spec.version,
                   "dataset": dataset.identity, "profile": profile.name, "batch": profile.eval_batch,
                   "samples": _digest(samples), "flow": spec.flow.identity(self.options),
-                  "backend": self._engine_identity(spec, backend_name, precision), "posegate": __version__}
+                  "backend": self._engine_identity(spec, backend_name, precision), "posegate": __version__,
+                  "storage": serial.FORMAT}
         label = f"{spec.name}-{backend_name}-{precision}-{profile.name}-{dataset.name}"
         if self.merge_dir is not None:
             return shards.merge(self.merge_dir, label, _digest(fields), samples)
@@ -235,9 +236,9 @@ class Pipeline:
                 results += self.decode(spec, session.run({spec.input_name: b.x}), b.records, b.samples)
                 progress.advance(len(b.samples))
             progress.close()
-            (d / "results.pkl").write_bytes(pickle.dumps(results))
+            serial.dump(results, d / "results.npz")
         entry = self.cache.get_or_build("predictions", fields, build)
-        return pickle.loads(entry.file("results.pkl").read_bytes())
+        return serial.load(entry.file("results.npz"))
 
     def _engine_identity(self, spec, backend_name: str, precision: str) -> dict:
         bound = self.artifacts.get((spec.name, backend_name, precision))

@@ -5,14 +5,16 @@ batches (and with them every prediction) are the ones an unsharded run makes, an
 concatenated in order are the unsharded results. Each shard writes its results to a shared folder
 (a CI artifact, or a path every xdist worker or ``--tx`` host sees); a later run with
 ``--merge-predictions`` reads all N back, checks that they cover the samples exactly once, and scores.
+Shards are npz files of plain values (``posegate.serial``), never pickles: a dropped-in file cannot run code.
 """
 from __future__ import annotations
 
+import glob
 import math
-import pickle
 import re
 from pathlib import Path
 
+from posegate import serial
 from posegate.flows import MissingData
 
 
@@ -35,41 +37,59 @@ def block(n: int, k: int, of: int, batch: int) -> slice:
     return slice(min(n, (k - 1) * per), min(n, k * per))
 
 
+SUFFIX = ".npz"
+
+
+class ShardError(ValueError):
+    """Merging cannot give the unsharded result: a shard is missing, foreign or damaged. A failure, not a skip."""
+
+
 def name(label: str, digest: str, k: int, of: int) -> str:
-    return f"{label}.{digest[:16]}.shard{k}of{of}.pkl"
+    return f"{label}.{digest[:16]}.shard{k}of{of}{SUFFIX}"
 
 
 def write(folder: Path, label: str, digest: str, k: int, of: int, samples: list, results: list) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name(label, digest, k, of)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(pickle.dumps({"k": k, "of": of, "samples": samples, "results": results}))
+    tmp = path.with_name(path.name + ".tmp")
+    serial.dump({"k": k, "of": of, "label": label, "digest": digest, "samples": samples, "results": results}, tmp)
     tmp.replace(path)
     return path
 
 
 def merge(folder: Path, label: str, digest: str, samples: list) -> list:
     """All shards of one evaluation, checked against the samples they must cover, concatenated."""
-    found = sorted(folder.glob(f"{label}.{digest[:16]}.shard*of*.pkl"))
+    if not folder.is_dir():
+        raise ShardError(f"--merge-predictions={folder}: no such folder; pass the --predictions-dir the shards wrote")
+    found = sorted(folder.glob(f"{glob.escape(label)}.{digest[:16]}.shard*of*{SUFFIX}"))
+    foreign = sorted(p.name for p in folder.glob(f"{glob.escape(label)}.*.shard*of*{SUFFIX}") if p not in found)
+    if foreign:
+        raise ShardError(f"{label}: shard(s) {', '.join(foreign)} in {folder} were made from other data, weights or "
+                         "settings than this run's; refused: remove them or rerun those shards")
     if not found:
-        raise MissingData(f"no shard of {label} in {folder}: run each shard first with --shard=K/N "
-                          f"--predictions-dir={folder}")
+        legacy = sorted(p.name for p in folder.glob(f"{glob.escape(label)}.*.pkl"))
+        why = f" (pickle shards {', '.join(legacy)} are never read: rerun the shards)" if legacy else ""
+        raise ShardError(f"no shard of {label} in {folder}{why}: run each shard first with --shard=K/N "
+                         f"--predictions-dir={folder}")
     parts = {}
     for f in found:
         try:
-            part = pickle.loads(f.read_bytes())
-        except Exception as e:
-            raise ValueError(f"shard file {f} is unreadable ({type(e).__name__}: {e}); rerun that shard") from None
-        parts[part["k"]] = part
+            part = serial.load(f)
+            if not isinstance(part, dict) or part.get("digest") != digest or part.get("label") != label:
+                raise ValueError("its recorded label or data digest differs from its name's")
+            parts[int(part["k"])] = part
+        except (ValueError, KeyError, TypeError) as e:
+            raise ShardError(f"shard file {f} is unreadable or foreign ({e}); rerun that shard") from None
     counts = {p["of"] for p in parts.values()}
     if len(counts) != 1:
-        raise ValueError(f"shards of {label} in {folder} disagree on N: {sorted(counts)}; remove the stale ones")
+        raise ShardError(f"shards of {label} in {folder} disagree on N: {sorted(counts)}; remove the stale ones")
     of = counts.pop()
     missing = [k for k in range(1, of + 1) if k not in parts]
     if missing:
-        raise MissingData(f"{label}: shard(s) {', '.join(f'{k}/{of}' for k in missing)} missing in {folder}")
+        raise ShardError(f"{label}: shard(s) {', '.join(f'{k}/{of}' for k in missing)} missing in {folder}; "
+                         "run them before merging")
     covered = [s for k in range(1, of + 1) for s in parts[k]["samples"]]
     if covered != list(samples):
-        raise ValueError(f"{label}: the {of} shards in {folder} cover {len(covered)} samples, not the "
+        raise ShardError(f"{label}: the {of} shards in {folder} cover {len(covered)} samples, not the "
                          f"{len(samples)} of this dataset in order; they were made from other data")
     return [r for k in range(1, of + 1) for r in parts[k]["results"]]

@@ -56,13 +56,23 @@ class ThroughputBaseline:
         path = Path(path)
         if not path.exists():  # the first night: everything is recorded as new
             return cls(path, {}, {}, missing=True)
+        if path.is_dir():
+            raise ValueError(f"--throughput-baseline={path}: is a folder; give one --benchmark-json or autosaved "
+                             "file (.benchmarks/<machine>/NNNN_*.json)")
         try:
             data = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ValueError(f"throughput baseline {path} is not JSON ({e})") from None
+        except OSError as e:
+            raise ValueError(f"throughput baseline {path} cannot be read ({e.strerror or e})") from None
         if not isinstance(data, dict) or "benchmarks" not in data or "machine_info" not in data:
             raise ValueError(f"{path} is not a pytest-benchmark result file (no 'benchmarks' and 'machine_info'); "
                              "an accuracy baseline goes to --accuracy-baseline")
+        if not isinstance(data["machine_info"], dict) or not isinstance(data["benchmarks"], list) or not all(
+                isinstance(b, dict) and isinstance(b.get("name"), str) and isinstance(b.get("extra_info", {}), dict)
+                for b in data["benchmarks"]) or not isinstance(data["machine_info"].get("posegate") or {}, dict):
+            raise ValueError(f"{path}: malformed pytest-benchmark file ('benchmarks' must be a list of "
+                             "{name, stats, extra_info}); take it again with --benchmark-json")
         machine = data["machine_info"].get("posegate") or {}
         results = {b["name"]: b.get("extra_info", {}) for b in data["benchmarks"]}
         return cls(path, machine, results)

@@ -157,11 +157,22 @@ def match_state_dict(tensors: dict, target: dict, spec_ckpt, path: Path) -> tupl
     return {k: tensors[k] for k in target}, ignored, stripped
 
 
+def check_finite(tensors: dict, path: Path) -> None:
+    """A NaN or Inf weight makes every output non-finite or silently wrong: refuse it, naming the keys."""
+    bad = {k: int((~torch.isfinite(v)).sum()) for k, v in tensors.items()
+           if v.is_floating_point() and not bool(torch.isfinite(v).all())}
+    if bad:
+        keys = ", ".join(f"{k} ({n})" for k, n in sorted(bad.items())[:6])
+        raise WeightsError(f"{path}: {len(bad)} tensor(s) hold NaN or Inf values: {keys}"
+                           f"{' ...' if len(bad) > 6 else ''}; the checkpoint is corrupt or diverged")
+
+
 def load_weights(network: torch.nn.Module, spec, path: Path) -> WeightsInfo:
     path = Path(path)
     obj = read_checkpoint(path, spec.checkpoint.numpy_in_container)
     tensors = unwrap_state_dict(obj, spec.checkpoint.container_key, path)
     matched, ignored, stripped = match_state_dict(tensors, network.state_dict(), spec.checkpoint, path)
+    check_finite(matched, path)
     network.load_state_dict(matched, strict=True)
     sha = file_digest(path)
     notes = []

@@ -145,6 +145,10 @@ def _resize(path: Path) -> None:
                          ids=["missing", "corrupt", "truncated", "wrong-size"])
 def test_damaged_image_raises_naming_it(synthetic_copy, damage, problem):
     damage(synthetic_copy / "val2017" / "000000000002.jpg")
+    if damage is _remove:  # a listed image that is absent is refused when the folder is read
+        with pytest.raises(DatasetError, match="1 of the 4 images listed .* missing: 000000000002.jpg"):
+            CocoKeypointDataset(synthetic_copy)
+        return
     dataset = CocoKeypointDataset(synthetic_copy)
     dataset.load_image(1)
     with pytest.raises(DatasetError, match=f"000000000002.jpg.*{problem}"):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from models import MODELS
+from posegate import safe_npz
 from posegate.datasets import h36m_synthetic
 from posegate.datasets.coco import DatasetError
 from posegate.datasets.discovery import discover
@@ -36,8 +37,7 @@ def copy(synthetic, tmp_path) -> Path:
 
 
 def _rewrite(path: Path, field: str, edit) -> None:
-    with np.load(path, allow_pickle=True) as z:
-        objects = {k: z[k].item() for k in z.files}
+    objects = {k: v.item() for k, v in safe_npz.load(path).items()}
     edit(objects[field])
     h36m_synthetic._save_npz(path, **objects)
 
@@ -90,8 +90,7 @@ def test_sequences_are_the_test_subjects_in_every_camera(synthetic):
 
 
 def test_2d_is_truncated_to_the_mocap_length_and_normalised(synthetic):
-    with np.load(synthetic.root / FILE_2D_CPN, allow_pickle=True) as z:
-        raw = z["positions_2d"].item()
+    raw = safe_npz.load(synthetic.root / FILE_2D_CPN)["positions_2d"].item()
     longer = 0
     for key in synthetic.sequences:
         subject, action, cam = key
@@ -109,8 +108,7 @@ def test_targets_are_camera_space_root_relative(synthetic):
     subject, action, cam_index = key
     y = synthetic.targets(key)
     assert (y[:, 0] == 0).all()
-    with np.load(synthetic.root / FILE_3D, allow_pickle=True) as z:
-        world = z["positions_3d"].item()[subject][action][:, KEPT_JOINTS]
+    world = safe_npz.load(synthetic.root / FILE_3D)["positions_3d"].item()[subject][action][:, KEPT_JOINTS]
     cam = synthetic.camera(subject, cam_index)
     local = (world - cam.T) @ cam.R
     np.testing.assert_allclose(y[:, 1:], local[:, 1:] - local[:, :1], atol=1e-5)
@@ -124,8 +122,7 @@ def test_2d_inputs_are_the_3d_motion_seen_by_the_camera(synthetic):
     for key in synthetic.sequences[::3]:
         subject, action, cam_index = key
         cam = synthetic.camera(subject, cam_index)
-        with np.load(synthetic.root / FILE_3D, allow_pickle=True) as z:
-            world = z["positions_3d"].item()[subject][action][:, KEPT_JOINTS]
+        world = safe_npz.load(synthetic.root / FILE_3D)["positions_3d"].item()[subject][action][:, KEPT_JOINTS]
         px = project_to_2d(world_to_camera(world, cam), cam)
         seen = image_coordinates(synthetic.inputs(key), cam.w, cam.h)
         assert np.abs(seen - px).mean() < 2.0
@@ -197,3 +194,25 @@ def test_camera_file_without_rotations_raises(tmp_path):
     path.write_text("[]")
     with pytest.raises(DatasetError, match="not a Human3.6M camera file"):
         read_cameras(path)
+
+
+class _RunsCode:
+    """Pickles as a call of os.system: what a crafted npz would carry."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_crafted_npz_payload_does_not_run(copy, tmp_path):
+    marker = tmp_path / "payload-ran"
+    h36m_synthetic._save_npz(copy / FILE_3D, positions_3d={"S9": {"Walking": _RunsCode(marker)}})
+    with pytest.raises(DatasetError, match="refused to load.*refused global posix.system"):
+        H36mDataset(copy).sequences
+    assert not marker.exists(), "the npz payload ran when the dataset was read"
+    # the same stream through numpy's own loader does run it: the test's payload is real
+    with np.load(copy / FILE_3D, allow_pickle=True) as z:  # noqa: the control case, on our own file
+        z["positions_3d"]
+    assert marker.exists()

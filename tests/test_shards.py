@@ -1,12 +1,13 @@
 """Sharded full-dataset evaluation: shards written apart, merged, scored as one run."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
 from fixtures.artifacts import skip_unavailable
 from posegate import shards
-from posegate.flows import MissingData
 from posegate.metrics import METRICS
 from posegate.pipeline import Pipeline
 
@@ -30,14 +31,46 @@ def test_shard_option_is_checked():
 
 def test_merge_names_missing_and_foreign_shards(tmp_path):
     shards.write(tmp_path, "m-ort", "d" * 16, 1, 2, [1, 2], ["r1", "r2"])
-    with pytest.raises(MissingData, match="shard\\(s\\) 2/2 missing"):
+    with pytest.raises(shards.ShardError, match="shard\\(s\\) 2/2 missing"):
         shards.merge(tmp_path, "m-ort", "d" * 16, [1, 2, 3])
     shards.write(tmp_path, "m-ort", "d" * 16, 2, 2, [3], ["r3"])
     assert shards.merge(tmp_path, "m-ort", "d" * 16, [1, 2, 3]) == ["r1", "r2", "r3"]
-    with pytest.raises(ValueError, match="made from other data"):
+    with pytest.raises(shards.ShardError, match="made from other data"):
         shards.merge(tmp_path, "m-ort", "d" * 16, [1, 2, 4])
-    with pytest.raises(MissingData, match="no shard of m-trt"):
+    with pytest.raises(shards.ShardError, match="no shard of m-trt"):
         shards.merge(tmp_path, "m-trt", "d" * 16, [1])
+    # a shard of the same evaluation made from other data (another digest) is named and refused
+    shards.write(tmp_path, "m-ort", "e" * 16, 1, 2, [1, 2], ["x1", "x2"])
+    with pytest.raises(shards.ShardError, match=r"m-ort\.eeee.*shard1of2\.npz .*made from other data"):
+        shards.merge(tmp_path, "m-ort", "d" * 16, [1, 2, 3])
+
+
+def test_shards_hold_arrays_tuples_and_records_without_pickle(tmp_path):
+    from models.mspn_2xstg.codec import CropRecord
+    value = [{"image_id": 3, "keypoints": [1.5, float("nan")], "pose": np.arange(6.0).reshape(2, 3)},
+             ("S9", "Walking", 2), CropRecord(1, 640, 480, (1.0, 2.0), (0.5, 0.5), 0.9), np.float32(0.25)]
+    shards.write(tmp_path, "m", "f" * 16, 1, 1, [("S9", "Walking", 2)], value)
+    got = shards.merge(tmp_path, "m", "f" * 16, [("S9", "Walking", 2)])
+    assert np.isnan(got[0]["keypoints"][1]) and got[3].dtype == np.float32
+    got[0]["keypoints"][1] = value[0]["keypoints"][1] = 0.0  # NaN != NaN
+    assert _same(got, value) and isinstance(got[1], tuple) and got[2] == value[2]
+    assert b"pickle" not in (tmp_path / shards.name("m", "f" * 16, 1, 1)).read_bytes()
+
+
+def test_a_pickle_in_the_merge_folder_is_never_unpickled(tmp_path):
+    import pickle
+
+    class Payload:
+        def __reduce__(self):
+            return os.system, (f"touch {tmp_path / 'ran'}",)
+    (tmp_path / "m.dddddddddddddddd.shard1of1.pkl").write_bytes(pickle.dumps(Payload()))
+    with pytest.raises(shards.ShardError, match="pickle shards .*never read"):
+        shards.merge(tmp_path, "m", "d" * 16, [1])
+    # the same bytes under the npz name are refused as a damaged file, without running
+    (tmp_path / "m.dddddddddddddddd.shard1of1.npz").write_bytes(pickle.dumps(Payload()))
+    with pytest.raises(shards.ShardError, match="unreadable or foreign"):
+        shards.merge(tmp_path, "m", "d" * 16, [1])
+    assert not (tmp_path / "ran").exists()
 
 
 @pytest.mark.cases("shards")

@@ -66,13 +66,18 @@ def _defective(kind: str, state: dict, container_key, path):
     elif kind == "wrong_shape":
         first = next(k for k, v in state.items() if v.ndim > 1)
         torch.save(wrap({**state, first: torch.zeros(*state[first].shape[:-1], state[first].shape[-1] + 1)}), path)
+    elif kind == "non_finite":
+        floats = [k for k, v in state.items() if v.is_floating_point() and v.numel()]
+        bad = {floats[0]: torch.full_like(state[floats[0]], float("nan")),
+               floats[-1]: torch.full_like(state[floats[-1]], float("inf"))}
+        torch.save(wrap({**state, **bad}), path)
     return path
 
 
 DEFECTS = {  # defect -> words the error must contain
     "truncated": "truncated", "empty": "empty", "not_a_checkpoint": "not a PyTorch checkpoint",
     "code": "refused to unpickle", "foreign": "does not match", "missing_key": "missing",
-    "wrong_shape": "wrong shape",
+    "wrong_shape": "wrong shape", "non_finite": "2 tensor(s) hold NaN or Inf values",
 }
 
 

@@ -19,6 +19,8 @@ import cv2
 import numpy as np
 from pycocotools.coco import COCO
 
+from posegate import digests
+
 ANNOTATION_FILE = Path("annotations") / "person_keypoints_val2017.json"
 IMAGE_DIR = "val2017"
 DETECTION_DIR = "detections"
@@ -146,6 +148,9 @@ def read_detections(path: Path) -> list[dict]:
     if not isinstance(data, list):
         raise DatasetError(f"{path}: detections must be a JSON list of "
                            f"{{image_id, category_id, bbox, score}}, found a {type(data).__name__}")
+    if not data:
+        raise DatasetError(f"{path}: the detections list is empty, so a top-down model would see no person; "
+                           "supply the detector's results for this dataset, or run with --boxes=ground-truth")
     for index, det in enumerate(data):
         problem = _detection_problem(det)
         if problem:
@@ -165,6 +170,8 @@ def _detection_problem(det) -> str | None:
     bbox = det["bbox"]
     if not isinstance(bbox, list) or len(bbox) != 4 or not all(_is_number(v) for v in bbox):
         return f"has bbox {bbox!r}, not 4 numbers"
+    if bbox[2] < 0 or bbox[3] < 0:
+        return f"has bbox {bbox!r} with a negative width or height"
     if not _is_number(det["score"]):
         return f"has score {det['score']!r}, not a number"
     return None
@@ -194,6 +201,24 @@ class CocoKeypointDataset:
         self._root = Path(root).resolve()
         self._data, self._sha256 = read_annotation_file(self.annotation_file)
         self._images = {img["id"]: img for img in self._data["images"]}
+        self._check_images_complete()
+
+    def _check_images_complete(self) -> None:
+        """Images are all there or none is: a partial image folder would quietly shrink to an
+        annotations-only set and its accuracy tests would vanish."""
+        folder = self._root / IMAGE_DIR
+        if not folder.is_dir():
+            return
+        absent = [self._images[i]["file_name"] for i in sorted(self._images)
+                  if not (folder / self._images[i]["file_name"]).is_file()]
+        if not absent:
+            return
+        fix = f"put them there, or remove {IMAGE_DIR}/ to use the folder for annotation-only checks"
+        if len(absent) == len(self._images) and not any(folder.iterdir()):
+            raise DatasetError(f"{folder}: is empty but {ANNOTATION_FILE.as_posix()} lists {len(absent)} images; {fix}")
+        listed = ", ".join(absent[:10]) + (f" ... ({len(absent)} in all)" if len(absent) > 10 else "")
+        raise DatasetError(f"{folder}: {len(absent)} of the {len(self._images)} images listed in "
+                           f"{ANNOTATION_FILE.as_posix()} are missing: {listed}; {fix}")
 
     def __repr__(self) -> str:
         return f"CocoKeypointDataset({self.identity!r})"
@@ -226,9 +251,22 @@ class CocoKeypointDataset:
         found = sorted((self._root / DETECTION_DIR).glob("*.json"))
         return found[0] if found else None
 
+    @cached_property
+    def content_digest(self) -> str:
+        """SHA-256 over the annotation file and every image's bytes (memoised per file on size and
+        mtime): a truncated or replaced image changes it, and with it every cache key and baseline
+        identity built on the dataset."""
+        h = hashlib.sha256(self._sha256.encode())
+        if self.has_images:
+            for i in self.image_ids:
+                path = self.image_path(i)
+                h.update(f"{path.name}:{digests.sha256(path)}\n".encode())
+            digests.flush()
+        return h.hexdigest()
+
     @property
     def identity(self) -> str:
-        return f"{self.name}@{self._sha256[:8]}:{len(self._images)}img"
+        return f"{self.name}@{self.content_digest[:8]}:{len(self._images)}img"
 
     @property
     def has_inputs(self) -> bool:

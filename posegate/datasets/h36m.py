@@ -2,8 +2,9 @@
 
 A folder is a Human3.6M set when it holds ``data_3d_h36m.npz`` and a 2D file (the CPN detections
 ``data_2d_h36m_cpn_ft_h36m_dbb.npz``, else the ground-truth ``data_2d_h36m_gt.npz``). The npz files
-hold pickled dicts (subject -> action -> arrays), as upstream writes them, so they are read with
-``allow_pickle``: only point the data root at files you trust. Camera calibrations come from a
+hold pickled dicts (subject -> action -> arrays), as upstream writes them; they are read by
+``posegate.safe_npz``, which admits only numpy's array reconstruction, so a crafted file cannot run
+code when loaded. Camera calibrations come from a
 ``cameras.json`` (keys ``S<n>_<camera id>``: R, T in metres, c, f, k, p, w, h) beside the files, in an
 ``h36m-cameras/`` subfolder, or in ``h36m-cameras/`` beside the set.
 
@@ -20,6 +21,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from posegate import safe_npz
 from posegate.datasets.coco import DatasetError
 
 FILE_3D = "data_3d_h36m.npz"
@@ -90,17 +92,23 @@ def read_cameras(path: Path) -> dict[tuple[str, str], Camera]:
     return cams
 
 
-def _load_npz_dict(path: Path, field: str) -> tuple[dict, np.lib.npyio.NpzFile]:
+def _load_npz_dict(path: Path, field: str) -> tuple[dict, dict]:
     try:
-        archive = np.load(path, allow_pickle=True)
-        return archive[field].item(), archive
+        archive = safe_npz.load(path)
+        data = archive[field].item()
     except FileNotFoundError:
         raise DatasetError(f"{path}: file not found") from None
     except KeyError:
         raise DatasetError(f"{path}: has no '{field}' entry; not a VideoPose3D Human3.6M file") from None
+    except safe_npz.RefusedPickle as e:
+        raise DatasetError(f"{path}: refused to load: its pickled entries name code, not data ({e}); "
+                           "only dicts, lists, strings and numpy arrays are read") from None
     except Exception as e:  # zip, pickle and shape errors of a damaged file all mean the same thing
         raise DatasetError(f"{path}: cannot be read as a VideoPose3D npz ({type(e).__name__}: {e}); "
                            "download or regenerate it") from None
+    if not isinstance(data, dict):
+        raise DatasetError(f"{path}: '{field}' holds a {type(data).__name__}, not a dict of subjects")
+    return data, archive
 
 
 def _digest(*paths: Path) -> str:
@@ -169,7 +177,7 @@ class H36mDataset:
     @cached_property
     def _poses_2d(self) -> dict:
         data, archive = _load_npz_dict(self.keypoints_file, "positions_2d")
-        meta = archive["metadata"].item() if "metadata" in archive.files else {}
+        meta = archive["metadata"].item() if "metadata" in archive else {}
         if meta.get("num_joints", 17) != 17:
             raise DatasetError(f"{self.keypoints_file}: {meta['num_joints']} joints, the network takes 17 (h36m layout)")
         return data

@@ -1,0 +1,471 @@
+"""The suite as a hostile or unlucky user meets it: every bad input below is refused with a message that
+names the file or option and what is wrong, no data file runs code, and nothing quietly falls back.
+
+Each row builds one bad input in a temporary folder and says the outcome (the exception it must raise)
+and a fragment of its message. The functions are called directly (fast); a few rows run pytest itself
+in a subprocess to check exit code 4 and a single clear line.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from posegate import cache as cache_mod
+from posegate import inputs, serial, shards
+from posegate.baseline import AccuracyBaseline
+from posegate.context import RunContext
+from posegate.datasets import h36m_synthetic, synthetic
+from posegate.datasets.coco import ANNOTATION_FILE, CocoKeypointDataset, DatasetError
+from posegate.datasets.h36m import FILE_3D, H36mDataset
+from posegate.throughput import ThroughputBaseline
+from posegate.weights import WeightsError, check_finite, read_checkpoint, unwrap_state_dict
+
+pytestmark = pytest.mark.stage
+STAGE = "weights"
+REPO = Path(__file__).resolve().parent.parent
+MARKER = "payload-ran"
+
+
+class _Payload:
+    """Pickles as a call: what a malicious data file carries. ``call`` is (function, args)."""
+
+    def __init__(self, call):
+        self.call = call
+
+    def __reduce__(self):
+        return self.call
+
+
+def _system(tmp: Path):
+    return _Payload((os.system, (f"touch {tmp / MARKER}",)))
+
+
+@pytest.fixture(scope="module")
+def coco_set(tmp_path_factory) -> Path:
+    return synthetic.generate(tmp_path_factory.mktemp("hostile") / "set", num_images=3, seed=0)
+
+
+@pytest.fixture(scope="module")
+def h36m_set(tmp_path_factory) -> Path:
+    return h36m_synthetic.generate(tmp_path_factory.mktemp("hostile-h36m") / "set", None)
+
+
+# ---- the rows: name -> (make(tmp, coco, h36m) -> callable, exception, message fragment) ------------------
+
+def _ckpt(write):
+    def make(tmp, coco, h36m):
+        path = tmp / "bad.pth"
+        write(path, tmp)
+        return lambda: check_finite(unwrap_state_dict(read_checkpoint(path), None, path), path)
+    return make
+
+
+def _torch_save(obj):
+    return lambda path, tmp: torch.save(obj, path)
+
+
+def _truncated_ckpt(path, tmp):
+    torch.save({"w": torch.zeros(64, 64)}, path)
+    path.write_bytes(path.read_bytes()[:300])
+
+
+def _npz(objects_of_tmp):
+    def make(tmp, coco, h36m):
+        root = Path(shutil.copytree(h36m, tmp / "h36m"))
+        (root / FILE_3D).unlink()
+        h36m_synthetic._save_npz(root / FILE_3D, **objects_of_tmp(tmp))
+        return lambda: H36mDataset(root).sequences
+    return make
+
+
+def _raw_npz(data: bytes):
+    def make(tmp, coco, h36m):
+        root = Path(shutil.copytree(h36m, tmp / "h36m"))
+        (root / FILE_3D).write_bytes(data)
+        return lambda: H36mDataset(root).sequences
+    return make
+
+
+def _shard(prepare, samples=(1, 2, 3)):
+    def make(tmp, coco, h36m):
+        folder = tmp / "shards"
+        folder.mkdir()
+        prepare(folder, tmp)
+        return lambda: shards.merge(folder, "m-ort", "d" * 16, list(samples))
+    return make
+
+
+def _coco(edit):
+    """A copy of the synthetic set with ``edit(root)`` applied, then read as a dataset."""
+    def make(tmp, coco, h36m):
+        root = Path(shutil.copytree(coco, tmp / "coco"))
+        edit(root)
+        return lambda: CocoKeypointDataset(root).load_detections()
+    return make
+
+
+def _edit_annotations(change):
+    def edit(root):
+        path = root / ANNOTATION_FILE
+        data = json.loads(path.read_text())
+        path.write_text(json.dumps(change(data)))
+    return edit
+
+
+def _write_detections(content):
+    def edit(root):
+        for f in (root / "detections").glob("*.json"):
+            f.unlink()
+        (root / "detections" / "person_detections.json").write_text(json.dumps(content))
+    return edit
+
+
+def _det(**changes):
+    return [{"image_id": 1, "category_id": 1, "bbox": [10.0, 10.0, 50.0, 80.0], "score": 0.9, **changes}]
+
+
+def _image(damage):
+    def make(tmp, coco, h36m):
+        root = Path(shutil.copytree(coco, tmp / "coco"))
+        damage(root / "val2017" / "000000000002.jpg")
+        dataset = CocoKeypointDataset(root)
+        return lambda: dataset.load_image(2)
+    return make
+
+
+def _root(build, check=inputs.check_data_root):
+    def make(tmp, coco, h36m):
+        return lambda: check(build(tmp, coco))
+    return make
+
+
+def _nested(tmp, coco):
+    shutil.copytree(coco, tmp / "outer" / "data" / "coco-mini")
+    return tmp / "outer"
+
+
+def _broken_coco_root(tmp, coco):
+    root = Path(shutil.copytree(coco, tmp / "root" / "coco"))
+    (root / ANNOTATION_FILE).write_text('{"images": [')
+    return tmp / "root"
+
+
+def _weights(build):
+    def make(tmp, coco, h36m):
+        from models import MODELS
+        return lambda: inputs.check_weights_dir(build(tmp), MODELS.values())
+    return make
+
+
+def _file(path: Path, text: str = "x") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def _baseline(loader, content):
+    def make(tmp, coco, h36m):
+        path = tmp / "baseline.json"
+        if content is None:
+            path.mkdir()
+        else:
+            path.write_text(content if isinstance(content, str) else json.dumps(content))
+        return lambda: loader.load(path)
+    return make
+
+
+def _call(fn):
+    return lambda tmp, coco, h36m: (lambda: fn(tmp))
+
+
+def _artifacts(option: str):
+    from models import MODELS
+    inputs.check_artifacts(RunContext.from_options(cache_dir="/nonexistent", artifacts=[option]), MODELS.values())
+
+
+BENCH = {"machine_info": {}, "benchmarks": [{"name": "t", "extra_info": {}}]}
+ROWS = {
+    # checkpoints
+    "ckpt-missing": (_call(lambda tmp: read_checkpoint(tmp / "nope.pth")), WeightsError, "checkpoint file not found"),
+    "ckpt-empty": (_ckpt(lambda p, t: p.write_bytes(b"")), WeightsError, "checkpoint file is empty"),
+    "ckpt-truncated": (_ckpt(_truncated_ckpt), WeightsError, "truncated or not a PyTorch checkpoint"),
+    "ckpt-json": (_ckpt(lambda p, t: p.write_text('{"a": 1}')), WeightsError, "not a PyTorch checkpoint"),
+    "ckpt-pickle-runs-os-system": (_ckpt(lambda p, t: p.write_bytes(pickle.dumps({"w": _system(t)}))),
+                                   WeightsError, "refused to unpickle"),
+    "ckpt-torch-save-runs-eval": (_ckpt(lambda p, t: torch.save({"w": _Payload((eval, ("1+1",)))}, p)),
+                                  WeightsError, "refused to unpickle"),
+    "ckpt-nan": (_ckpt(_torch_save({"a.weight": torch.tensor([1.0, float("nan")]), "b": torch.ones(2)})),
+                 WeightsError, "1 tensor(s) hold NaN or Inf values: a.weight (1)"),
+    "ckpt-inf": (_ckpt(_torch_save({"a": torch.ones(2), "z.bias": torch.full((3,), float("-inf"))})),
+                 WeightsError, "z.bias (3)"),
+    "ckpt-list": (_ckpt(_torch_save([torch.ones(2)])), WeightsError, "expected a dict checkpoint, found list"),
+    "ckpt-no-tensors": (_ckpt(_torch_save({"epoch": 3})), WeightsError, "no tensors found"),
+    # Human3.6M npz files
+    "h36m-npz-runs-os-system": (_npz(lambda t: {"positions_3d": {"S9": {"Walking": _system(t)}}}),
+                                DatasetError, "refused global posix.system"),
+    "h36m-npz-runs-eval": (_npz(lambda t: {"positions_3d": _Payload((eval, ("print(1)",)))}),
+                           DatasetError, "refused global builtins.eval"),
+    "h36m-npz-not-zip": (_raw_npz(b"not a zip archive"), DatasetError, "cannot be read as a VideoPose3D npz"),
+    "h36m-npz-no-field": (_npz(lambda t: {"other": {"S9": {}}}), DatasetError, "has no 'positions_3d' entry"),
+    "h36m-npz-not-dict": (_npz(lambda t: {"positions_3d": 7}), DatasetError, "holds a int, not a dict of subjects"),
+    # shards
+    "shard-pickle-file": (_shard(lambda f, t: (f / "m-ort.dddddddddddddddd.shard1of1.pkl").write_bytes(
+        pickle.dumps(_system(t)))), shards.ShardError, "are never read"),
+    "shard-pickle-as-npz": (_shard(lambda f, t: (f / "m-ort.dddddddddddddddd.shard1of1.npz").write_bytes(
+        pickle.dumps(_system(t)))), shards.ShardError, "unreadable or foreign"),
+    "shard-missing": (_shard(lambda f, t: shards.write(f, "m-ort", "d" * 16, 1, 2, [1, 2], ["a", "b"])),
+                      shards.ShardError, "shard(s) 2/2 missing"),
+    "shard-none": (_shard(lambda f, t: None), shards.ShardError, "no shard of m-ort"),
+    "shard-other-data": (_shard(lambda f, t: shards.write(f, "m-ort", "e" * 16, 1, 1, [1, 2, 3], [1, 2, 3])),
+                         shards.ShardError, "made from other data"),
+    "shard-other-samples": (_shard(lambda f, t: shards.write(f, "m-ort", "d" * 16, 1, 1, [1, 2, 4], [1, 2, 3])),
+                            shards.ShardError, "they were made from other data"),
+    "shard-mixed-n": (_shard(lambda f, t: (shards.write(f, "m-ort", "d" * 16, 1, 2, [1, 2], [1, 2]),
+                                           shards.write(f, "m-ort", "d" * 16, 2, 3, [3], [3]))),
+                      shards.ShardError, "disagree on N"),
+    "shard-folder-missing": (_call(lambda tmp: shards.merge(tmp / "absent", "m", "d" * 16, [1])),
+                             shards.ShardError, "no such folder"),
+    "serial-foreign-record": (_call(lambda tmp: (np.savez(tmp / "r.npz", tree=np.frombuffer(
+        b'{"$record": "os:system", "fields": {}}', np.uint8)), serial.load(tmp / "r.npz"))),
+        serial.SerialError, "is not one of posegate's or the models' own"),
+    "serial-unloaded-module": (_call(lambda tmp: (np.savez(tmp / "r.npz", tree=np.frombuffer(
+        b'{"$record": "posegate.training.__main__:X", "fields": {}}', np.uint8)), serial.load(tmp / "r.npz"))),
+        serial.SerialError, "is not loaded"),
+    "predictions-dir-unwritable": (_call(lambda t: inputs.check_cache_dir(_file(t / "f") / "shards",
+                                                                         "--predictions-dir")),
+                                   inputs.InputError, "--predictions-dir="),
+    # COCO folders
+    "coco-annotations-not-json": (_coco(lambda r: (r / ANNOTATION_FILE).write_text("{")), DatasetError,
+                                  "not valid JSON"),
+    "coco-captions-file": (_coco(_edit_annotations(lambda d: {**d, "annotations": [{"caption": "a"}]})),
+                           DatasetError, "captions file"),
+    "coco-results-as-ground-truth": (_coco(_edit_annotations(lambda d: [{"image_id": 1, "score": 1}])),
+                                     DatasetError, "is a results/detections list"),
+    "coco-instances-file": (_coco(_edit_annotations(lambda d: {**d, "categories": [{"id": 1}]})), DatasetError,
+                            "carry no 'keypoints'"),
+    "coco-50-keypoint-values": (_coco(_edit_annotations(lambda d: {**d, "annotations": [
+        {**d["annotations"][0], "keypoints": [0] * 50}]})), DatasetError, "has 50 keypoint values, expected 51"),
+    "coco-listed-image-missing": (_coco(lambda r: (r / "val2017" / "000000000002.jpg").unlink()), DatasetError,
+                                  "1 of the 3 images listed in annotations/person_keypoints_val2017.json are "
+                                  "missing: 000000000002.jpg"),
+    "coco-image-folder-empty": (_coco(lambda r: [p.unlink() for p in (r / "val2017").iterdir()]), DatasetError,
+                                "val2017: is empty but"),
+    "coco-detections-empty": (_coco(_write_detections([])), DatasetError, "the detections list is empty"),
+    "coco-detection-negative-box": (_coco(_write_detections(_det(bbox=[10, 10, -5, 20]))), DatasetError,
+                                    "person_detections.json: detection #0 has bbox [10, 10, -5, 20] with a negative"),
+    "coco-detection-nan-score": (_coco(_write_detections(_det(score=None))), DatasetError,
+                                 "detection #0 has score None"),
+    "coco-detections-not-list": (_coco(_write_detections({"image_id": 1})), DatasetError, "must be a JSON list"),
+    "coco-image-truncated": (_image(lambda p: p.write_bytes(p.read_bytes()[:200])), DatasetError,
+                             "000000000002.jpg: image file is truncated"),
+    "coco-image-not-an-image": (_image(lambda p: p.write_bytes(b"GIF89a" * 30)), DatasetError, "cannot be decoded"),
+    "coco-image-wrong-size": (_image(lambda p: cv2.imwrite(str(p), np.zeros((20, 30, 3), np.uint8))),
+                              DatasetError, "decoded size 20x30 differs"),
+    # given paths
+    "data-root-missing": (_root(lambda t, c: t / "nope"), inputs.InputError, "does not exist or is not a folder"),
+    "data-root-is-a-file": (_root(lambda t, c: _file(t / "f")), inputs.InputError, "does not exist or is not a folder"),
+    "data-root-empty": (_root(lambda t, c: t), inputs.InputError, "no dataset recognised"),
+    "data-root-nested": (_root(_nested), inputs.InputError, "found one level further down, in"),
+    "data-root-broken-dataset": (_root(_broken_coco_root), inputs.InputError, "--data-root="),
+    "weights-dir-missing": (_weights(lambda t: t / "nope"), inputs.InputError, "--weights-dir="),
+    "weights-dir-unrelated-files": (_weights(lambda t: _file(t / "w" / "resnet50.pth").parent), inputs.InputError,
+                                    "holds none of the checkpoint files this suite knows"),
+    "cache-dir-unwritable": (_call(lambda t: inputs.check_cache_dir(_file(t / "file") / "cache")), inputs.InputError,
+                             "--cache-dir="),
+    "report-json-is-folder": (_call(lambda t: inputs.check_output_file("--report-json", str(t))), inputs.InputError,
+                              "is a folder"),
+    "report-md-folder-missing": (_call(lambda t: inputs.check_output_file("--report-md", str(t / "no" / "r.md"))),
+                                 inputs.InputError, "does not exist"),
+    "artifact-file-missing": (_call(lambda t: _artifacts(f"lightweight_openpose:openvino={t / 'no.xml'}")),
+                              inputs.InputError, "no.xml: no such file"),
+    "artifact-unknown-model": (_call(lambda t: _artifacts(f"posenet:openvino={_file(t / 'm.xml')}")), ValueError,
+                               "no model 'posenet'"),
+    "artifact-option-malformed": (_call(lambda t: _artifacts("lightweight_openpose=x.xml")), ValueError,
+                                  "expected MODEL:BACKEND[:PRECISION]=PATH"),
+    "boxes-env-bad": (_call(lambda t: RunContext.from_options(boxes="gt")), ValueError, "expected 'detections'"),
+    "shard-option-bad": (_call(lambda t: shards.parse("3/2")), ValueError, "expected K/N"),
+    # baselines
+    "accuracy-baseline-not-json": (_baseline(AccuracyBaseline, "{"), ValueError, "is not JSON"),
+    "accuracy-baseline-wrong-kind": (_baseline(AccuracyBaseline, BENCH), ValueError,
+                                     "is not a posegate accuracy baseline"),
+    "accuracy-baseline-folder": (_baseline(AccuracyBaseline, None), ValueError, "is a folder"),
+    "accuracy-baseline-bad-entry": (_baseline(AccuracyBaseline, {"format": "posegate-accuracy-baseline/1",
+                                                                 "entries": {"t::AP": {"value": "high"}}}),
+                                    ValueError, "malformed entries"),
+    "throughput-baseline-not-json": (_baseline(ThroughputBaseline, "\x00"), ValueError, "is not JSON"),
+    "throughput-baseline-wrong-kind": (_baseline(ThroughputBaseline, {"format": "posegate-accuracy-baseline/1"}),
+                                       ValueError, "is not a pytest-benchmark result file"),
+    "throughput-baseline-folder": (_baseline(ThroughputBaseline, None), ValueError, "is a folder"),
+    "throughput-baseline-bad-benchmarks": (_baseline(ThroughputBaseline, {**BENCH, "benchmarks": [3]}), ValueError,
+                                           "malformed pytest-benchmark file"),
+}
+
+
+@pytest.mark.parametrize("row", list(ROWS))
+def test_bad_input_is_refused_with_a_clear_message(row, tmp_path, coco_set, h36m_set):
+    make, error, fragment = ROWS[row]
+    attempt = make(tmp_path, coco_set, h36m_set)
+    with pytest.raises(error) as raised:
+        attempt()
+    assert fragment in str(raised.value), f"{row}: {raised.value}"
+    assert not (tmp_path / MARKER).exists(), f"{row}: the file's payload ran"
+
+
+def test_the_table_is_big_enough():
+    assert len(ROWS) >= 40
+
+
+def test_the_payloads_are_real(tmp_path):
+    """The control: plain pickle does run the rows' payload, so their refusals above mean something."""
+    pickle.loads(pickle.dumps(_system(tmp_path)))
+    assert (tmp_path / MARKER).exists()
+
+
+# ---- a warm cache never hides changed data ---------------------------------------------------------
+
+def test_a_replaced_image_changes_the_identity_even_with_its_mtime_restored(coco_set, tmp_path):
+    root = Path(shutil.copytree(coco_set, tmp_path / "coco"))
+    before = CocoKeypointDataset(root).identity
+    assert CocoKeypointDataset(root).identity == before  # the memoised digest is stable
+    path = root / "val2017" / "000000000002.jpg"
+    st = path.stat()
+    image = cv2.imread(str(path))
+    cv2.imwrite(str(path), 255 - image)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    after = CocoKeypointDataset(root).identity
+    assert after != before and after.split("@")[0] == before.split("@")[0]
+
+
+def test_a_replaced_image_invalidates_cached_predictions(tmp_path):
+    from models import MODELS
+    from posegate.cache import ArtifactCache
+    from posegate.pipeline import Pipeline
+    spec = MODELS["lightweight_openpose"]
+    profile = spec.profiles[0]
+    root = synthetic.generate(tmp_path / "coco", num_images=1, seed=0)  # one image: seconds, not minutes
+    cache = ArtifactCache(tmp_path / "cache")
+
+    def predict():
+        pipeline = Pipeline(cache, None)
+        results = pipeline.predictions(spec, "torch", "fp32", profile, CocoKeypointDataset(root))
+        pipeline.close()
+        return results
+    predict()
+    builds = cache.stats.by_kind["predictions"]["builds"]
+    predict()
+    assert cache.stats.by_kind["predictions"]["builds"] == builds, "a warm run with nothing changed rebuilt"
+    path = next((root / "val2017").glob("*.jpg"))
+    cv2.imwrite(str(path), 255 - cv2.imread(str(path)))
+    predict()
+    assert cache.stats.by_kind["predictions"]["builds"] == builds + 1, "changed pixels served from the cache"
+
+
+# ---- orphan temporary folders ------------------------------------------------------------------------
+
+def test_orphan_temp_folders_are_cleaned_but_not_a_live_build(tmp_path):
+    from filelock import FileLock
+    entry_dir = tmp_path / "artifacts" / "onnx" / "ab"
+    entry_dir.mkdir(parents=True)
+    orphan, live, young = entry_dir / ".abcdef01-x1", entry_dir / ".12345678-x2", entry_dir / ".99999999-x3"
+    staged = tmp_path / "datasets" / "coco-keypoints" / ".synthetic.tmp-x4"
+    for folder, lock in ((orphan, "abcdef01aa.lock"), (live, "12345678bb.lock"), (young, "99999999cc.lock"),
+                         (staged, "../.synthetic.lock")):
+        folder.mkdir(parents=True)
+        (folder / "half.bin").write_bytes(b"x")
+        (folder.parent / lock).resolve().touch()
+    old = time.time() - 2 * cache_mod.ORPHAN_AGE_S
+    for folder in (orphan, live, staged):
+        os.utime(folder / "half.bin", (old, old))
+        os.utime(folder, (old, old))
+    kept = entry_dir / "0123abcd" / "model.onnx"  # a finished entry is never touched
+    _file(kept)
+    os.utime(kept, (old, old))
+    with FileLock(str(entry_dir / "12345678bb.lock")):
+        import multiprocessing
+        # the lock is per process: ask from another one, as a second pytest session would
+        ctx = multiprocessing.get_context("fork")
+        queue = ctx.Queue()
+        proc = ctx.Process(target=lambda: queue.put(sorted(p.name for p in cache_mod.clean_orphans(tmp_path))))
+        proc.start()
+        removed = queue.get(timeout=30)
+        proc.join(30)
+    assert removed == [".abcdef01-x1", ".synthetic.tmp-x4"]
+    assert live.is_dir() and young.is_dir() and kept.is_file() and not orphan.exists() and not staged.exists()
+
+
+# ---- end to end: pytest itself, exit 4 and one clear line --------------------------------------------
+
+def _pytest(args, tmp_path, extra_path=()):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([*map(str, extra_path), str(REPO)]),
+           "POSEGATE_CACHE_DIR": str(tmp_path / "cache")}
+    for name in ("POSEGATE_DATA_ROOT", "POSEGATE_WEIGHTS_DIR", "PYTEST_ADDOPTS", "PYTEST_XDIST_WORKER"):
+        env.pop(name, None)
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def _one_clear_line(run, fragment):
+    out = run.stdout + run.stderr
+    assert run.returncode == 4, out
+    assert fragment in out and "INTERNALERROR" not in out and "Traceback" not in out, out
+    assert len([line for line in out.splitlines() if line.startswith("ERROR")]) == 1, out
+
+
+# three subprocesses in all (seconds each on a 2-core box); the table covers the rest in-process
+@pytest.mark.parametrize("kind", ["baseline-folder", "corrupt-throughput-baseline"])
+def test_pytest_stops_with_one_line_and_exit_4(kind, tmp_path):
+    if kind == "baseline-folder":
+        args, fragment = [f"--accuracy-baseline={tmp_path}"], "is a folder"
+    else:
+        args, fragment = [f"--throughput-baseline={_file(tmp_path / 'b.json', '[1,')}"], "is not JSON"
+    _one_clear_line(_pytest([*args, "tests/test_registry.py"], tmp_path), fragment)
+
+
+def test_path_options_work_with_a_space(tmp_path, coco_set):
+    """``pytest --data-root /data`` (no test path): the entry-point plugin (pyproject.toml) registers the
+    options before pytest reads the command line, so the value is not taken for a test path. The
+    installed distribution is stood in for by its metadata on PYTHONPATH."""
+    dist = tmp_path / "site" / "posegate-0.1.0.dist-info"
+    _file(dist / "METADATA", "Metadata-Version: 2.1\nName: posegate\nVersion: 0.1.0\n")
+    _file(dist / "entry_points.txt", "[pytest11]\nposegate = posegate.pytest_plugin\n")
+    nested = _nested(tmp_path, coco_set)  # an existing folder with no dataset: stops at configure, fast
+    run = _pytest(["--data-root", str(nested)], tmp_path, extra_path=[dist.parent])
+    _one_clear_line(run, f"--data-root={nested}: no dataset recognised in it or its direct subfolders")
+    assert "found one level further down, in " in run.stdout + run.stderr
+    # the entry point is declared where pip reads it
+    assert 'posegate = "posegate.pytest_plugin"' in (REPO / "pyproject.toml").read_text()
+
+
+# ---- the session header says what was found ---------------------------------------------------------
+
+def test_the_header_lists_datasets_and_checkpoints_or_says_synthetic_and_seeded(coco_set, tmp_path, monkeypatch):
+    from models import MODELS
+    for name in ("POSEGATE_DATA_ROOT", "POSEGATE_WEIGHTS_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    root = tmp_path / "data"
+    shutil.copytree(coco_set, root / "coco-mini")
+    weights = tmp_path / "weights"
+    torch.save({"w": torch.ones(1)}, _file(weights / "lightweight_openpose_omz0001.pth"))
+    ctx = RunContext.from_options(root, weights, None, tmp_path / "cache")
+    ctx.found = inputs.check_data_root(ctx.data_root)
+    lines = "\n".join(inputs.header_lines(ctx, MODELS.values()))
+    identity = CocoKeypointDataset(root / "coco-mini").identity
+    assert f"dataset [coco-keypoints]: {identity} (3 images)" in lines
+    assert "dataset [h36m]: synthetic" in lines
+    from posegate.weights import file_digest
+    digest = file_digest(weights / "lightweight_openpose_omz0001.pth")[:12]
+    assert f"checkpoint: lightweight_openpose_omz0001.pth@{digest}" in lines
+    assert "seeded for higherhrnet_w32_512" in lines and "omz0001" not in lines.split("seeded for")[1]
+    bare = "\n".join(inputs.header_lines(RunContext.from_options(cache_dir=tmp_path / "c"), MODELS.values()))
+    assert "datasets: synthetic" in bare and "weights: seeded" in bare
