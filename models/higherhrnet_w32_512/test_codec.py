@@ -163,7 +163,7 @@ def test_flip_outputs_are_flipped_back_and_reindexed():
     torch.testing.assert_close(tags[:, 0], tags[:, 1], rtol=1e-6, atol=1e-6)
 
 
-def test_decode_maps_back_to_the_image_and_reports_missing_joints_as_zero():
+def test_decode_maps_back_to_the_image_and_reports_missing_joints_at_input_pixel_zero():
     rec = codec.make_record(300, 400, codec.upstream_size(300, 400))
     from models.higherhrnet_w32_512.oracle import encode_ground_truth
     kp = np.zeros((17, 3))
@@ -175,8 +175,24 @@ def test_decode_maps_back_to_the_image_and_reports_missing_joints_as_zero():
     got = np.array(person["keypoints"]).reshape(17, 3)
     labelled = kp[:, 2] > 0
     assert np.abs(got[labelled, :2] - kp[labelled, :2]).max() <= 0.25 * 300 / 512 + 1e-6
-    assert np.all(got[~labelled] == 0)
+    # upstream's format: a missing joint is input pixel (0, 0) through the inverse affine, v = 0
+    x0, y0, _, _ = codec.result_window(rec)
+    assert (x0, y0) == pytest.approx((200 - 100 * rec.scale[0], 150 - 100 * rec.scale[1]), abs=1e-4)
+    np.testing.assert_array_equal(got[~labelled], np.tile([[x0, y0, 0.0]], (int((~labelled).sum()), 1)))
+    assert np.all(got[:, :2] == got[:, :2].astype(np.float32))  # kept in float32, as upstream keeps them
     assert person["score"] == pytest.approx(got[labelled, 2].sum() / 17, rel=1e-5)
+    (zeroed,) = codec.decode(q, h, rec, stride=stride, zero_missing=True)  # the departure, off by default
+    assert np.all(np.array(zeroed["keypoints"]).reshape(17, 3)[~labelled] == 0)
+
+
+def test_refined_joints_may_lie_in_the_padding_unless_clipping_is_asked_for():
+    rec = codec.make_record(300, 400, codec.upstream_size(300, 400))  # input 512x704: padding left and right
+    people = np.zeros((1, 17, 5), np.float32)
+    people[0, 0, :3] = (2.25, 100.25, 0.8)  # input x 2.25 lies left of the image
+    (plain,) = codec.to_coco(people, np.array([0.8], np.float32), rec)
+    (clipped,) = codec.to_coco(people, np.array([0.8], np.float32), rec, clip=True)
+    assert plain["keypoints"][0] < 0 and clipped["keypoints"][0] == 0
+    assert plain["keypoints"][0] == pytest.approx(rec.to_original([[2.25, 100.25]])[0, 0], abs=1e-4)
 
 
 def test_empty_maps_decode_to_nobody():
