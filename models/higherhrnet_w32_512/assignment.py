@@ -15,39 +15,51 @@ from __future__ import annotations
 
 import numpy as np
 
-STAR, PRIME = 1, 2
-
-
 class _Solver:
+    """The library's state: the cost matrix (NumPy, for the whole-matrix arithmetic), covers, and the
+    starred and primed zeros. A row or column holds at most one star, and a row at most one prime (a
+    primed row with a star is covered at once; one without ends the search), so dictionaries replace
+    the library's mark matrix; its "first star/prime in a row/column" is that one entry."""
+
     def __init__(self, cost: np.ndarray):
         rows, cols = cost.shape
         self.n = n = max(rows, cols)
         # a non-square matrix is padded with zeros to n x n, as the library pads it
         self.c = np.zeros((n, n), np.float64)
         self.c[:rows, :cols] = cost
-        self.marked = np.zeros((n, n), np.int8)
-        self.row_covered = np.zeros(n, bool)
-        self.col_covered = np.zeros(n, bool)
+        self.star_in_row: dict[int, int] = {}
+        self.star_in_col: dict[int, int] = {}
+        self.prime_in_row: dict[int, int] = {}
+        self.row_covered = [False] * n
+        self.col_covered = [False] * n
+        self.zeros: list[list[int]] = []  # per row, the columns holding a zero, ascending
         self.z0 = (0, 0)
+
+    def _find_zeros(self) -> None:
+        rows, cols = np.nonzero(self.c == 0)
+        self.zeros = [[] for _ in range(self.n)]
+        for r, c in zip(rows.tolist(), cols.tolist()):
+            self.zeros[r].append(c)
 
     # ---- the library's steps; each returns the next step number (7: done) -------------------------
     def step1(self) -> int:
         self.c -= self.c.min(axis=1, keepdims=True)
+        self._find_zeros()
         return 2
 
     def step2(self) -> int:
         # row by row, star the first zero whose column holds no star yet
         for i in range(self.n):
-            free = np.flatnonzero((self.c[i] == 0) & ~self.col_covered)
-            if len(free):
-                self.marked[i, free[0]] = STAR
-                self.col_covered[free[0]] = True
-        self._clear_covers()
+            for j in self.zeros[i]:
+                if j not in self.star_in_col:
+                    self.star_in_row[i], self.star_in_col[j] = j, i
+                    break
         return 3
 
     def step3(self) -> int:
-        self.col_covered |= (self.marked == STAR).any(axis=0)
-        return 7 if self.col_covered.sum() >= self.n else 4
+        for j in self.star_in_col:
+            self.col_covered[j] = True
+        return 7 if len(self.star_in_col) >= self.n else 4
 
     def step4(self) -> int:
         row = col = 0
@@ -55,8 +67,8 @@ class _Solver:
             row, col = self._find_a_zero(row, col)
             if row < 0:
                 return 6
-            self.marked[row, col] = PRIME
-            star_col = self._first(self.marked[row] == STAR)
+            self.prime_in_row[row] = col
+            star_col = self.star_in_row.get(row, -1)
             if star_col < 0:
                 self.z0 = (row, col)
                 return 5
@@ -66,57 +78,50 @@ class _Solver:
 
     def step5(self) -> int:
         path = [self.z0]
-        while True:
-            row = self._first(self.marked[:, path[-1][1]] == STAR)
-            if row < 0:
-                break
+        while (row := self.star_in_col.get(path[-1][1], -1)) >= 0:
             path.append((row, path[-1][1]))
-            path.append((row, self._first(self.marked[row] == PRIME)))
-        for r, c in path:
-            self.marked[r, c] = 0 if self.marked[r, c] == STAR else STAR
-        self._clear_covers()
-        self.marked[self.marked == PRIME] = 0
+            path.append((row, self.prime_in_row[row]))
+        # the path alternates primes (even places) and stars (odd): unstar the stars, star the primes
+        for r, c in path[1::2]:
+            del self.star_in_row[r], self.star_in_col[c]
+        for r, c in path[0::2]:
+            self.star_in_row[r], self.star_in_col[c] = c, r
+        self.row_covered = [False] * self.n
+        self.col_covered = [False] * self.n
+        self.prime_in_row.clear()
         return 3
 
     def step6(self) -> int:
-        open_ = self.c[~self.row_covered][:, ~self.col_covered]
+        rows, cols = np.array(self.row_covered), np.array(self.col_covered)
+        open_ = self.c[~rows][:, ~cols]
         if open_.size == 0:
             raise ValueError("assignment: no uncovered cost left; the matrix cannot be solved")
         smallest = open_.min()
-        self.c[self.row_covered] += smallest
-        self.c[:, ~self.col_covered] -= smallest
+        self.c[rows] += smallest
+        self.c[:, ~cols] -= smallest
+        self._find_zeros()
         return 4
 
     # ---- helpers ------------------------------------------------------------------------------------
-    @staticmethod
-    def _first(mask: np.ndarray) -> int:
-        hits = np.flatnonzero(mask)
-        return int(hits[0]) if len(hits) else -1
-
     def _find_a_zero(self, i0: int, j0: int) -> tuple[int, int]:
         """The library's scan: rows cyclically from i0; in the first row holding an uncovered zero its
         columns are scanned cyclically from j0 to the end without stopping, so the *last* uncovered
         zero in that cyclic order is the one returned."""
-        zero = (self.c == 0) & ~self.row_covered[:, None] & ~self.col_covered[None, :]
-        rows = np.flatnonzero(zero.any(axis=1))
-        if not len(rows):
-            return -1, -1
-        later = rows[rows >= i0]
-        i = int(later[0] if len(later) else rows[0])
-        cols = np.flatnonzero(zero[i])
-        before = cols[cols < j0]
-        return i, int(before[-1] if len(before) else cols[-1])
+        for i in (*range(i0, self.n), *range(i0)):
+            if self.row_covered[i]:
+                continue
+            cols = [j for j in self.zeros[i] if not self.col_covered[j]]
+            if cols:
+                before = [j for j in cols if j < j0]
+                return i, (before or cols)[-1]
+        return -1, -1
 
-    def _clear_covers(self) -> None:
-        self.row_covered[:] = False
-        self.col_covered[:] = False
-
-    def solve(self) -> np.ndarray:
+    def solve(self) -> dict[int, int]:
         steps = {1: self.step1, 2: self.step2, 3: self.step3, 4: self.step4, 5: self.step5, 6: self.step6}
         step = 1
         while step in steps:
             step = steps[step]()
-        return self.marked
+        return self.star_in_row
 
 
 def munkres(cost) -> list[tuple[int, int]]:
@@ -127,5 +132,6 @@ def munkres(cost) -> list[tuple[int, int]]:
         raise ValueError(f"assignment: expected a non-empty 2-D cost matrix, got shape {cost.shape}")
     if not np.isfinite(cost).all():
         raise ValueError("assignment: the cost matrix holds NaN or infinite values")
-    marked = _Solver(cost).solve()[:cost.shape[0], :cost.shape[1]]
-    return [(int(r), int(c)) for r, c in zip(*np.nonzero(marked == STAR))]
+    rows, cols = cost.shape
+    stars = _Solver(cost).solve()
+    return [(r, stars[r]) for r in sorted(stars) if r < rows and stars[r] < cols]

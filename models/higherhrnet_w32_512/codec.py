@@ -271,20 +271,29 @@ def adjust(people: np.ndarray, det: np.ndarray) -> np.ndarray:
     return people
 
 
-def refine(det: np.ndarray, tag: np.ndarray, person: np.ndarray) -> np.ndarray:
+def refine(det: np.ndarray, tag: np.ndarray, person: np.ndarray, work: np.ndarray | None = None) -> np.ndarray:
     """Fill the person's missing joints: argmax of det - round(|tag - person's mean tag|) over the map.
 
     ``tag`` is (17, 2, H, W). Upstream computes this for every joint but keeps it for missing ones only;
-    only those are computed, with the same float32 operations (x ** 2 summed over the pair, then sqrt).
+    only those are computed, with the same float32 operations (x ** 2 summed over the pair, then sqrt),
+    in place in ``work`` (2, H, W) float32 when given: a refine reads whole maps, and fresh temporaries
+    cost as much as the arithmetic.
     """
     xy = person[person[:, 2] > 0, :2].astype(np.int32)
     joints = np.flatnonzero(person[:, 2] > 0)
     mean_tag = np.mean([tag[j, :, y, x] for j, (x, y) in zip(joints, xy)], axis=0)
+    d0, d1 = np.empty((2, *det.shape[1:]), np.float32) if work is None else work
     for j in np.flatnonzero(person[:, 2] == 0):
         m = det[j]
-        d0, d1 = tag[j, 0] - mean_tag[0], tag[j, 1] - mean_tag[1]
-        dist = np.sqrt(d0 * d0 + d1 * d1)
-        y, x = np.unravel_index(np.argmax(m - np.round(dist)), m.shape)
+        np.subtract(tag[j, 0], mean_tag[0], out=d0)
+        np.multiply(d0, d0, out=d0)
+        np.subtract(tag[j, 1], mean_tag[1], out=d1)
+        np.multiply(d1, d1, out=d1)
+        np.add(d0, d1, out=d0)
+        np.sqrt(d0, out=d0)
+        np.round(d0, out=d0)
+        np.subtract(m, d0, out=d0)
+        y, x = np.unravel_index(np.argmax(d0), m.shape)
         val = m[y, x]
         if val > 0:
             dx, dy = _quarter_step(m, y, x)
@@ -300,8 +309,9 @@ def parse(heatmaps: torch.Tensor, tags: torch.Tensor) -> tuple[np.ndarray, np.nd
     people = adjust(people, det)
     scores = np.array([p[:, 2].mean() for p in people], np.float32)
     tag = tags.numpy()
+    work = np.empty((2, *det.shape[1:]), np.float32)
     for p in people:
-        refine(det, tag, p)
+        refine(det, tag, p, work)
     return people, scores
 
 
