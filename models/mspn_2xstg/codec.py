@@ -238,9 +238,11 @@ def decode_crops(outputs: np.ndarray, records: list[CropRecord]) -> list[dict]:
         return []
     xy, scores = decode_heatmaps(merge_flip(outputs, records))
     crop_xy = xy * STRIDE + STRIDE / 2
-    center = np.array([r.center for r in records])[:, None]
-    size = np.array([r.scale for r in records])[:, None] * PIXEL_STD
-    image_xy = crop_xy / (INPUT_W, INPUT_H) * size + center - size / 2
+    # upstream's dataset hands test.py float32 centres and scales and scales them by 200 in float32;
+    # the rest is float64 (golden/decoders/README.md). Same operations, same bits.
+    center = np.array([r.center for r in records], np.float32)[:, None]
+    size = np.array([r.scale for r in records], np.float32)[:, None] * np.float32(PIXEL_STD)
+    image_xy = crop_xy / (INPUT_W, INPUT_H) * size + center - size * np.float32(0.5)
     person = np.array([r.det_score for r in records]) * scores.mean(axis=1)
     keypoints = np.concatenate([image_xy, scores[..., None]], axis=-1).reshape(len(records), -1)
     return [{"image_id": r.image_id, "category_id": 1, "keypoints": kp.tolist(), "score": float(s)}

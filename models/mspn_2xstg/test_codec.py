@@ -242,3 +242,19 @@ def test_encoded_ground_truth_decodes_within_the_quarter_steps_reach():
     # the step goes a quarter pixel along one of 8 directions: a point half a pixel off on both axes
     # is left (0.25, 0.5) away, at most 0.56 of a heatmap pixel
     assert err.max() <= 0.56 * heatmap_px, err / heatmap_px
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_batched_decoder_equals_upstreams_steps_crop_by_crop(flip):
+    """The whole decoder, flip merge and float32 centre and scale included, against recipe.py's
+    one-crop-one-joint transcription of test.py: the same results to the bit."""
+    from models.mspn_2xstg import recipe
+    rng = np.random.default_rng(5)
+    n = 6
+    yy, xx = np.mgrid[0:64, 0:48]
+    cx, cy = rng.uniform(-3, 50, (2, n * (1 + flip), 17, 1, 1))
+    maps = (255 * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / 8) + rng.normal(size=cx.shape[:2] + (64, 48)) * 20)
+    center, scale = codec.boxes_to_center_scale(rng.uniform(10, 300, (n, 4)))
+    recs = [codec.CropRecord(i, 640, 480, tuple(np.float32(c).tolist()), tuple(np.float32(s).tolist()), 0.7, flip)
+            for i, (c, s) in enumerate(zip(center, scale))]
+    assert codec.decode_crops(maps.astype(np.float32), recs) == recipe.decode_crops(maps.astype(np.float32), recs)
