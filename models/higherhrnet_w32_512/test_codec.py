@@ -237,3 +237,24 @@ def test_a_batch_holds_the_images_then_their_flipped_copies():
     alone = [r for i, (q, h, rec) in enumerate(((qa, ha, ra), (qb, hb, rb)), start=1)
              for r in spec.flow.decode({"out_quarter": q, "out_half": h}, [rec], [i])]
     assert together == alone and [r["image_id"] for r in together] == [1, 2]
+
+
+def test_result_check_takes_upstreams_format_and_rejects_others():
+    """Results may lie in the input's padding and missing joints sit at its corner; (0, 0, 0) or a joint
+    beyond the input's extent is flagged."""
+    from models import MODELS
+    from models.higherhrnet_w32_512.oracle import encode_ground_truth
+    flow = MODELS["higherhrnet_w32_512"].flow
+    q, h, rec, stride = encode_ground_truth([_person(0)], 300, 400)
+    results = [{"image_id": 7, "category_id": 1, **p} for p in codec.decode(q, h, rec, stride=stride)]
+    assert flow.check_results(results, [rec], [7]) == []
+    kp = np.array(results[0]["keypoints"]).reshape(17, 3)
+    x0, y0, x1, _ = codec.result_window(rec)
+    in_padding = kp.copy()
+    in_padding[0, 0] = x0 / 2  # left of the image, inside the input
+    zeroed = np.where(kp[:, 2:3] > 0, kp, 0.0)
+    beyond = kp.copy()
+    beyond[0, 0] = x1 + 1
+    check = [flow.check_results([{**results[0], "keypoints": k.ravel().tolist()}], [rec], [7])
+             for k in (in_padding, zeroed, beyond)]
+    assert check[0] == [] and "missing keypoints must be" in check[1][0] and "outside" in check[2][0]
