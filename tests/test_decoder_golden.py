@@ -35,7 +35,8 @@ def _data(run_context, model):
 def test_decoder_gives_upstreams_results(model, case_name, run_context, record):
     cmp = golden.COMPARE[model](_data(run_context, model), case_name)
     record(golden_decoder=cmp.summary())
-    assert cmp.ok, f"{model} {case_name}: {len(cmp.problems)} differences from upstream, e.g. " + "; ".join(cmp.problems[:5])
+    assert cmp.ok, (f"{model} {case_name}: {len(cmp.problems)} differences from upstream, e.g. "
+                    + "; ".join(cmp.problems[:5]))
 
 
 def _scipy_pairs(cost):

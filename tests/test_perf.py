@@ -202,7 +202,8 @@ def test_mspn_decode_beats_upstreams_steps(flip, benchmark, run_context, record)
         maps, mirrored = (255 * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / 8)
                           + rng.normal(size=(2, crops, 17, 64, 48)) * 5).astype(np.float32)
         center, scale = codec.boxes_to_center_scale(rng.uniform(20, 200, (crops, 4)))
-        records = [codec.CropRecord(i, 640, 480, tuple(c), tuple(s), 0.9) for i, (c, s) in enumerate(zip(center, scale))]
+        records = [codec.CropRecord(i, 640, 480, tuple(c), tuple(s), 0.9)
+                   for i, (c, s) in enumerate(zip(center, scale))]
     records = [codec.CropRecord(r.image_id, r.orig_w, r.orig_h, r.center, r.scale, r.det_score, flip) for r in records]
     outputs = np.concatenate([maps, mirrored]) if flip else maps
     ours, theirs = (lambda: codec.decode_crops(outputs, records)), (lambda: recipe.decode_crops(outputs, records))
@@ -218,4 +219,5 @@ def test_mspn_decode_beats_upstreams_steps(flip, benchmark, run_context, record)
                                  "inputs": "golden decoder cases" if path else "noisy Gaussians"})
     record(metric=f"decode ms of {crops} crops", value=1e3 * suite)
     record(metric=f"upstream's steps ms of {crops} crops", value=1e3 * upstream)
-    assert suite < upstream, f"decoding {crops} crops takes {suite * 1e3:.1f} ms, upstream's steps {upstream * 1e3:.1f} ms"
+    assert suite < upstream, (f"decoding {crops} crops takes {suite * 1e3:.1f} ms, upstream's steps "
+                              f"{upstream * 1e3:.1f} ms")
