@@ -67,10 +67,12 @@ class Flow(ABC):
 
 # ------------------------------------------------------------------------------------------- COCO
 
-def check_coco_results(results: list, sizes: dict, windows: list | None = None) -> list[str]:
+def check_coco_results(results: list, sizes: dict, windows: list | None = None,
+                       missing_at_window_corner: bool = False) -> list[str]:
     """COCO keypoint results: 17 (x, y, v) inside their image, missing ones (0, 0, 0), finite scores.
 
-    ``windows`` (one (x0, y0, x1, y1) per result) replaces the image as the region keypoints must lie in.
+    ``windows`` (one (x0, y0, x1, y1) per result) replaces the image as the region keypoints must lie in;
+    ``missing_at_window_corner``: missing ones are (x0, y0, 0) instead (HigherHRNet's upstream format).
     """
     problems = []
     for i, r in enumerate(results):
@@ -80,7 +82,10 @@ def check_coco_results(results: list, sizes: dict, windows: list | None = None) 
         x0, y0, x1, y1 = (0.0, 0.0, w, h) if windows is None else windows[i]
         if r["category_id"] != 1 or not np.isfinite(r["score"]) or r["score"] < 0:
             problems.append(f"image {r['image_id']}: category {r['category_id']} score {r['score']}")
-        if np.any(kp[~found] != 0):
+        if missing_at_window_corner:
+            if np.any(kp[~found, 2] != 0) or np.any(np.abs(kp[~found, :2] - (x0, y0)) > 1e-3):
+                problems.append(f"image {r['image_id']}: missing keypoints must be ({x0:g}, {y0:g}, 0)")
+        elif np.any(kp[~found] != 0):
             problems.append(f"image {r['image_id']}: missing keypoints must be (0, 0, 0)")
         if not np.all(np.isfinite(kp)):
             problems.append(f"image {r['image_id']}: non-finite keypoints")
@@ -128,7 +133,13 @@ class BottomUp(Flow):
         return results
 
     def check_results(self, results, records, samples):
-        return check_coco_results(results, {int(i): (r.orig_w, r.orig_h) for i, r in zip(samples, records)})
+        sizes = {int(i): (r.orig_w, r.orig_h) for i, r in zip(samples, records)}
+        window = getattr(self.codec, "result_window", None)  # results may leave the image (HigherHRNet)
+        if window is None:
+            return check_coco_results(results, sizes)
+        by_image = {int(i): window(r) for i, r in zip(samples, records)}
+        return check_coco_results(results, sizes, [by_image[r["image_id"]] for r in results],
+                                  missing_at_window_corner=True)
 
     def strata(self, dataset, samples):
         """Images grouped by the codec's ``stratum(height, width)`` where it has one (an input bucket)."""

@@ -13,7 +13,8 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.optimize import linear_sum_assignment
+
+from models.higherhrnet_w32_512.assignment import munkres
 
 NUM_JOINTS = 17
 STRIDE = 4  # of the coarsest output (tags); every input side must be a multiple of 64
@@ -214,9 +215,12 @@ def top_k(det: torch.Tensor, tag: torch.Tensor) -> tuple[np.ndarray, np.ndarray,
     return tag_k.numpy(), loc.numpy(), val.numpy()
 
 
-def match_by_tag(tag_k: np.ndarray, loc_k: np.ndarray, val_k: np.ndarray) -> np.ndarray:
+def match_by_tag(tag_k: np.ndarray, loc_k: np.ndarray, val_k: np.ndarray, assign=munkres) -> np.ndarray:
     """Greedy joint-by-joint grouping: each joint type's detections are assigned to the people found so
-    far by Hungarian matching on round(tag distance) * 100 - value. Rows: x, y, value, tags."""
+    far by Hungarian matching on round(tag distance) * 100 - value. Rows: x, y, value, tags.
+
+    That cost ties often; ``assign`` (rows, cols) -> pairs in row order must then pick upstream's
+    assignment among the optimal ones, which its Munkres steps do (assignment.py)."""
     default = np.zeros((NUM_JOINTS, 3 + tag_k.shape[2]))
     people: dict = {}  # keyed by the first tag value of the person's first joint, as upstream
     person_tags: dict = {}
@@ -238,7 +242,7 @@ def match_by_tag(tag_k: np.ndarray, loc_k: np.ndarray, val_k: np.ndarray) -> np.
         added, grouped = dist.shape
         if added > grouped:
             cost = np.concatenate((cost, np.full((added, added - grouped), 1e10)), axis=1)
-        for row, col in zip(*linear_sum_assignment(cost)):
+        for row, col in assign(cost):
             if col < grouped and dist[row, col] < TAG_THRESHOLD:
                 people[keys[col]][idx] = joints[row]
                 person_tags[keys[col]].append(tags[row])
@@ -267,20 +271,29 @@ def adjust(people: np.ndarray, det: np.ndarray) -> np.ndarray:
     return people
 
 
-def refine(det: np.ndarray, tag: np.ndarray, person: np.ndarray) -> np.ndarray:
+def refine(det: np.ndarray, tag: np.ndarray, person: np.ndarray, work: np.ndarray | None = None) -> np.ndarray:
     """Fill the person's missing joints: argmax of det - round(|tag - person's mean tag|) over the map.
 
     ``tag`` is (17, 2, H, W). Upstream computes this for every joint but keeps it for missing ones only;
-    only those are computed, with the same float32 operations (x ** 2 summed over the pair, then sqrt).
+    only those are computed, with the same float32 operations (x ** 2 summed over the pair, then sqrt),
+    in place in ``work`` (2, H, W) float32 when given: a refine reads whole maps, and fresh temporaries
+    cost as much as the arithmetic.
     """
     xy = person[person[:, 2] > 0, :2].astype(np.int32)
     joints = np.flatnonzero(person[:, 2] > 0)
     mean_tag = np.mean([tag[j, :, y, x] for j, (x, y) in zip(joints, xy)], axis=0)
+    d0, d1 = np.empty((2, *det.shape[1:]), np.float32) if work is None else work
     for j in np.flatnonzero(person[:, 2] == 0):
         m = det[j]
-        d0, d1 = tag[j, 0] - mean_tag[0], tag[j, 1] - mean_tag[1]
-        dist = np.sqrt(d0 * d0 + d1 * d1)
-        y, x = np.unravel_index(np.argmax(m - np.round(dist)), m.shape)
+        np.subtract(tag[j, 0], mean_tag[0], out=d0)
+        np.multiply(d0, d0, out=d0)
+        np.subtract(tag[j, 1], mean_tag[1], out=d1)
+        np.multiply(d1, d1, out=d1)
+        np.add(d0, d1, out=d0)
+        np.sqrt(d0, out=d0)
+        np.round(d0, out=d0)
+        np.subtract(m, d0, out=d0)
+        y, x = np.unravel_index(np.argmax(d0), m.shape)
         val = m[y, x]
         if val > 0:
             dx, dy = _quarter_step(m, y, x)
@@ -296,33 +309,52 @@ def parse(heatmaps: torch.Tensor, tags: torch.Tensor) -> tuple[np.ndarray, np.nd
     people = adjust(people, det)
     scores = np.array([p[:, 2].mean() for p in people], np.float32)
     tag = tags.numpy()
+    work = np.empty((2, *det.shape[1:]), np.float32)
     for p in people:
-        refine(det, tag, p)
+        refine(det, tag, p, work)
     return people, scores
 
 
-def to_coco(people: np.ndarray, scores: np.ndarray, record: AffineRecord) -> list[dict]:
-    """Inverse affine to the image; keypoint v is the heatmap value, as upstream writes it. Joints that
-    stay missing are (0, 0, 0); found ones are clipped to the image (upstream lets a refined joint sit
-    in the padding, outside the image; clipping only moves it toward any ground truth)."""
+def to_coco(people: np.ndarray, scores: np.ndarray, record: AffineRecord, clip: bool = False,
+            zero_missing: bool = False) -> list[dict]:
+    """Upstream's results (get_final_preds, COCODataset's results): every joint, missing ones at input
+    pixel (0, 0), through the inverse affine, kept in float32; v is the heatmap value (0 = missing).
+
+    Found joints are not clipped: refine may take a padding pixel, outside the image. COCO's OKS reads
+    predicted coordinates even where v is 0, so where missing joints sit moves AP. Both are upstream's
+    protocol; ``clip`` (found joints into the image) and ``zero_missing`` (missing joints at (0, 0, 0))
+    are departures from it, off by default, for measuring what they change.
+    """
     results = []
     for person, score in zip(people, scores):
-        xy = record.to_original(person[:, :2].astype(np.float64))
-        xy[:, 0] = np.clip(xy[:, 0], 0, record.orig_w)
-        xy[:, 1] = np.clip(xy[:, 1], 0, record.orig_h)
+        xy = record.to_original(person[:, :2].astype(np.float64)).astype(np.float32).astype(np.float64)
+        if clip:
+            xy[:, 0] = np.clip(xy[:, 0], 0, record.orig_w)
+            xy[:, 1] = np.clip(xy[:, 1], 0, record.orig_h)
         kp = np.concatenate([xy, person[:, 2:3].astype(np.float64)], axis=1)
-        kp[person[:, 2] <= 0] = 0
+        if zero_missing:
+            kp[person[:, 2] <= 0] = 0
         results.append({"keypoints": [float(v) for v in kp.ravel()], "score": float(score)})
     return results
 
 
-def decode(quarter: np.ndarray, half: np.ndarray, record: AffineRecord, stride: int = STRIDE) -> list[dict]:
-    """One image's pair of outputs (image, flipped copy) -> COCO results without image_id."""
+def result_window(record: AffineRecord) -> tuple[float, float, float, float]:
+    """Where results can lie in the image: the network input's extent (refine may pick any input pixel,
+    padding included); a missing joint sits at its corner (x0, y0), the image of input pixel (0, 0)."""
+    corners = record.to_original([[0.0, 0.0], [record.input_w, record.input_h]]).astype(np.float32)
+    (x0, y0), (x1, y1) = corners.astype(np.float64)
+    return float(x0), float(y0), float(x1), float(y1)
+
+
+def decode(quarter: np.ndarray, half: np.ndarray, record: AffineRecord, stride: int = STRIDE,
+           clip: bool = False, zero_missing: bool = False) -> list[dict]:
+    """One image's pair of outputs (image, flipped copy) -> COCO results without image_id, as upstream
+    writes them (``clip``, ``zero_missing``: see to_coco)."""
     if stride != STRIDE:
         raise ValueError(f"HigherHRNet outputs are at 1/{STRIDE} and 1/2; stride {stride} given")
     with torch.inference_mode():
         heatmaps, tags = aggregate(quarter, half, record)
-        return to_coco(*parse(heatmaps, tags), record)
+        return to_coco(*parse(heatmaps, tags), record, clip=clip, zero_missing=zero_missing)
 
 
 def encode_ground_truth(annotations, height, width, **kwargs):

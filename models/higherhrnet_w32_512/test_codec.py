@@ -163,7 +163,7 @@ def test_flip_outputs_are_flipped_back_and_reindexed():
     torch.testing.assert_close(tags[:, 0], tags[:, 1], rtol=1e-6, atol=1e-6)
 
 
-def test_decode_maps_back_to_the_image_and_reports_missing_joints_as_zero():
+def test_decode_maps_back_to_the_image_and_reports_missing_joints_at_input_pixel_zero():
     rec = codec.make_record(300, 400, codec.upstream_size(300, 400))
     from models.higherhrnet_w32_512.oracle import encode_ground_truth
     kp = np.zeros((17, 3))
@@ -175,8 +175,24 @@ def test_decode_maps_back_to_the_image_and_reports_missing_joints_as_zero():
     got = np.array(person["keypoints"]).reshape(17, 3)
     labelled = kp[:, 2] > 0
     assert np.abs(got[labelled, :2] - kp[labelled, :2]).max() <= 0.25 * 300 / 512 + 1e-6
-    assert np.all(got[~labelled] == 0)
+    # upstream's format: a missing joint is input pixel (0, 0) through the inverse affine, v = 0
+    x0, y0, _, _ = codec.result_window(rec)
+    assert (x0, y0) == pytest.approx((200 - 100 * rec.scale[0], 150 - 100 * rec.scale[1]), abs=1e-4)
+    np.testing.assert_array_equal(got[~labelled], np.tile([[x0, y0, 0.0]], (int((~labelled).sum()), 1)))
+    assert np.all(got[:, :2] == got[:, :2].astype(np.float32))  # kept in float32, as upstream keeps them
     assert person["score"] == pytest.approx(got[labelled, 2].sum() / 17, rel=1e-5)
+    (zeroed,) = codec.decode(q, h, rec, stride=stride, zero_missing=True)  # the departure, off by default
+    assert np.all(np.array(zeroed["keypoints"]).reshape(17, 3)[~labelled] == 0)
+
+
+def test_refined_joints_may_lie_in_the_padding_unless_clipping_is_asked_for():
+    rec = codec.make_record(300, 400, codec.upstream_size(300, 400))  # input 512x704: padding left and right
+    people = np.zeros((1, 17, 5), np.float32)
+    people[0, 0, :3] = (2.25, 100.25, 0.8)  # input x 2.25 lies left of the image
+    (plain,) = codec.to_coco(people, np.array([0.8], np.float32), rec)
+    (clipped,) = codec.to_coco(people, np.array([0.8], np.float32), rec, clip=True)
+    assert plain["keypoints"][0] < 0 and clipped["keypoints"][0] == 0
+    assert plain["keypoints"][0] == pytest.approx(rec.to_original([[2.25, 100.25]])[0, 0], abs=1e-4)
 
 
 def test_empty_maps_decode_to_nobody():
@@ -221,3 +237,24 @@ def test_a_batch_holds_the_images_then_their_flipped_copies():
     alone = [r for i, (q, h, rec) in enumerate(((qa, ha, ra), (qb, hb, rb)), start=1)
              for r in spec.flow.decode({"out_quarter": q, "out_half": h}, [rec], [i])]
     assert together == alone and [r["image_id"] for r in together] == [1, 2]
+
+
+def test_result_check_takes_upstreams_format_and_rejects_others():
+    """Results may lie in the input's padding and missing joints sit at its corner; (0, 0, 0) or a joint
+    beyond the input's extent is flagged."""
+    from models import MODELS
+    from models.higherhrnet_w32_512.oracle import encode_ground_truth
+    flow = MODELS["higherhrnet_w32_512"].flow
+    q, h, rec, stride = encode_ground_truth([_person(0)], 300, 400)
+    results = [{"image_id": 7, "category_id": 1, **p} for p in codec.decode(q, h, rec, stride=stride)]
+    assert flow.check_results(results, [rec], [7]) == []
+    kp = np.array(results[0]["keypoints"]).reshape(17, 3)
+    x0, y0, x1, _ = codec.result_window(rec)
+    in_padding = kp.copy()
+    in_padding[0, 0] = x0 / 2  # left of the image, inside the input
+    zeroed = np.where(kp[:, 2:3] > 0, kp, 0.0)
+    beyond = kp.copy()
+    beyond[0, 0] = x1 + 1
+    check = [flow.check_results([{**results[0], "keypoints": k.ravel().tolist()}], [rec], [7])
+             for k in (in_padding, zeroed, beyond)]
+    assert check[0] == [] and "missing keypoints must be" in check[1][0] and "outside" in check[2][0]

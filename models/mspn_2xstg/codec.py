@@ -7,6 +7,7 @@ shared/reference/pipelines.md sections 3 and 7.
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import cv2
@@ -129,12 +130,20 @@ def preprocess_crops(raws: list, profile: str) -> tuple[np.ndarray, list[CropRec
 
 # --------------------------------------------------------------------------------------- decoding
 
+def _flip_order() -> list[int]:
+    order = list(range(NUM_JOINTS))
+    for a, b in FLIP_PAIRS:
+        order[a], order[b] = b, a
+    return order
+
+
+FLIP_ORDER = _flip_order()  # joint channel of the mirrored crop that holds each joint
+
+
 def flip_back(heatmaps: np.ndarray) -> np.ndarray:
     """Heatmaps of mirrored crops -> the unmirrored crops' (mirror the width, swap left/right joints)."""
-    out = heatmaps[..., ::-1].copy()
-    for a, b in FLIP_PAIRS:
-        out[:, [a, b]] = out[:, [b, a]]
-    return out
+    # a mirrored view of the reordered copy: NumPy gathers a reversed axis many times slower
+    return np.take(heatmaps, FLIP_ORDER, axis=1)[..., ::-1]
 
 
 def merge_flip(outputs: np.ndarray, records: list[CropRecord]) -> np.ndarray:
@@ -147,48 +156,79 @@ def merge_flip(outputs: np.ndarray, records: list[CropRecord]) -> np.ndarray:
     outputs = np.asarray(outputs, np.float32)
     if not flipped:
         return outputs
-    return (outputs[:n] + flip_back(outputs[n:])) * np.float32(0.5)
+    # (outputs + flipped back) * 0.5 in float32, as upstream, computed in place in the reordered copy
+    merged = flip_back(outputs[n:])
+    np.add(merged, outputs[:n], out=merged)
+    return np.multiply(merged, np.float32(0.5), out=merged)
 
 
-def blur(maps: np.ndarray) -> np.ndarray:
-    """OpenCV's GaussianBlur (5, 5), sigma 0, on [..., H, W] float64 maps whose border is zero.
+_scratch = threading.local()
 
-    Rows then columns, over the whole batch at once; cv2.GaussianBlur's reflected border only ever
-    reads the zero padding. On float32 heatmaps (what engines return) every product is exact in
-    float64, and so is every partial sum unless neighbours differ in magnitude by more than about
-    2**25: the result is then bit-identical to OpenCV's whatever its summation order (tested).
+
+def _workspace(shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """A zero-bordered float64 input buffer and an output buffer of ``shape``, kept per thread between
+    calls: a batch of 64 crops needs 30 MB each, and fresh pages cost about as much as the blur."""
+    held = getattr(_scratch, "buffers", None)
+    if held is None or held[0].shape != shape:
+        held = (np.zeros(shape), np.empty(shape))
+        _scratch.buffers = held
+    return held
+
+
+def blur(maps: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """cv2.GaussianBlur (5, 5), sigma 0, of each [H, W] plane of [..., H, W] maps, in float64 as upstream
+    blurs its padded float64 copies, for a whole batch in one call.
+
+    The planes are stacked into one tall image; each must have a zero border at least 2 px (the
+    kernel's reach) wide, so that no output reads another plane's values, and a constant zero border
+    outside the stack then gives every pixel the same 5 x 5 inputs, so the same value, as a blur of the
+    plane alone with any border mode (tested bit for bit against one call per plane).
     """
-    k = cv2.getGaussianKernel(BLUR_KERNEL, 0, cv2.CV_64F).ravel()
-    r = BLUR_KERNEL // 2
     h, w = maps.shape[-2:]
-    pad = np.pad(maps, [(0, 0)] * (maps.ndim - 2) + [(r, r), (r, r)])
-    rows = sum(k[i] * pad[..., i:i + w] for i in range(BLUR_KERNEL))
-    return sum(k[i] * rows[..., i:i + h, :] for i in range(BLUR_KERNEL))
+    tall = np.ascontiguousarray(maps, np.float64).reshape(-1, w)
+    dst = None if out is None else out.reshape(-1, w)
+    return cv2.GaussianBlur(tall, (BLUR_KERNEL, BLUR_KERNEL), 0, dst=dst,
+                            borderType=cv2.BORDER_CONSTANT).reshape(maps.shape)
+
+
+def _first_maxima(flat: np.ndarray, width: int, reach: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of blurred maps padded by ``reach``: (x, y) in map pixels of upstream's argmax over its
+    BORDER-padded copy, and the value there. Beyond ``reach`` upstream's copy is exactly 0 and its
+    first pixel, (-BORDER, -BORDER), comes first: it is the argmax wherever nothing exceeds 0."""
+    first = flat.argmax(axis=-1)
+    value = np.take_along_axis(flat, first[..., None], axis=-1)[..., 0]
+    xy = np.stack([first % width, first // width], axis=-1) - reach
+    xy[value <= 0] = -BORDER
+    return xy.astype(np.float64), first
 
 
 def decode_heatmaps(heatmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """[N, 17, 64, 48] heatmaps -> (x, y) in heatmap pixels [N, 17, 2] and keypoint scores [N, 17].
 
-    Per joint: pad, blur, take the maximum, step a quarter pixel toward the second maximum (found
-    after zeroing the first), clip to the map; the score is the unblurred value /255 + 0.5 there.
+    Per joint, as upstream: pad by 10, blur, take the maximum, step a quarter pixel toward the second
+    maximum (found after zeroing the first), clip to the map; the score is the unblurred value /255 + 0.5
+    there. Only the 2 px the blur reaches beyond the map are computed; the rest of upstream's padding is
+    0 after the blur too and only matters where no pixel exceeds 0 (see _first_maxima).
     """
     n, j, h, w = heatmaps.shape
-    padded = np.zeros((n, j, h + 2 * BORDER, w + 2 * BORDER))
-    padded[..., BORDER:-BORDER, BORDER:-BORDER] = heatmaps
-    flat = blur(padded).reshape(n, j, -1)
-    first = flat.argmax(axis=-1)
+    reach = BLUR_KERNEL // 2
+    wp = w + 2 * reach
+    padded, blurred = _workspace((n, j, h + 2 * reach, wp))
+    padded[..., reach:-reach, reach:-reach] = heatmaps  # the border stays 0: only the inside is written
+    flat = blur(padded, blurred).reshape(n, j, -1)
+    xy, first = _first_maxima(flat, wp, reach)
     np.put_along_axis(flat, first[..., None], 0.0, axis=-1)
-    second = flat.argmax(axis=-1)
-    wp = w + 2 * BORDER
-    xy = np.stack([first % wp, first // wp], axis=-1).astype(np.float64) - BORDER
-    step = np.stack([second % wp, second // wp], axis=-1).astype(np.float64) - BORDER - xy
+    second, _ = _first_maxima(flat, wp, reach)
+    # where the first maximum is upstream's padding corner, zeroing it (a 0) changes nothing: same pixel
+    step = second - xy
     length = np.linalg.norm(step, axis=-1, keepdims=True)
     moved = length > 1e-3
     xy += np.where(moved, SHIFT * step / np.where(moved, length, 1.0), 0.0)
     xy = np.clip(xy, 0, (w - 1, h - 1))
-    score_map = heatmaps.astype(np.float32) / np.float32(255) + np.float32(0.5)
     ix, iy = (np.rint(xy) + 1e-9).astype(int).transpose(2, 0, 1)
-    scores = score_map[np.arange(n)[:, None], np.arange(j)[None, :], iy, ix].astype(np.float64)
+    peak = np.asarray(heatmaps[np.arange(n)[:, None], np.arange(j)[None, :], iy, ix], np.float32)
+    # upstream's score map, outputs / 255 + 0.5 in float32, read at the rounded position only
+    scores = (peak / np.float32(255) + np.float32(0.5)).astype(np.float64)
     return xy, scores
 
 
@@ -198,9 +238,11 @@ def decode_crops(outputs: np.ndarray, records: list[CropRecord]) -> list[dict]:
         return []
     xy, scores = decode_heatmaps(merge_flip(outputs, records))
     crop_xy = xy * STRIDE + STRIDE / 2
-    center = np.array([r.center for r in records])[:, None]
-    size = np.array([r.scale for r in records])[:, None] * PIXEL_STD
-    image_xy = crop_xy / (INPUT_W, INPUT_H) * size + center - size / 2
+    # upstream's dataset hands test.py float32 centres and scales and scales them by 200 in float32;
+    # the rest is float64 (golden/decoders/README.md). Same operations, same bits.
+    center = np.array([r.center for r in records], np.float32)[:, None]
+    size = np.array([r.scale for r in records], np.float32)[:, None] * np.float32(PIXEL_STD)
+    image_xy = crop_xy / (INPUT_W, INPUT_H) * size + center - size * np.float32(0.5)
     person = np.array([r.det_score for r in records]) * scores.mean(axis=1)
     keypoints = np.concatenate([image_xy, scores[..., None]], axis=-1).reshape(len(records), -1)
     return [{"image_id": r.image_id, "category_id": 1, "keypoints": kp.tolist(), "score": float(s)}

@@ -141,19 +141,20 @@ def _upstream_one_by_one(heatmaps):
     return xy, scores
 
 
-def test_blur_is_bit_identical_to_opencv_on_float32_heatmaps():
+@pytest.mark.parametrize("values", ["float32", "float64", "wide-range"])
+def test_batched_blur_is_bit_identical_to_upstreams_blur_of_each_map(values):
+    """One call on the stacked batch equals cv2.GaussianBlur(map, (5, 5), 0) per zero-padded map."""
     rng = np.random.default_rng(2)
-    maps = np.zeros((3, 84, 68))
-    maps[:, 10:-10, 10:-10] = (rng.normal(size=(3, 64, 48)) * 40).astype(np.float32)
+    maps = np.zeros((40, 84, 68))
+    inside = rng.normal(size=(40, 64, 48)) * 40
+    if values == "wide-range":  # sums whose rounding depends on the order they are taken in
+        inside *= 10.0 ** rng.integers(-8, 9, size=(40, 64, 48))
+    maps[:, 10:-10, 10:-10] = inside.astype(np.float32) if values == "float32" else inside
     for m, o in zip(maps, codec.blur(maps)):
         np.testing.assert_array_equal(o, cv2.GaussianBlur(m, (5, 5), 0))
-    # arbitrary float64 maps: OpenCV sums in another order, so only rounding may differ
-    maps[:, 10:-10, 10:-10] = rng.normal(size=(3, 64, 48)) * 40
-    for m, o in zip(maps, codec.blur(maps)):
-        np.testing.assert_allclose(o, cv2.GaussianBlur(m, (5, 5), 0), rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("kind", ["noise", "integer_ties", "negative", "gaussians"])
+@pytest.mark.parametrize("kind", ["noise", "integer_ties", "negative", "zeros", "gaussians"])
 def test_batch_decoding_equals_the_recipe_joint_by_joint(kind):
     rng = np.random.default_rng(3)
     shape = (5, 17, 64, 48)
@@ -163,6 +164,8 @@ def test_batch_decoding_equals_the_recipe_joint_by_joint(kind):
         h = rng.integers(0, 3, size=shape) * 50.0
     elif kind == "negative":  # all below the zero padding: the maximum lies outside the map
         h = -1 - rng.random(shape) * 10
+    elif kind == "zeros":  # every pixel ties with the padding: upstream takes the padding's first pixel
+        h = np.zeros(shape)
     else:
         yy, xx = np.mgrid[0:64, 0:48]
         cx, cy = rng.uniform(-3, 50, (2, 5, 17, 1, 1))
@@ -239,3 +242,19 @@ def test_encoded_ground_truth_decodes_within_the_quarter_steps_reach():
     # the step goes a quarter pixel along one of 8 directions: a point half a pixel off on both axes
     # is left (0.25, 0.5) away, at most 0.56 of a heatmap pixel
     assert err.max() <= 0.56 * heatmap_px, err / heatmap_px
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_batched_decoder_equals_upstreams_steps_crop_by_crop(flip):
+    """The whole decoder, flip merge and float32 centre and scale included, against recipe.py's
+    one-crop-one-joint transcription of test.py: the same results to the bit."""
+    from models.mspn_2xstg import recipe
+    rng = np.random.default_rng(5)
+    n = 6
+    yy, xx = np.mgrid[0:64, 0:48]
+    cx, cy = rng.uniform(-3, 50, (2, n * (1 + flip), 17, 1, 1))
+    maps = (255 * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / 8) + rng.normal(size=cx.shape[:2] + (64, 48)) * 20)
+    center, scale = codec.boxes_to_center_scale(rng.uniform(10, 300, (n, 4)))
+    recs = [codec.CropRecord(i, 640, 480, tuple(np.float32(c).tolist()), tuple(np.float32(s).tolist()), 0.7, flip)
+            for i, (c, s) in enumerate(zip(center, scale))]
+    assert codec.decode_crops(maps.astype(np.float32), recs) == recipe.decode_crops(maps.astype(np.float32), recs)
