@@ -126,6 +126,8 @@ def format_parity(parity: dict) -> str:
 
 
 def format_localization(loc: dict) -> str:
+    if "unavailable" in loc:
+        return f"not localised: {loc['unavailable']}"
     first = loc.get("first")
     if not first:
         return f"localized: no intermediate beyond tolerance ({loc.get('compared', 0)} compared)"
