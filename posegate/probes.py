@@ -46,6 +46,26 @@ class OrtProbe:
     def inputs(self) -> set[str]:
         return set(self._inputs)
 
+    def sizes(self, x: np.ndarray) -> dict[str, int]:
+        """Bytes of each tensor at this input: shape inference with the input dims made concrete."""
+        model = onnx.ModelProto()
+        model.CopyFrom(self.model)
+        for v in model.graph.input:
+            if v.name == self.io.input:
+                for d, n in zip(v.type.tensor_type.shape.dim, x.shape):
+                    d.Clear()
+                    d.dim_value = int(n)
+        del model.graph.value_info[:]
+        try:
+            model = onnx.shape_inference.infer_shapes(model)
+        except Exception:
+            return {}
+        out = {}
+        for v in [*model.graph.value_info, *model.graph.output]:
+            dims = [d.dim_value if d.HasField("dim_value") else 0 for d in v.type.tensor_type.shape.dim]
+            out[v.name] = 4 * int(np.prod(dims)) if dims and all(dims) else 0
+        return out
+
     def run(self, x: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
         import onnxruntime as ort
         model = onnx.ModelProto()
@@ -92,6 +112,19 @@ class OvProbe:
 
     def inputs(self) -> set[str]:
         return set(self._inputs)
+
+    def sizes(self, x: np.ndarray) -> dict[str, int]:
+        model = self.core.read_model(str(self.path))
+        try:
+            model.reshape({self.io.input: list(x.shape)})
+        except Exception:
+            return {}
+        out = {}
+        for op in model.get_ordered_ops():
+            for o in op.outputs():
+                shape = o.get_partial_shape()
+                out[_name(o)] = 4 * int(np.prod([d.get_length() for d in shape])) if shape.is_static else 0
+        return out
 
     def run(self, x: np.ndarray, names: list[str], model=None) -> dict[str, np.ndarray]:
         model = model if model is not None else self.core.read_model(str(self.path))

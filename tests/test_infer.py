@@ -38,7 +38,7 @@ def test_infer(case, pipeline, run_context, needs, record, request):
     if failing or request.config.option.localize:
         x = batch.x if case.variant == "artifact" or BACKENDS[case.backend].static_shapes else batch.x[:1]
         where = localize_case(pipeline, case, x, record, request)
-    assert not failing, f"{case.backend}-{case.precision} off the torch reference:\n" + "\n".join(failing) + where
+    assert not failing, f"{case.backend}-{case.precision} off the torch reference: " + "; ".join(failing) + where
 
 
 def localize_case(pipeline, case, x, record, request) -> str:
