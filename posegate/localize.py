@@ -223,6 +223,7 @@ def localize(model: nn.Module, probe, x: np.ndarray, tolerance: float, model_out
                     skipped[SHAPE] = skipped.get(SHAPE, 0) + 1
         del got
     result.items.sort(key=lambda i: (i.index, i.output is not None))
+    result._nodes, result._producer, result._inputs = nodes, producer, probe.inputs()  # for upstream_errors
     first = next((i for i in result.items if i.exceeds), None)
     if first is not None:
         result.first = _entering(first, nodes, producer, result, probe.inputs())
@@ -280,11 +281,17 @@ def _measure(item: Item, got: np.ndarray, ref: np.ndarray) -> bool:
     return True
 
 
-def _entering(first: Item, nodes, producer, result: Localization, graph_inputs) -> dict:
-    """The error of the nearest compared tensors upstream of the first divergent one: a fault of the
-    node itself leaves with far more error than enters (as msit compare's --locat reasons)."""
+def upstream(result: Localization, item: Item) -> tuple[list[float], list[str]]:
+    """max_rel of the nearest compared tensors feeding ``item`` (0 for a graph input), and the uncompared
+    nodes between them and it: together with ``item.node``, the nodes that made the error it adds."""
+    entering, between, _ = _walk_up(item, result._nodes, result._producer, result, result._inputs)
+    return entering, between
+
+
+def _walk_up(first: Item, nodes, producer, result, graph_inputs):
     compared = {i.tensor: i for i in result.items}
-    seen, stack, entering, between, sources = set(), list(nodes[first.index].inputs) if first.index < len(nodes) else [], [], [], []
+    seen, entering, between, sources = set(), [], [], []
+    stack = list(nodes[first.index].inputs) if first.index < len(nodes) else []
     while stack:
         t = stack.pop()
         if t in seen or not t:
@@ -300,6 +307,13 @@ def _entering(first: Item, nodes, producer, result: Localization, graph_inputs) 
             n = nodes[producer[t]]
             between.append(n.name)
             stack.extend(n.inputs)
+    return entering, between, sources
+
+
+def _entering(first: Item, nodes, producer, result: Localization, graph_inputs) -> dict:
+    """The error of the nearest compared tensors upstream of the first divergent one: a fault of the
+    node itself leaves with far more error than enters (as msit compare's --locat reasons)."""
+    entering, between, sources = _walk_up(first, nodes, producer, result, graph_inputs)
     enter = max(entering) if entering else 0.0
     leave = first.max_rel
     if first.nan or first.inf:
