@@ -52,7 +52,29 @@ def run(pipeline, spec, backend: str, precision: str, shape, x, plot_dir: Path |
     tolerance = tolerance_of(spec, precision, list(names.values()))
     model = pipeline.torch_model(spec)
     result = localize(model, probe, x, tolerance, tuple(spec.output_names), names)
+    result.tolerance_output = tolerance  # the outputs' own bound: the advice's default target
     if plot_dir is not None:
         from posegate.visuals import error_along_graph
         result.plot = error_along_graph(result.as_dict(), Path(plot_dir) / "error-along-graph.png")
     return result
+
+
+REDUCED = {"openvino": "fp16", "tensorrt": "fp16", "ascend": "fp16"}
+
+
+def advise(pipeline, spec, backend: str, precision: str, x, reference: dict, localization: Localization,
+           folder: Path, target: float | None = None):
+    """Precision advice for a reduced-precision case from its localisation, re-validated on OpenVINO (the
+    backend every run here has); the files are written for every tool alike."""
+    from posegate import advice
+    if REDUCED.get(backend) != precision:
+        raise CannotLocalize(f"{backend}-{precision} is not a reduced precision the advice knows")
+    bound = pipeline.artifacts.get((spec.name, backend, precision))
+    source = Path(bound.path) if bound is not None and bound.path is not None else pipeline.onnx(spec, 17)
+    if source.suffix != ".onnx":
+        source = pipeline.onnx(spec, 17)  # the advice is applied to the ONNX the converter reads
+    if BACKENDS["openvino"].unavailable_reason():
+        raise CannotLocalize(f"no backend here re-validates the advice: {BACKENDS['openvino'].unavailable_reason()}")
+    target = target if target is not None else localization.tolerance_output
+    ref = {n: reference[n][: x.shape[0]] for n in spec.output_names}
+    return advice.advise_openvino(source, localization, ref, x, spec.input_name, target, Path(folder))

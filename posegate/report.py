@@ -103,7 +103,7 @@ class Summary:
 
 
 def _shown(r: dict) -> bool:
-    return any(k in r for k in ("metric", "throughput", "parity", "nonfinite", "localization"))
+    return any(k in r for k in ("metric", "throughput", "parity", "nonfinite", "localization", "advice"))
 
 
 def format_parity(parity: dict) -> str:
@@ -141,6 +141,13 @@ def format_result(r: dict) -> str:
         return format_parity(r["parity"]) + format_baseline(r)
     if "localization" in r:
         return format_localization(r["localization"])
+    if "advice" in r:
+        a = r["advice"]
+        if "unavailable" in a:
+            return f"no precision advice: {a['unavailable']}"
+        worst = lambda d: max(d.values()) if d else float("nan")  # noqa: E731
+        return (f"advice: keep {len(a['keep'])} node(s) fp32: max_rel {worst(a['before']):.3g} -> {worst(a['after']):.3g} "
+                f"(target {a['target']:.3g}{', met' if a['met'] else ', not met'}) [{a['files'].get('advice', '')}]")
     if "nonfinite" in r and "metric" not in r:
         return "outputs not finite over the dataset: " + describe_nonfinite(r["nonfinite"])
     if "throughput" in r:

@@ -35,14 +35,16 @@ def test_infer(case, pipeline, run_context, needs, record, request):
            weights=pipeline.weights_identity(spec), execution=session.info.execution)
     failing = [f"{n}: {e.describe()}" for n, e in errors.items() if not e.ok]
     where = ""
-    if failing or request.config.option.localize:
+    advise = request.config.option.advise_precision and diagnose.REDUCED.get(case.backend) == case.precision
+    if failing or request.config.option.localize or advise:
         x = batch.x if case.variant == "artifact" or BACKENDS[case.backend].static_shapes else batch.x[:1]
-        where = localize_case(pipeline, case, x, record, request)
+        where = localize_case(pipeline, case, x, record, request, reference if advise else None)
     assert not failing, f"{case.backend}-{case.precision} off the torch reference: " + "; ".join(failing) + where
 
 
-def localize_case(pipeline, case, x, record, request) -> str:
-    """The first divergent layer, recorded; as a message tail for the failure ('' when nothing diverges)."""
+def localize_case(pipeline, case, x, record, request, reference=None) -> str:
+    """The first divergent layer, recorded; as a message tail for the failure. With ``reference`` (asked
+    by --advise-precision), the layers to keep in fp32 too."""
     folder = Path(request.config.option.save_visuals or "posegate-visuals").resolve() / safe_name(request.node.name)
     shape = case.spec.engine_shape(case.profile, case.batch)
     try:
@@ -54,4 +56,14 @@ def localize_case(pipeline, case, x, record, request) -> str:
         record(localization={"unavailable": f"{type(e).__name__}: {e}"})
         return f"\nlocalisation failed: {type(e).__name__}: {e}"
     record(localization=loc.as_dict())
-    return f"\n{loc.describe()}\n(error along the graph: {loc.plot})"
+    text = f"\n{loc.describe()}\n(error along the graph: {loc.plot})"
+    if reference is not None:
+        out = Path(request.config.option.advise_precision).resolve() / safe_name(request.node.name)
+        try:
+            advice = diagnose.advise(pipeline, case.spec, case.backend, case.precision, x, reference, loc, out)
+        except diagnose.CannotLocalize as e:
+            record(advice={"unavailable": str(e)})
+            return text + f"\nno precision advice: {e}"
+        record(advice=advice.as_dict())
+        text += f"\nprecision advice ({out}): {advice.describe()}"
+    return text
