@@ -77,4 +77,6 @@ def advise(pipeline, spec, backend: str, precision: str, x, reference: dict, loc
         raise CannotLocalize(f"no backend here re-validates the advice: {BACKENDS['openvino'].unavailable_reason()}")
     target = target if target is not None else localization.tolerance_output
     ref = {n: reference[n][: x.shape[0]] for n in spec.output_names}
-    return advice.advise_openvino(source, localization, ref, x, spec.input_name, target, Path(folder))
+    from posegate.probes import ov_hint
+    return advice.advise_openvino(source, localization, ref, x, spec.input_name, target, Path(folder),
+                                  hint=ov_hint("fp16"))

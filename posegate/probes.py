@@ -86,11 +86,9 @@ class OvProbe:
 
     def __init__(self, path: Path, io, precision: str = "fp32"):
         import openvino as ov
-        from posegate.backends.openvino_backend import _HINTS
         self.path, self.io, self.precision = Path(path), io, precision
         self.core = ov.Core()
-        caps = set(self.core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
-        self.hint = next(h for h in _HINTS.get(precision, ["f32"]) if h == "f32" or h.upper() in caps)
+        self.hint = ov_hint(precision, self.core)
         model = self.core.read_model(str(self.path))
         self._nodes, self._floats, self._inputs = [], set(), set()
         for op in model.get_ordered_ops():
@@ -141,6 +139,14 @@ class OvProbe:
                 if n in names:
                     out[n] = np.array(value)
         return out
+
+
+def ov_hint(precision: str, core=None) -> str:
+    """The inference precision the openvino backend's sessions ask the CPU for (its _HINTS rule)."""
+    import openvino as ov
+    from posegate.backends.openvino_backend import _HINTS
+    caps = set((core or ov.Core()).get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+    return next(h for h in _HINTS.get(precision, ["f32"]) if h == "f32" or h.upper() in caps)
 
 
 def _name(port) -> str:

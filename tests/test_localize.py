@@ -149,3 +149,22 @@ def test_wrong_resize_mode_is_localised_in_a_model_with_a_resize(pipeline):
     loc = localize(model, OrtProbe(broken, EngineIO.of(spec)), x, tolerance_of(spec, "fp32", spec.output_names),
                    tuple(spec.output_names), {n: n for n in spec.output_names})
     assert loc.first is not None and loc.first["node"] == injected.nodes[0], loc.describe()
+
+
+def test_precision_advice_reduces_the_openvino_fp16_error(zoo, tmp_path, record):
+    """OpenVINO fp16 (bf16 or f16 compute, as the backend asks this CPU) passes its tolerance here; the advice
+    is asked for half its error and must cut the error it targets, re-validated on OpenVINO."""
+    from posegate.advice import _errors, _ov_run, advise_openvino, ov_keep_fp32
+    from posegate.probes import ov_hint
+    hint = ov_hint("fp16")
+    reduced = ov_keep_fp32(zoo.path, [], tmp_path / "fp16.xml", compress=True)
+    out, _ = _ov_run(reduced, zoo.x, zoo.spec.input_name, hint)
+    before = max(_errors(out, zoo.ref).values())
+    loc = localize(zoo.model, OvProbe(reduced, zoo.io, "fp16"), zoo.x, tolerance_of(zoo.spec, "fp16", zoo.spec.output_names),
+                   tuple(zoo.spec.output_names), {n: n for n in zoo.spec.output_names})
+    got = advise_openvino(zoo.path, loc, zoo.ref, zoo.x, zoo.spec.input_name, before / 2, tmp_path / "advice", hint=hint,
+                          rounds=2)
+    record(advice=got.as_dict())
+    assert got.ranked and got.keep and max(got.before.values()) == pytest.approx(before, rel=1e-6)
+    assert max(got.after.values()) < before, got.describe()
+    assert (tmp_path / "advice" / "keep_dtype.cfg").read_text().splitlines() == got.keep
