@@ -17,6 +17,7 @@ from models import MODELS
 from posegate.artifacts import bind
 from posegate.backends import BACKENDS, EngineIO
 from posegate.backends.onnxruntime_backend import OrtSession
+from posegate.context import SYNTHETIC
 from posegate.faults import FAULTS
 from posegate.localize import localize, match, module_scope, tolerance_of
 from posegate.metrics import METRICS
@@ -42,6 +43,8 @@ def zoo(pipeline, run_context, tmp_path_factory):
     profile = spec.profile("368x640")
     full = pipeline.parity_batch(spec, profile, dataset, 1).x
     x = full[..., (full.shape[-1] - WIDTH) // 2:(full.shape[-1] + WIDTH) // 2].copy()  # the middle, not padding
+    if dataset.name == SYNTHETIC:  # drawn figures on flat colours: a swapped channel order can hide in them
+        x = np.random.default_rng(0).uniform(-0.5, 0.5, x.shape).astype(np.float32)
     io = EngineIO.of(spec)
     probe = OrtProbe(path, io)
     got = probe.run(x, sorted(probe.float_tensors()))
@@ -90,6 +93,11 @@ def test_faithful_export_passes_with_nothing_localised(zoo):
 
 @pytest.mark.parametrize("fault", ZOO)
 def test_fault_fails_parity_keeps_its_metric_and_is_localised(zoo, fault, record):
+    widest = max(v for k, v in zoo.ranges.items() if any(k in n.outputs for n in zoo.base.graph.node
+                                                             if n.op_type == "Relu"))
+    if fault == "relu-as-relu6" and widest <= 6:
+        pytest.skip(f"ReLU6 equals ReLU where no activation exceeds 6: the widest ReLU peaks at {widest:.3g} with "
+                    f"{zoo.pipeline.weights_identity(zoo.spec)}; put {zoo.spec.checkpoint.filename} in --weights-dir")
     injected = FAULTS[fault](zoo.base, ranges=zoo.ranges)
     path = zoo.tmp / f"{fault}.onnx"
     onnx.save(injected.model, str(path))
