@@ -63,16 +63,16 @@ def rank(localization) -> list[dict]:
     from posegate.localize import upstream
     out = []
     for item in localization.items:
-        # only computing nodes add rounding error of their own; an activation's relative error moves with its range
-        if item.op_type not in COMPUTING or (item.output is not None and item.module is None):
+        if item.output is not None and item.module is None:
             continue
         entering, between = upstream(localization, item)
         added = item.max_rel - max(entering, default=0.0)
         # the compared tensor's node and the uncompared ones feeding it (a Relu's convolution) made that error
         nodes = [n for n in [item.node, *between] if "/" in n]
         out.append({"node": item.node, "module": item.module, "op_type": item.op_type, "leaving": item.max_rel,
-                    "added": added, "nodes": nodes})
-    return sorted(out, key=lambda r: -r["added"])
+                    "added": added, "nodes": nodes, "computing": item.op_type in COMPUTING})
+    # computing nodes first: they round weights and sums; an activation's relative error moves with its range
+    return sorted(out, key=lambda r: (not r["computing"], -r["added"]))
 
 
 def ov_keep_fp32(source: Path, keep: list[str], out_xml: Path, compress: bool = False) -> Path:
@@ -119,10 +119,9 @@ def advise_openvino(source: Path, localization, ref: dict, x: np.ndarray, input_
     out, advice.throughput_before = _ov_run(base, x, input_name, hint, rounds)
     advice.before = _errors(out, ref)
     best = None
-    layers = [r["nodes"] for r in advice.ranked if r["added"] > 0]
-    for k in STEPS:
-        if k > len(layers) and best is not None and best[0] >= len(layers):
-            break
+    layers = [r["nodes"] for r in advice.ranked]  # the ones adding most first; every compared layer last
+    computing = sum(r["computing"] for r in advice.ranked)
+    for k in sorted({*(s for s in STEPS if s < len(layers)), computing, len(layers)} - {0}):
         keep = list(dict.fromkeys(n for group in layers[:k] for n in group))
         xml = ov_keep_fp32(source, keep, folder / f"keep{len(keep)}.xml")
         out, _ = _ov_run(xml, x, input_name, hint)
