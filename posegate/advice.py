@@ -36,6 +36,7 @@ class Advice:
     ranked: list[dict] = field(default_factory=list)  # node, module, op_type, added error, in rank order
     keep: list[str] = field(default_factory=list)  # the ONNX node names advised to stay fp32
     before: dict = field(default_factory=dict)  # output -> max_rel
+    weights_only: dict = field(default_factory=dict)  # fp32 weights, no layer kept: what the marks add beyond it
     after: dict = field(default_factory=dict)
     met: bool = False
     tried: list[dict] = field(default_factory=list)  # {"layers": k, "worst": max_rel}
@@ -50,7 +51,9 @@ class Advice:
         worst = max(self.before.values()) if self.before else float("nan")
         now = max(self.after.values()) if self.after else float("nan")
         verdict = "meets" if self.met else "does not reach"
-        return (f"keep {len(self.keep)} node(s) in fp32: worst max_rel {worst:.3g} -> {now:.3g}, {verdict} the target "
+        alone = max(self.weights_only.values()) if self.weights_only else float("nan")
+        return (f"keep {len(self.keep)} node(s) in fp32: worst max_rel {worst:.3g} -> {now:.3g} (fp32 weights alone "
+                f"{alone:.3g}), {verdict} the target "
                 f"{self.target:.3g}; throughput {_rate(self.throughput_before)} -> {_rate(self.throughput_after)} runs/s")
 
 
@@ -118,6 +121,8 @@ def advise_openvino(source: Path, localization, ref: dict, x: np.ndarray, input_
     base = ov_keep_fp32(source, [], folder / "reduced.xml", compress=True)  # as the suite converts fp16
     out, advice.throughput_before = _ov_run(base, x, input_name, hint, rounds)
     advice.before = _errors(out, ref)
+    out, _ = _ov_run(ov_keep_fp32(source, [], folder / "fp32-weights.xml"), x, input_name, hint)
+    advice.weights_only = _errors(out, ref)
     best = None
     layers = [r["nodes"] for r in advice.ranked]  # the ones adding most first; every compared layer last
     computing = sum(r["computing"] for r in advice.ranked)

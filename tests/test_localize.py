@@ -185,4 +185,5 @@ def test_precision_advice_reduces_the_openvino_fp16_error(zoo, tmp_path, record)
     record(advice=got.as_dict())
     assert got.ranked and got.keep and max(got.before.values()) == pytest.approx(before, rel=1e-6)
     assert max(got.after.values()) < before, got.describe()
+    assert max(got.after.values()) < max(got.weights_only.values()), got.describe()  # the layers, not just the weights
     assert (tmp_path / "advice" / "keep_dtype.cfg").read_text().splitlines() == got.keep
