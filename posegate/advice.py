@@ -26,7 +26,8 @@ import numpy as np
 OV_KEEP = "precise_0"
 STEPS = (1, 2, 4, 8, 16, 32, 64)
 # ONNX and OpenVINO op types that compute with weights or sums (OpenVINO names a Conv with bias after its Add)
-COMPUTING = {"Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Convolution", "GroupConvolution", "ConvolutionBackpropData"}
+COMPUTING = {"Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Convolution", "GroupConvolution",
+             "ConvolutionBackpropData"}
 
 
 @dataclass
@@ -54,7 +55,8 @@ class Advice:
         alone = max(self.weights_only.values()) if self.weights_only else float("nan")
         return (f"keep {len(self.keep)} node(s) in fp32: worst max_rel {worst:.3g} -> {now:.3g} (fp32 weights alone "
                 f"{alone:.3g}), {verdict} the target "
-                f"{self.target:.3g}; throughput {_rate(self.throughput_before)} -> {_rate(self.throughput_after)} runs/s")
+                f"{self.target:.3g}; throughput {_rate(self.throughput_before)} -> {_rate(self.throughput_after)} "
+                "runs/s")
 
 
 def _rate(v):

@@ -319,7 +319,8 @@ def _entering(first: Item, nodes, producer, result: Localization, graph_inputs) 
     if first.nan or first.inf:
         verdict = f"{first.nan} NaN, {first.inf} Inf leave this node while its inputs are finite"
     elif enter <= result.tolerance and (enter == 0 or leave / enter >= 10):
-        verdict = "the fault is in this node" + (f" or the {len(between)} uncompared node(s) before it" if between else "")
+        verdict = "the fault is in this node" + (
+            f" or the {len(between)} uncompared node(s) before it" if between else "")
     else:
         verdict = "error accumulated upstream crosses the tolerance here"
     return {"node": first.node, "op_type": first.op_type, "module": first.module, "tensor": first.tensor,

@@ -146,7 +146,8 @@ def format_result(r: dict) -> str:
         if "unavailable" in a:
             return f"no precision advice: {a['unavailable']}"
         worst = lambda d: max(d.values()) if d else float("nan")  # noqa: E731
-        return (f"advice: keep {len(a['keep'])} node(s) fp32: max_rel {worst(a['before']):.3g} -> {worst(a['after']):.3g} "
+        return (f"advice: keep {len(a['keep'])} node(s) fp32: max_rel {worst(a['before']):.3g} -> "
+                f"{worst(a['after']):.3g} "
                 f"(target {a['target']:.3g}{', met' if a['met'] else ', not met'}) [{a['files'].get('advice', '')}]")
     if "nonfinite" in r and "metric" not in r:
         return "outputs not finite over the dataset: " + describe_nonfinite(r["nonfinite"])
@@ -198,8 +199,8 @@ def markdown(summary: Summary, title: str = "posegate report", machine: dict | N
         speed = [format_result(x) for x in r["results"] if "throughput" in x]
         links = [f"[{Path(p).name}]({os.path.relpath(p, base) if base else p})"
                  for x in r["results"] for p in x.get("visuals", [])]
-        links += [f"[error along the graph]({os.path.relpath(x['localization']['plot'], base) if base else x['localization']['plot']})"
-                  for x in r["results"] if (x.get("localization") or {}).get("plot")]
+        plots = [x["localization"]["plot"] for x in r["results"] if (x.get("localization") or {}).get("plot")]
+        links += [f"[error along the graph]({os.path.relpath(p, base) if base else p})" for p in plots]
         metrics = [m.replace("|", "\\|") for m in metrics]
         out.append("| " + " | ".join([r["model"], r["backend"], r["precision"], str(r["batch"]), r["shape"],
                                        *[SYMBOL[r["stages"].get(s)] for s in STAGES],

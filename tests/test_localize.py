@@ -178,10 +178,11 @@ def test_precision_advice_reduces_the_openvino_fp16_error(zoo, tmp_path, record)
     reduced = ov_keep_fp32(zoo.path, [], tmp_path / "fp16.xml", compress=True)
     out, _ = _ov_run(reduced, zoo.x, zoo.spec.input_name, hint)
     before = max(_errors(out, zoo.ref).values())
-    loc = localize(zoo.model, OvProbe(reduced, zoo.io, "fp16"), zoo.x, tolerance_of(zoo.spec, "fp16", zoo.spec.output_names),
-                   tuple(zoo.spec.output_names), {n: n for n in zoo.spec.output_names})
-    got = advise_openvino(zoo.path, loc, zoo.ref, zoo.x, zoo.spec.input_name, before / 2, tmp_path / "advice", hint=hint,
-                          rounds=2)
+    loc = localize(zoo.model, OvProbe(reduced, zoo.io, "fp16"), zoo.x,
+                   tolerance_of(zoo.spec, "fp16", zoo.spec.output_names), tuple(zoo.spec.output_names),
+                   {n: n for n in zoo.spec.output_names})
+    got = advise_openvino(zoo.path, loc, zoo.ref, zoo.x, zoo.spec.input_name, before / 2, tmp_path / "advice",
+                          hint=hint, rounds=2)
     record(advice=got.as_dict())
     assert got.ranked and got.keep and max(got.before.values()) == pytest.approx(before, rel=1e-6)
     assert max(got.after.values()) < before, got.describe()

@@ -75,8 +75,9 @@ def test_advice_files_follow_each_tools_documented_form(tmp_path):
     assert (tmp_path / "keep_dtype.cfg").read_text().splitlines() == keep  # one operator name a line
     atc = (tmp_path / "atc_options.txt").read_text().split()
     assert atc == [f"--keep_dtype={tmp_path / 'keep_dtype.cfg'}", "--precision_mode=force_fp16"]
-    assert advice.trtexec_args(keep) == ["--fp16", "--precisionConstraints=obey",
-                                         "--layerPrecisions=/model/model.0/model.0.0/Conv:fp32,/cpm/align/align.0/Conv:fp32"]
+    assert advice.trtexec_args(keep) == [
+        "--fp16", "--precisionConstraints=obey",
+        "--layerPrecisions=/model/model.0/model.0.0/Conv:fp32,/cpm/align/align.0/Conv:fp32"]
     builder = (tmp_path / "tensorrt_layer_precisions.py").read_text()
     compile(builder, "tensorrt_layer_precisions.py", "exec")
     assert "OBEY_PRECISION_CONSTRAINTS" in builder and "set_output_type" in builder and "trt.float32" in builder
