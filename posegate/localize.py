@@ -203,7 +203,7 @@ def localize(model: nn.Module, probe, x: np.ndarray, tolerance: float, model_out
         result.runs += 1
         calls: dict[str, int] = {}
         refs = _hooked_pass(model, x, {p: matched[p][1] for p in chunk}, got, nodes, matched, tolerance, result,
-                            skipped, model_outputs, calls)
+                            skipped, model_outputs, calls, keep=set(outputs) if k == len(chunks) - 1 else set())
         # a module called twice has two outputs for one tensor: its comparison is dropped, not guessed
         for path, n in calls.items():
             if n != 1:
@@ -232,7 +232,7 @@ def localize(model: nn.Module, probe, x: np.ndarray, tolerance: float, model_out
 
 
 def _hooked_pass(model, x, chunk: dict[str, str], got: dict, nodes, matched, tolerance, result, skipped,
-                 model_outputs, calls) -> dict:
+                 model_outputs, calls, keep=frozenset()) -> dict:
     modules = dict(model.named_modules())
     handles = []
     for path, tensor in chunk.items():
@@ -246,7 +246,8 @@ def _hooked_pass(model, x, chunk: dict[str, str], got: dict, nodes, matched, tol
                 return
             i = matched[path][0]
             item = Item(i, nodes[i].name, nodes[i].op_type, path, tensor, None, tolerance=tolerance)
-            backend = got.pop(tensor, None)  # dropped once compared
+            # dropped once compared, unless a graph output still to be compared as such
+            backend = got.get(tensor) if tensor in keep else got.pop(tensor, None)
             if backend is None:
                 skipped[NO_NODE] = skipped.get(NO_NODE, 0) + 1
             elif _measure(item, backend, out.detach().numpy()):

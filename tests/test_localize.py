@@ -119,6 +119,21 @@ def test_fault_fails_parity_keeps_its_metric_and_is_localised(zoo, fault, record
     assert np.isfinite(ref) and np.isfinite(got)  # measured, whatever parity said
 
 
+def test_streamed_in_chunks_the_result_is_the_same(zoo):
+    """A byte budget smaller than the network's intermediates splits them over several backend runs (how
+    HigherHRNet's ~2000 fit); what is compared and found must not change."""
+    injected = FAULTS["conv-scaled-3pct"](zoo.base)
+    path = zoo.tmp / "chunks.onnx"
+    onnx.save(injected.model, str(path))
+    whole = _localize(zoo, OrtProbe(path, zoo.io))
+    total = sum(OrtProbe(path, zoo.io).sizes(zoo.x).values())
+    parts = localize(zoo.model, OrtProbe(path, zoo.io), zoo.x, zoo.tolerance, tuple(zoo.spec.output_names),
+                     {n: n for n in zoo.spec.output_names}, budget=total // 3)
+    assert whole.runs == 1 and parts.runs >= 3
+    assert [(i.tensor, i.max_rel) for i in parts.items] == [(i.tensor, i.max_rel) for i in whole.items]
+    assert parts.first["node"] == whole.first["node"] == injected.nodes[0]
+
+
 def test_openvino_localises_onnx_and_ir_alike(zoo):
     import openvino as ov
     injected = FAULTS["conv-scaled-3pct"](zoo.base)
