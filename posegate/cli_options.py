@@ -15,7 +15,7 @@ def add(parser) -> None:
 
     def addoption(*names, **kwargs):
         if not known.intersection(names):
-          g.addoption(*names, **kwargs)
+            g.addoption(*names, **kwargs)
     addoption("--data-root", help="folder of datasets (each COCO-layout subfolder is one); env POSEGATE_DATA_ROOT. "
                                   "Without it a synthetic set is generated.")
     addoption("--weights-dir", help="folder holding the official checkpoints by their file names; "
@@ -34,6 +34,14 @@ def add(parser) -> None:
                                              "to --predictions-dir; scoring waits for --merge-predictions")
     addoption("--predictions-dir", metavar="DIR", help="where shards write predictions (default CACHE/shards)")
     addoption("--merge-predictions", metavar="DIR", help="score the merged shards found in DIR instead of predicting")
+    # when a port fails: where, and what to keep in fp32
+    addoption("--localize", action="store_true",
+              help="localise every infer case (failing ones always are): the first intermediate tensor beyond its "
+                   "tolerance against torch, in the report and as a PNG beside the worst-case pictures")
+    addoption("--advise-precision", metavar="DIR", nargs="?", const="posegate-advice", default=None,
+              help="for each fp16 infer case of openvino, tensorrt, ascend: layers to keep in fp32 (re-validated on "
+                   "OpenVINO), as ATC --keep_dtype, trtexec --layerPrecisions and OpenVINO rt_info files under DIR "
+                   "(default posegate-advice; write --advise-precision=DIR)")
     addoption("--boxes", choices=("detections", "ground-truth"), default=None,
               help="person boxes of top-down models: the dataset's detections/*.json (default, the official "
                    "protocol) or its ground-truth boxes; env POSEGATE_BOXES")

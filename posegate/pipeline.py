@@ -21,6 +21,7 @@ from posegate.backends import BACKENDS, REFERENCE, EngineIO, ModelSource
 from posegate.cache import ArtifactCache
 from posegate.export import export_onnx
 from posegate.flows import MissingData
+from posegate.parity import nonfinite_counts
 from posegate.progress import Progress
 from posegate import serial, shards
 from posegate.weights import WeightsInfo, build_model, file_digest
@@ -56,6 +57,8 @@ class Pipeline:
         self._samples: dict[tuple, list] = {}
         self._sessions: dict[tuple, object] = {}
         self._failures: dict[tuple, StageFailed] = {}
+        # (model, backend, precision, profile, dataset id) -> NaN/Inf counts per output over a prediction run
+        self.nonfinite: dict[tuple, dict] = {}
 
     # ---- weights -------------------------------------------------------------------------------
     def checkpoint_path(self, spec) -> Path | None:
@@ -230,14 +233,25 @@ class Pipeline:
     def _predict(self, spec, backend_name, precision, profile, dataset, samples, fields) -> list:
         def build(d: Path):
             session = self.session(spec, backend_name, precision, spec.engine_shape(profile, profile.eval_batch))
-            results = []
+            results, bad = [], {}
             progress = Progress(len(samples), f"{spec.name} {backend_name}-{precision} {dataset.name}", spec.flow.unit)
             for b in self.batches(spec, profile, dataset, profile.eval_batch, samples):
-                results += self.decode(spec, session.run({spec.input_name: b.x}), b.records, b.samples)
+                outputs = session.run({spec.input_name: b.x})
+                found = nonfinite_counts(outputs)  # named in the accuracy tests' results
+                for name, v in outputs.items():
+                    total = bad.setdefault(name, {"nan": 0, "inf": 0, "size": 0})
+                    c = found.get(name, {"nan": 0, "inf": 0})
+                    total.update(nan=total["nan"] + c["nan"], inf=total["inf"] + c["inf"], size=total["size"] + v.size)
+                results += self.decode(spec, outputs, b.records, b.samples)
                 progress.advance(len(b.samples))
             progress.close()
             serial.dump(results, d / "results.npz")
+            (d / "nonfinite.json").write_text(json.dumps({n: c for n, c in bad.items() if c["nan"] or c["inf"]}))
         entry = self.cache.get_or_build("predictions", fields, build)
+        counted = entry.path / "nonfinite.json"
+        if counted.is_file():
+            self.nonfinite[(spec.name, backend_name, precision, profile.name, dataset.identity)] = \
+                json.loads(counted.read_text())
         return serial.load(entry.file("results.npz"))
 
     def _engine_identity(self, spec, backend_name: str, precision: str) -> dict:

@@ -6,6 +6,7 @@ wrong skeleton faster than a lower number.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import cv2
@@ -137,3 +138,43 @@ def save_worst_frames(sequences, folder: Path, parents, count: int = 3) -> list[
         cv2.imwrite(str(path), frame_panels(p, g, parents, f"{name} frame {t}: MPJPE {1000 * error:.1f} mm (worst #{rank})"))
         paths.append(str(path))
     return paths
+
+
+def error_along_graph(localization: dict, path: Path, width: int = 960, height: int = 320) -> str:
+    """PNG of each compared tensor's error over its tolerance (log scale) in topological order, the first
+    divergent node marked: a fault shows as a step, accumulated error as a slope."""
+    items = localization["items"]
+    tol = localization["tolerance"] or 1e-12
+    canvas = np.full((height, width, 3), 255, np.uint8)
+    left, right, top, bottom = 60, width - 10, 40, height - 30
+    lo, hi = -6.0, 4.0
+
+    def y_of(v):
+        return int(bottom - (min(max(v, lo), hi) - lo) / (hi - lo) * (bottom - top))
+
+    for decade in range(int(lo), int(hi) + 1, 2):
+        cv2.line(canvas, (left, y_of(decade)), (right, y_of(decade)), (225, 225, 225), 1)
+        cv2.putText(canvas, f"1e{decade:+d}", (4, y_of(decade) + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (90, 90, 90), 1)
+    cv2.line(canvas, (left, y_of(0)), (right, y_of(0)), (0, 140, 255), 1)  # the tolerance
+    n = max(len(items) - 1, 1)
+    points = []
+    for k, it in enumerate(items):
+        ratio = hi if (it["nan"] or it["inf"]) else math.log10(max(it["max_rel"] / tol, 1e-30))
+        points.append((int(left + k / n * (right - left)), y_of(ratio)))
+    for a, b in zip(points, points[1:]):
+        cv2.line(canvas, a, b, (120, 120, 120), 1, cv2.LINE_AA)
+    for (px, py), it in zip(points, items):
+        cv2.circle(canvas, (px, py), 2, PREDICTED if it["exceeds"] else (60, 60, 60), -1)
+    first = localization.get("first")
+    caption = f"error / tolerance ({tol:.2g} of each tensor's range), {len(items)} tensors in topological order"
+    if first:
+        k = next(i for i, it in enumerate(items) if it["tensor"] == first["tensor"])
+        cv2.line(canvas, (points[k][0], top), (points[k][0], bottom), PREDICTED, 1)
+        caption = f"first divergent: {first['node']} ({first['op_type']})"
+    cv2.putText(canvas, caption[:110], (left, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(canvas, "orange: tolerance; red: beyond it", (left, height - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
+                (90, 90, 90), 1, cv2.LINE_AA)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), canvas)
+    return str(path)

@@ -9,6 +9,7 @@ from fixtures.artifacts import skip_unavailable
 from posegate.backends import REFERENCE
 from posegate.datasets import KINDS
 from posegate.metrics import METRICS, margin
+from posegate.parity import describe_nonfinite
 
 STAGE = "accuracy"
 pytestmark = pytest.mark.accuracy
@@ -34,15 +35,26 @@ def _predictions(pipeline, case, dataset, backend, precision, needs):
     return needs(pipeline.predictions, case.spec, backend, precision, case.profile, dataset)
 
 
+def _nonfinite(pipeline, case, dataset, record) -> str:
+    """NaN/Inf the backend's outputs held over the dataset, recorded and as a message tail ('' if none)."""
+    found = pipeline.nonfinite.get((case.model, case.backend, case.precision, case.profile.name, dataset.identity))
+    if not found:
+        return ""
+    record(nonfinite=found, dataset=dataset.name)
+    return f"; outputs not finite: {describe_nonfinite(found)}"
+
+
 @pytest.mark.cases("parity")
 def test_metric_parity(case, pipeline, run_context, needs, record):
     """A converted backend's metric equals the reference's on the same inputs, and its results agree."""
     spec, dataset = case.spec, _dataset(run_context, case)
     metric = METRICS[spec.metric]
     skip_unavailable(case.backend, case)
-    needs.stage("infer", model=case.model, backend=case.backend, precision=case.precision, shape=case.shape)
+    # measured even when tensor parity failed: only a backend that could not run makes it skip
+    needs.stage("infer", ran=True, model=case.model, backend=case.backend, precision=case.precision, shape=case.shape)
     ref = _predictions(pipeline, case, dataset, REFERENCE, "fp32", needs)
     got = _predictions(pipeline, case, dataset, case.backend, case.precision, needs)
+    bad = _nonfinite(pipeline, case, dataset, record)
     v_ref, v = metric.evaluate(dataset, ref).value, metric.evaluate(dataset, got).value
     tol = spec.metric_parity[case.precision]
     agree = metric.agreement(ref, got, dataset)
@@ -54,7 +66,8 @@ def test_metric_parity(case, pipeline, run_context, needs, record):
         bound = spec.agreement[case.precision]
         record(metric=metric.agreement_name, value=agree, threshold=bound, direction=metric.agreement_direction,
                margin=margin(agree, bound, metric.agreement_direction), dataset=dataset.name, dataset_id=dataset.identity, weights=weights)
-    assert abs(v - v_ref) <= tol, f"{name} {v:.4f} vs reference {v_ref:.4f} on {dataset.name}: beyond {tol}"
+    assert abs(v - v_ref) <= tol, f"{name} {v_ref:.4f} -> {v:.4f} (reference -> {case.backend}-{case.precision}) " \
+                                  f"on {dataset.name}: change {v - v_ref:+.4f} beyond {tol}{bad}"
     if agree is None:
         assert not got, f"{case.backend}-{case.precision} finds {len(got)} people where the reference finds none"
         # name what is lacking: seeded weights, or (trained weights present) images with people in them
@@ -108,8 +121,10 @@ def test_accuracy(case, pipeline, run_context, needs, record, visuals):
     metric = METRICS[spec.metric]
     skip_unavailable(case.backend, case)
     if case.backend != REFERENCE:
-        needs.stage("infer", model=case.model, backend=case.backend, precision=case.precision, shape=case.shape)
+        needs.stage("infer", ran=True, model=case.model, backend=case.backend, precision=case.precision,
+                    shape=case.shape)
     results = _predictions(pipeline, case, dataset, case.backend, case.precision, needs)
+    bad = _nonfinite(pipeline, case, dataset, record)
     score = metric.evaluate(dataset, results)
     info = pipeline.weights_info(spec)
     gates = list(_applicable(spec, case, dataset, info, pipeline.options))
@@ -127,7 +142,7 @@ def test_accuracy(case, pipeline, run_context, needs, record, visuals):
         pytest.skip(f"{metric.name} {score.value:.4f}{metric.unit and ' ' + metric.unit} measured on "
                     f"{dataset.identity} with {info.identity}; no gate claimed"
                     + (f": {wanted}" if wanted else f": {spec.name} declares no threshold for this dataset")
-                    + (f" ({problem})" if problem and dataset.is_official else ""))
+                    + (f" ({problem})" if problem and dataset.is_official else "") + bad)
     regressed = False
     for t in active:
         regressed |= record(metric=t.metric, value=score.value, threshold=t.value, direction=t.direction,
@@ -135,7 +150,7 @@ def test_accuracy(case, pipeline, run_context, needs, record, visuals):
     failing = [f"{t.metric} {score.value:.4f} vs {t.value} ({t.source}): margin {t.margin(score.value):+.4f}"
                for t in active if not t.passes(score.value)]
     visuals(metric, dataset, results, failing=bool(failing) or regressed)
-    assert not failing, "; ".join(failing)
+    assert not failing, "; ".join(failing) + bad
 
 
 

@@ -7,6 +7,7 @@ import pytest
 
 from fixtures.artifacts import skip_unavailable
 from posegate.backends import BACKENDS
+from posegate.parity import describe_nonfinite, nonfinite_counts
 
 STAGE = "convert"
 pytestmark = pytest.mark.stage
@@ -29,7 +30,8 @@ def test_convert(case, pipeline, needs, record):
         x = np.zeros((1, *spec.sample_dims), np.float32)
     out = session.run({spec.input_name: x})
     assert list(out) == list(spec.output_names)
-    assert all(np.isfinite(v).all() for v in out.values())
+    bad = nonfinite_counts(out)
+    assert not bad, f"{case.backend}-{case.precision} on a zero input: {describe_nonfinite(bad)}"
 
 
 @pytest.mark.cases("artifact")
@@ -47,4 +49,5 @@ def test_artifact(case, pipeline, needs, record):
     x = np.zeros((case.batch, *case.profile.concrete_dims), np.float32)
     out = session.run({spec.input_name: x})
     assert list(out) == list(session.output_names)
-    assert all(np.isfinite(v).all() for v in out.values())
+    bad = nonfinite_counts(out)
+    assert not bad, f"{bound.path} on a zero input: {describe_nonfinite(bad)}"

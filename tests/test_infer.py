@@ -1,8 +1,13 @@
 """Stage 6, infer: every backend's outputs against the PyTorch reference on real preprocessed inputs."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from fixtures.gate import _safe as safe_name
+from posegate import diagnose
+from posegate.backends import BACKENDS
 from posegate.context import SYNTHETIC
 from posegate.parity import compare
 from posegate.spec import CALIBRATED
@@ -13,7 +18,7 @@ pytestmark = pytest.mark.stage
 
 
 @pytest.mark.cases("infer")
-def test_infer(case, pipeline, run_context, needs, record):
+def test_infer(case, pipeline, run_context, needs, record, request):
     spec, profile = case.spec, case.profile
     skip_unavailable(case.backend, case)
     dataset = run_context.parity_dataset(spec.flow.dataset_kind)
@@ -29,4 +34,36 @@ def test_infer(case, pipeline, run_context, needs, record):
     record(parity={n: e.as_dict() for n, e in errors.items()}, dataset=dataset.name, dataset_id=dataset.identity,
            weights=pipeline.weights_identity(spec), execution=session.info.execution)
     failing = [f"{n}: {e.describe()}" for n, e in errors.items() if not e.ok]
-    assert not failing, f"{case.backend}-{case.precision} off the torch reference:\n" + "\n".join(failing)
+    where = ""
+    advise = request.config.option.advise_precision and diagnose.REDUCED.get(case.backend) == case.precision
+    if failing or request.config.option.localize or advise:
+        x = batch.x if case.variant == "artifact" or BACKENDS[case.backend].static_shapes else batch.x[:1]
+        where = localize_case(pipeline, case, x, record, request, reference if advise else None)
+    assert not failing, f"{case.backend}-{case.precision} off the torch reference: " + "; ".join(failing) + where
+
+
+def localize_case(pipeline, case, x, record, request, reference=None) -> str:
+    """The first divergent layer, recorded; as a message tail for the failure. With ``reference`` (asked
+    by --advise-precision), the layers to keep in fp32 too."""
+    folder = Path(request.config.option.save_visuals or "posegate-visuals").resolve() / safe_name(request.node.name)
+    shape = case.spec.engine_shape(case.profile, case.batch)
+    try:
+        loc = diagnose.run(pipeline, case.spec, case.backend, case.precision, shape, x, folder)
+    except diagnose.CannotLocalize as e:
+        record(localization={"unavailable": str(e)})
+        return f"\nnot localised: {e}"
+    except Exception as e:  # never hide the parity failure behind a failure of the diagnosis
+        record(localization={"unavailable": f"{type(e).__name__}: {e}"})
+        return f"\nlocalisation failed: {type(e).__name__}: {e}"
+    record(localization=loc.as_dict())
+    text = f"\n{loc.describe()}\n(error along the graph: {loc.plot})"
+    if reference is not None:
+        out = Path(request.config.option.advise_precision).resolve() / safe_name(request.node.name)
+        try:
+            advice = diagnose.advise(pipeline, case.spec, case.backend, case.precision, x, reference, loc, out)
+        except diagnose.CannotLocalize as e:
+            record(advice={"unavailable": str(e)})
+            return text + f"\nno precision advice: {e}"
+        record(advice=advice.as_dict())
+        text += f"\nprecision advice ({out}): {advice.describe()}"
+    return text
