@@ -10,6 +10,7 @@ import re
 from dataclasses import asdict, dataclass
 
 from posegate.backends import BACKENDS, REFERENCE
+from posegate.torchscript import engine_cases
 
 STAGES = ("weights", "golden", "preprocess", "export", "convert", "infer", "postprocess", "train", "accuracy", "perf")
 
@@ -99,6 +100,8 @@ def generate(kind: str, specs, datasets=None, needs: str | None = None, artifact
             cases += [Case(m, shape=p.name, full=not p.default) for p in spec.profiles]
         elif kind == "export":
             cases += [Case(m, variant=f"opset{o}") for o in spec.opsets]
+        elif kind == "torchscript":  # one trace per engine shape, as a static backend builds them
+            cases += [Case(m, batch=b, shape=p.name, full=f) for p, b, f in engine_cases(spec)]
         elif kind == "convert":
             for b, prec in _backends(spec, include_reference=False, supplied=artifacts):
                 if not BACKENDS[b].static_shapes:
