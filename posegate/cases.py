@@ -7,7 +7,7 @@ specs' and backends' declared capabilities, never by naming a model.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from posegate.backends import BACKENDS, REFERENCE
 from posegate.torchscript import engine_cases
@@ -134,7 +134,8 @@ def generate(kind: str, specs, datasets=None, needs: str | None = None, artifact
                       for p in spec.profiles]
         else:
             raise ValueError(f"unknown case kind {kind!r}")
-    return cases
+    # a backend too slow to build for the default selection (minutes of compiling) runs under --full
+    return [replace(c, full=True) if c.backend in BACKENDS and BACKENDS[c.backend].full_only else c for c in cases]
 
 
 def known_failure(spec, test_id: str) -> str | None:

@@ -108,9 +108,13 @@ class Pipeline:
         entry = self._once(("torchscript", spec.name, traced), "export", stage_id(spec, shape), build)
         return entry.file("model.ts")
 
-    def exported(self, spec, backend_name: str, shape: tuple | None = None) -> Path:
-        """What a backend converts from: its ONNX export, or its trace (a static backend's at ``shape``)."""
+    def exported(self, spec, backend_name: str, shape: tuple | None = None) -> Path | None:
+        """What a backend converts from: its ONNX export, its trace (a static backend's at ``shape``), or
+        None for one that compiles the network itself."""
         backend = BACKENDS[backend_name]
+        if backend.exports == "module":
+            self.torch_model(spec)
+            return None
         if backend.exports == "torchscript":
             return self.torchscript(spec, shape if backend.static_shapes and shape else default_trace_shape(spec))
         return self.onnx(spec, backend.opset)
@@ -124,7 +128,8 @@ class Pipeline:
         if not backend.converts:
             return None
         shape = shape if backend.static_shapes else None
-        fields = {backend.exports: file_digest(self.exported(spec, backend_name, shape)),
+        exported = self.exported(spec, backend_name, shape)
+        fields = {backend.exports: file_digest(exported) if exported else self.weights_identity(spec),
                   "settings": backend.artifact_settings(precision),
                   "shape": shape, "spec_version": spec.version}
         test_id = f"test_convert[{spec.name}-{backend_name}-{precision}]"

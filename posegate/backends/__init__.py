@@ -8,11 +8,12 @@ from posegate.backends.onnxruntime_gpu_backend import OrtCudaBackend, OrtTensorR
 from posegate.backends.openvino_backend import OpenVinoBackend
 from posegate.backends.tensorrt_backend import TensorRtBackend
 from posegate.backends.torch_backend import TorchBackend
+from posegate.backends.torch_compile_backend import TorchCompileBackend
 from posegate.backends.torchscript_backend import TorchScriptBackend
 
-BACKENDS: dict[str, Backend] = {b.name: b for b in (TorchBackend(), TorchScriptBackend(), OnnxRuntimeBackend(),
-                                                    OpenVinoBackend(), AscendBackend(), TensorRtBackend(),
-                                                    OrtCudaBackend(), OrtTensorRtBackend())}
+BACKENDS: dict[str, Backend] = {b.name: b for b in (TorchBackend(), TorchScriptBackend(), TorchCompileBackend(),
+                                                    OnnxRuntimeBackend(), OpenVinoBackend(), AscendBackend(),
+                                                    TensorRtBackend(), OrtCudaBackend(), OrtTensorRtBackend())}
 REFERENCE = "torch"
 
 __all__ = ["BACKENDS", "REFERENCE", "Backend", "EngineIO", "ModelSource", "Session", "SessionInfo"]

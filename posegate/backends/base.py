@@ -121,6 +121,7 @@ class Backend(ABC):
     static_shapes: bool = False  # True: one artifact per (batch, input shape), as ATC builds
     opset: int = 17
     reference: bool = False
+    full_only: bool = False  # True: its cases run only in the --full selection (a build of minutes)
     exports: str = "onnx"  # what convert starts from: "onnx" (at ``opset``) or "torchscript" (a trace)
 
     def unavailable_reason(self) -> str | None:
