@@ -8,12 +8,14 @@ from posegate.backends.onnxruntime_gpu_backend import OrtCudaBackend, OrtTensorR
 from posegate.backends.openvino_backend import OpenVinoBackend
 from posegate.backends.tensorrt_backend import TensorRtBackend
 from posegate.backends.torch_backend import TorchBackend
+from posegate.backends.torch_aie_backend import TorchAieBackend
 from posegate.backends.torch_compile_backend import TorchCompileBackend
 from posegate.backends.torchscript_backend import TorchScriptBackend
 
 BACKENDS: dict[str, Backend] = {b.name: b for b in (TorchBackend(), TorchScriptBackend(), TorchCompileBackend(),
                                                     OnnxRuntimeBackend(), OpenVinoBackend(), AscendBackend(),
-                                                    TensorRtBackend(), OrtCudaBackend(), OrtTensorRtBackend())}
+                                                    TorchAieBackend(), TensorRtBackend(), OrtCudaBackend(),
+                                                    OrtTensorRtBackend())}
 REFERENCE = "torch"
 
 __all__ = ["BACKENDS", "REFERENCE", "Backend", "EngineIO", "ModelSource", "Session", "SessionInfo"]
