@@ -104,7 +104,7 @@ class Pipeline:
         def build():
             model = self.torch_model(spec)
             return self.cache.get_or_build("torchscript", fields,
-                                           lambda d: export_torchscript(model, spec, d / "model.ts", traced))
+                                           lambda d: export_torchscript(model, d / "model.ts", traced))
         entry = self._once(("torchscript", spec.name, traced), "export", stage_id(spec, shape), build)
         return entry.file("model.ts")
 

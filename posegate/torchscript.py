@@ -72,20 +72,19 @@ def trace(network: torch.nn.Module, shape: tuple[int, ...]) -> torch.jit.ScriptM
     return traced
 
 
-def export_torchscript(network: torch.nn.Module, spec, path: Path, shape: tuple[int, ...]) -> None:
-    """Trace, save to ``path``, load it back and check the loaded module computes what the trace does."""
+def export_torchscript(network: torch.nn.Module, path: Path, shape: tuple[int, ...]) -> None:
+    """Trace, save to ``path``, and load it back: same code, same tensors (the stage test then runs the
+    loaded module on real inputs, so no forward is spent here)."""
     traced = trace(network, shape)
     torch.jit.save(traced, str(path))
     loaded = load(path)
-    probe = torch.randn(shape, generator=torch.Generator().manual_seed(TRACE_SEED + 1))
-    with torch.inference_mode():
-        want, got = traced(probe), loaded(probe)
-    want, got = as_tuple(want), as_tuple(got)
-    if len(got) != len(spec.output_names):
-        raise ExportError(f"{path}: {len(got)} outputs, the spec declares {list(spec.output_names)}")
-    for name, a, b in zip(spec.output_names, want, got):
-        if not torch.equal(a, b):
-            raise ExportError(f"{path}: output {name} differs after torch.jit.save/load")
+    if loaded.code != traced.code:
+        raise ExportError(f"{path}: the loaded module's code differs from the traced one")
+    want, got = traced.state_dict(), loaded.state_dict()
+    changed = [k for k in want if k not in got or not torch.equal(want[k], got[k])]
+    if changed or set(got) != set(want):
+        which = changed or sorted(set(got) ^ set(want))
+        raise ExportError(f"{path}: tensors changed by torch.jit.save/load: {which[:5]}")
 
 
 def load(path: Path, device: str = "cpu") -> torch.jit.ScriptModule:

@@ -58,6 +58,7 @@ def test_torchscript(case, pipeline, run_context, needs, record):
     module = torchscript.load(path)
     with torch.inference_mode():
         out = torchscript.as_tuple(module(torch.from_numpy(x)))
+    assert len(out) == len(spec.output_names), f"{len(out)} outputs, the spec declares {list(spec.output_names)}"
     errors = {n: compare(o.numpy(), reference[n], spec.tolerance("fp32", n)) for n, o in zip(spec.output_names, out)}
     batch = torchscript.other_batch(module, x, reference, spec.output_names, lambda n: spec.tolerance("fp32", n))
     record(torchscript_bytes=path.stat().st_size, traced_shape=list(torchscript.trace_shape(spec, spec.engine_shape(profile, case.batch))),

@@ -123,7 +123,7 @@ class _Spec:
 
 def _source(tmp_path, shape):
     ts = tmp_path / "m.ts"
-    torchscript.export_torchscript(_Net().eval(), _Spec, ts, shape)
+    torchscript.export_torchscript(_Net().eval(), ts, shape)
     return ModelSource(_Spec, lambda: None, lambda opset: None, lambda s: ts if tuple(s) == tuple(shape) else None)
 
 

@@ -57,7 +57,7 @@ def test_torchscript_tracer_warning_fails_naming_the_source_line():
 def test_torchscript_faithful_trace_round_trips_and_takes_another_batch(tmp_path):
     net = Faithful().eval()
     path = tmp_path / "m.ts"
-    torchscript.export_torchscript(net, _Spec, path, (2, 3, 8, 8))
+    torchscript.export_torchscript(net, path, (2, 3, 8, 8))
     module = torchscript.load(path)
     x = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
     with torch.no_grad():
@@ -67,7 +67,7 @@ def test_torchscript_faithful_trace_round_trips_and_takes_another_batch(tmp_path
 
 def test_torchscript_baked_batch_is_reported_as_the_fixed_shape(tmp_path):
     net = BakesBatch().eval()
-    torchscript.export_torchscript(net, _Spec, tmp_path / "m.ts", (2, 3, 8, 8))
+    torchscript.export_torchscript(net, tmp_path / "m.ts", (2, 3, 8, 8))
     module = torchscript.load(tmp_path / "m.ts")
     x = np.ones((2, 3, 8, 8), np.float32)
     with torch.no_grad():
