@@ -127,3 +127,33 @@ def test_torch_reference_is_not_moved_off_the_cpu():
     moved = torch_runtime.for_device(net, "meta")  # a device every build has: stands in for cuda
     assert moved is not net and next(net.parameters()).device.type == "cpu"
     assert next(moved.parameters()).device.type == "meta"
+
+
+@pytest.mark.full
+def test_torch_compile_second_compile_comes_from_the_cache_in_the_artifact_cache(tmp_path, monkeypatch):
+    """A fresh compile of the same network and shape, after dynamo forgot the first, hits inductor's
+    FX graph cache in the artifact cache's folder: nothing is compiled again."""
+    from posegate.backends import BACKENDS, ModelSource
+    from posegate.backends import torch_compile_backend as tc
+    monkeypatch.setenv(torch_runtime.DEVICE_ENV, "cpu")
+    for env in tc.CACHE_ENVS:
+        monkeypatch.delenv(env, raising=False)
+    backend = BACKENDS["torch-compile"]
+    if backend.unavailable_reason():
+        pytest.skip(backend.unavailable_reason())
+    net = Faithful().eval()
+    spec = type("Spec", (), {"name": "tiny", "input_name": "x", "output_names": ("a", "b"),
+                             "check_input": staticmethod(lambda x, who: None)})
+    entry = tmp_path / "root" / "convert" / "ab" / "key"
+    entry.mkdir(parents=True)
+    source = ModelSource(spec, lambda: net, lambda opset: None)
+    backend.convert(source, entry, "fp32", (1, 3, 8, 8))
+    assert tc.inductor_cache(entry) == (tmp_path / "root" / "inductor").resolve()
+    assert (tmp_path / "root" / "inductor").is_dir()
+    torch._dynamo.reset()
+    session = backend.load(entry, source, "fp32")
+    assert session.info.details["fxgraph_cache_miss"] == 0 and session.info.details["fxgraph_cache_hit"] >= 1
+    out = session.run({"x": np.ones((1, 3, 8, 8), np.float32)})
+    with torch.no_grad():
+        want = net(torch.ones(1, 3, 8, 8))
+    assert np.allclose(out["a"], want[0].numpy(), rtol=1e-5, atol=1e-6)
