@@ -136,8 +136,8 @@ def test_torch_compile_second_compile_comes_from_the_cache_in_the_artifact_cache
     from posegate.backends import BACKENDS, ModelSource
     from posegate.backends import torch_compile_backend as tc
     monkeypatch.setenv(torch_runtime.DEVICE_ENV, "cpu")
-    for env in tc.CACHE_ENVS:
-        monkeypatch.delenv(env, raising=False)
+    for env in tc.CACHE_ENVS:  # recorded, so the folder the backend points them at is undone afterwards
+        monkeypatch.setenv(env, str(tmp_path / "elsewhere"))
     backend = BACKENDS["torch-compile"]
     if backend.unavailable_reason():
         pytest.skip(backend.unavailable_reason())
