@@ -19,7 +19,8 @@ class TorchBackend(Backend):
     reference = True
 
     def version(self):
-        return torch.__version__
+        # the device is part of it: reference outputs and predictions cached on a CPU are not a GPU's
+        return f"{torch.__version__} on {pick_device()}"
 
     def load(self, artifact_dir, source, precision):
         return TorchSession(source.spec, source.torch_model(), pick_device())

@@ -26,7 +26,8 @@ class TorchScriptBackend(Backend):
         return torch.__version__
 
     def artifact_settings(self, precision):
-        return {"backend": self.name, "version": self.version(), "precision": precision, "freeze": True}
+        return {"backend": self.name, "version": self.version(), "precision": precision, "freeze": True,
+                "device": pick_device()}
 
     def convert(self, source, out_dir, precision, shape):
         traced = source.torchscript_path(default_trace_shape(source.spec))
