@@ -7,9 +7,10 @@ specs' and backends' declared capabilities, never by naming a model.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from posegate.backends import BACKENDS, REFERENCE
+from posegate.torchscript import engine_cases
 
 STAGES = ("weights", "golden", "preprocess", "export", "convert", "infer", "postprocess", "train", "accuracy", "perf")
 
@@ -99,6 +100,8 @@ def generate(kind: str, specs, datasets=None, needs: str | None = None, artifact
             cases += [Case(m, shape=p.name, full=not p.default) for p in spec.profiles]
         elif kind == "export":
             cases += [Case(m, variant=f"opset{o}") for o in spec.opsets]
+        elif kind == "torchscript":  # one trace per engine shape, as a static backend builds them
+            cases += [Case(m, batch=b, shape=p.name, full=f) for p, b, f in engine_cases(spec)]
         elif kind == "convert":
             for b, prec in _backends(spec, include_reference=False, supplied=artifacts):
                 if not BACKENDS[b].static_shapes:
@@ -131,7 +134,8 @@ def generate(kind: str, specs, datasets=None, needs: str | None = None, artifact
                       for p in spec.profiles]
         else:
             raise ValueError(f"unknown case kind {kind!r}")
-    return cases
+    # a backend too slow to build for the default selection (minutes of compiling) runs under --full
+    return [replace(c, full=True) if c.backend in BACKENDS and BACKENDS[c.backend].full_only else c for c in cases]
 
 
 def known_failure(spec, test_id: str) -> str | None:

@@ -14,7 +14,7 @@ from functools import lru_cache
 from importlib import metadata
 
 COMPARED = ("cpu", "cores", "accelerator", "system", "python", "packages")
-PACKAGES = ("torch", "onnxruntime", "openvino", "numpy", "tensorrt", "ais_bench")
+PACKAGES = ("torch", "onnxruntime", "openvino", "numpy", "tensorrt", "ais_bench", "torch_aie", "torch_npu")
 
 
 def _cpu_model() -> str:

@@ -20,6 +20,7 @@ from posegate.artifacts import BoundArtifact, check_signature
 from posegate.backends import BACKENDS, REFERENCE, EngineIO, ModelSource
 from posegate.cache import ArtifactCache
 from posegate.export import export_onnx
+from posegate.torchscript import default_trace_shape, export_torchscript, stage_id, trace_shape
 from posegate.flows import MissingData
 from posegate.parity import nonfinite_counts
 from posegate.progress import Progress
@@ -96,16 +97,42 @@ class Pipeline:
         entry = self._once(("onnx", spec.name, opset), "export", f"test_export[{spec.name}-opset{opset}]", build)
         return entry.file("model.onnx")
 
+    def torchscript(self, spec, shape: tuple) -> Path:
+        """The network traced at one engine shape (a dynamic axis at its profile's benchmark size), checked."""
+        traced = trace_shape(spec, shape)
+        fields = {"model": spec.name, "spec_version": spec.version, "weights": self.weights_identity(spec),
+                  "shape": traced, "torch": torch.__version__, "posegate": __version__}
+
+        def build():
+            model = self.torch_model(spec)
+            return self.cache.get_or_build("torchscript", fields,
+                                           lambda d: export_torchscript(model, d / "model.ts", traced))
+        entry = self._once(("torchscript", spec.name, traced), "export", stage_id(spec, shape), build)
+        return entry.file("model.ts")
+
+    def exported(self, spec, backend_name: str, shape: tuple | None = None) -> Path | None:
+        """What a backend converts from: its ONNX export, its trace (a static backend's at ``shape``), or
+        None for one that compiles the network itself."""
+        backend = BACKENDS[backend_name]
+        if backend.exports == "module":
+            self.torch_model(spec)
+            return None
+        if backend.exports == "torchscript":
+            return self.torchscript(spec, shape if backend.static_shapes and shape else default_trace_shape(spec))
+        return self.onnx(spec, backend.opset)
+
     def source(self, spec) -> ModelSource:
-        return ModelSource(spec, lambda: self.torch_model(spec), lambda opset: self.onnx(spec, opset))
+        return ModelSource(spec, lambda: self.torch_model(spec), lambda opset: self.onnx(spec, opset),
+                           lambda shape: self.torchscript(spec, shape))
 
     def converted(self, spec, backend_name: str, precision: str, shape: tuple | None = None) -> Path | None:
         backend = BACKENDS[backend_name]
         if not backend.converts:
             return None
         shape = shape if backend.static_shapes else None
-        onnx_path = self.onnx(spec, backend.opset)
-        fields = {"onnx": file_digest(onnx_path), "settings": backend.artifact_settings(precision),
+        exported = self.exported(spec, backend_name, shape)
+        fields = {backend.exports: file_digest(exported) if exported else self.weights_identity(spec),
+                  "settings": backend.artifact_settings(precision),
                   "shape": shape, "spec_version": spec.version}
         test_id = f"test_convert[{spec.name}-{backend_name}-{precision}]"
 

@@ -18,8 +18,8 @@ def test_convert(case, pipeline, needs, record):
     spec = case.spec
     skip_unavailable(case.backend, case)
     backend = BACKENDS[case.backend]
-    needs(pipeline.onnx, spec, backend.opset)
     shape = None if case.shape is None else spec.engine_shape(case.profile, case.batch)
+    needs(pipeline.exported, spec, case.backend, shape)
     artifact = pipeline.converted(spec, case.backend, case.precision, shape)
     files = sorted(p.name for p in artifact.iterdir())
     session = pipeline.session(spec, case.backend, case.precision, shape)

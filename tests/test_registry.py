@@ -33,7 +33,8 @@ def test_cases_follow_declared_capabilities():
             assert c.precision in BACKENDS[c.backend].precisions and c.precision in spec.precisions
             profile = spec.profile(c.shape)
             assert c.batch in profile.batch_sizes + profile.full_batch_sizes
-            assert c.full == (c.batch not in profile.batch_sizes or not profile.default)
+            slow = BACKENDS[c.backend].full_only  # a backend whose builds take minutes runs under --full only
+            assert c.full == (c.batch not in profile.batch_sizes or not profile.default or slow)
 
 
 def test_ids_are_identical_across_collections():

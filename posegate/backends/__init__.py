@@ -8,9 +8,13 @@ from posegate.backends.onnxruntime_gpu_backend import OrtCudaBackend, OrtTensorR
 from posegate.backends.openvino_backend import OpenVinoBackend
 from posegate.backends.tensorrt_backend import TensorRtBackend
 from posegate.backends.torch_backend import TorchBackend
+from posegate.backends.torch_aie_backend import TorchAieBackend
+from posegate.backends.torch_compile_backend import TorchCompileBackend
+from posegate.backends.torchscript_backend import TorchScriptBackend
 
-BACKENDS: dict[str, Backend] = {b.name: b for b in (TorchBackend(), OnnxRuntimeBackend(), OpenVinoBackend(),
-                                                    AscendBackend(), TensorRtBackend(), OrtCudaBackend(),
+BACKENDS: dict[str, Backend] = {b.name: b for b in (TorchBackend(), TorchScriptBackend(), TorchCompileBackend(),
+                                                    OnnxRuntimeBackend(), OpenVinoBackend(), AscendBackend(),
+                                                    TorchAieBackend(), TensorRtBackend(), OrtCudaBackend(),
                                                     OrtTensorRtBackend())}
 REFERENCE = "torch"
 

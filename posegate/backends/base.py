@@ -21,6 +21,7 @@ class ModelSource:
     spec: object
     torch_model: Callable[[], object]
     onnx_path: Callable[[int], Path]  # opset -> path of the exported, checked ONNX file
+    torchscript_path: Callable[[tuple], Path] | None = None  # engine shape -> the traced, checked .ts
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,8 @@ class Backend(ABC):
     static_shapes: bool = False  # True: one artifact per (batch, input shape), as ATC builds
     opset: int = 17
     reference: bool = False
+    full_only: bool = False  # True: its cases run only in the --full selection (a build of minutes)
+    exports: str = "onnx"  # what convert starts from: "onnx" (at ``opset``) or "torchscript" (a trace)
 
     def unavailable_reason(self) -> str | None:
         """None when usable here, else why not (a missing package, tool or device)."""
@@ -141,6 +144,13 @@ class Backend(ABC):
 
     def precision_problem(self, precision: str) -> str | None:
         """Why this device cannot compute in ``precision`` (None: it can)."""
+        return None
+
+    def shape_problem(self, spec, profile) -> str | None:
+        """Why this backend cannot build engines for ``profile`` (None: it can)."""
+        if self.static_shapes and profile.dynamic and not profile.gears:
+            return (f"{self.name} builds static shapes and profile {profile.name} of {spec.name} leaves "
+                    f"{profile.dims} dynamic with no gears listed (InputProfile.gears)")
         return None
 
     def open_unavailable_reason(self) -> str | None:

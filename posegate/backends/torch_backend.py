@@ -1,20 +1,15 @@
-"""The reference: the PyTorch module itself, fp32 on CPU."""
+"""The reference: the PyTorch module itself, fp32, on CUDA where torch sees a GPU, else CPU."""
 from __future__ import annotations
 
 import torch
 
-from posegate.backends.base import Backend, Session, SessionInfo
+from posegate.backends.base import Backend, SessionInfo
+from posegate.backends.torch_runtime import TorchModuleSession, for_device, pick_device
 
 
-class TorchSession(Session):
-    def __init__(self, spec, module):
-        super().__init__(spec, SessionInfo("torch", "fp32", "f32", {"threads": torch.get_num_threads()}))
-        self.module = module
-
-    def _run(self, x):
-        with torch.inference_mode():
-            out = self.module(torch.from_numpy(x))
-        return [o.numpy() for o in out]
+class TorchSession(TorchModuleSession):
+    def __init__(self, spec, module, device: str = "cpu"):
+        super().__init__(spec, SessionInfo("torch", "fp32", "f32"), for_device(module, device), device)
 
 
 class TorchBackend(Backend):
@@ -24,7 +19,8 @@ class TorchBackend(Backend):
     reference = True
 
     def version(self):
-        return torch.__version__
+        # the device is part of it: reference outputs and predictions cached on a CPU are not a GPU's
+        return f"{torch.__version__} on {pick_device()}"
 
     def load(self, artifact_dir, source, precision):
-        return TorchSession(source.spec, source.torch_model())
+        return TorchSession(source.spec, source.torch_model(), pick_device())
