@@ -41,6 +41,11 @@ class Flow(ABC):
     def decode(self, outputs: dict, records: list, samples: list) -> list:
         """Results of a batch, in the form the spec's metric scores."""
 
+    def finalize(self, results: list) -> list:
+        """A whole dataset's results, once every batch (and shard) is decoded -> the results scored; e.g.
+        per-image NMS across crops that batches and shards split. Must give the same for any split."""
+        return results
+
     def units(self, x: np.ndarray, records: list) -> int:
         """How many throughput units one engine call on ``x`` processes."""
         return len(records)
@@ -219,6 +224,11 @@ class TopDown(Flow):
     def decode(self, outputs, records, samples):
         return self.codec.decode_crops(outputs[self.output], records)
 
+    def finalize(self, results):
+        """The codec's per-image finalisation (``finalize(results)``; none where the codec has none)."""
+        finalize = getattr(self.codec, "finalize", None)
+        return results if finalize is None else finalize(results)
+
     def check_results(self, results, records, samples):
         # a crop may reach beyond its image (upstream does not clip), so keypoints are held to the crop
         problems = check_coco_results(results, {r.image_id: (r.orig_w, r.orig_h) for r in records},
@@ -235,7 +245,7 @@ class TopDown(Flow):
                                                                info.width, image_id)
             if records:
                 results += self.codec.decode_crops(heatmaps, records)
-        return results
+        return self.finalize(results)
 
     def official_problem(self, dataset, options):
         if options.get("boxes", "detections") != "detections":
