@@ -67,7 +67,7 @@ class PoseResNet(nn.Module):
     def forward(self, x):
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.final_layer(self.deconv_layers(x))
+        return (self.final_layer(self.deconv_layers(x)),)  # a tuple, as every network of the suite
 
 
 def build_network() -> PoseResNet:
