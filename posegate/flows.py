@@ -180,7 +180,9 @@ class TopDown(Flow):
     The codec owns the crop geometry and decoding: ``preprocess_crops(raws, profile_name)`` gives the
     engine input and one record per box (``image_id``, ``orig_w``, ``orig_h``, ``window``: the crop's
     extent in the image); ``decode_crops(output, records)`` one result per record;
-    ``encode_ground_truth(annotations, height, width, image_id)`` the oracle's heatmaps and records.
+    ``encode_ground_truth(annotations, height, width, image_id)`` the oracle's heatmaps and records;
+    optionally ``finalize(results)``, per image over a whole dataset (SimpleBaseline's OKS-NMS).
+    posegate.topdown holds the shared geometry, record type and oracle encoder.
     A profile's ``preprocess`` names the codec's test-time recipe (e.g. with or without flip test).
     """
     dataset_kind = "coco-keypoints"
