@@ -41,6 +41,11 @@ class Flow(ABC):
     def decode(self, outputs: dict, records: list, samples: list) -> list:
         """Results of a batch, in the form the spec's metric scores."""
 
+    def finalize(self, results: list) -> list:
+        """A whole dataset's results, once every batch (and shard) is decoded -> the results scored; e.g.
+        per-image NMS across crops that batches and shards split. Must give the same for any split."""
+        return results
+
     def units(self, x: np.ndarray, records: list) -> int:
         """How many throughput units one engine call on ``x`` processes."""
         return len(records)
@@ -175,7 +180,9 @@ class TopDown(Flow):
     The codec owns the crop geometry and decoding: ``preprocess_crops(raws, profile_name)`` gives the
     engine input and one record per box (``image_id``, ``orig_w``, ``orig_h``, ``window``: the crop's
     extent in the image); ``decode_crops(output, records)`` one result per record;
-    ``encode_ground_truth(annotations, height, width, image_id)`` the oracle's heatmaps and records.
+    ``encode_ground_truth(annotations, height, width, image_id)`` the oracle's heatmaps and records;
+    optionally ``finalize(results)``, per image over a whole dataset (SimpleBaseline's OKS-NMS).
+    posegate.topdown holds the shared geometry, record type and oracle encoder.
     A profile's ``preprocess`` names the codec's test-time recipe (e.g. with or without flip test).
     """
     dataset_kind = "coco-keypoints"
@@ -219,6 +226,11 @@ class TopDown(Flow):
     def decode(self, outputs, records, samples):
         return self.codec.decode_crops(outputs[self.output], records)
 
+    def finalize(self, results):
+        """The codec's per-image finalisation (``finalize(results)``; none where the codec has none)."""
+        finalize = getattr(self.codec, "finalize", None)
+        return results if finalize is None else finalize(results)
+
     def check_results(self, results, records, samples):
         # a crop may reach beyond its image (upstream does not clip), so keypoints are held to the crop
         problems = check_coco_results(results, {r.image_id: (r.orig_w, r.orig_h) for r in records},
@@ -235,7 +247,7 @@ class TopDown(Flow):
                                                                info.width, image_id)
             if records:
                 results += self.codec.decode_crops(heatmaps, records)
-        return results
+        return self.finalize(results)
 
     def official_problem(self, dataset, options):
         if options.get("boxes", "detections") != "detections":

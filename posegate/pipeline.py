@@ -247,9 +247,9 @@ class Pipeline:
                   "storage": serial.FORMAT}
         label = f"{spec.name}-{backend_name}-{precision}-{profile.name}-{dataset.name}"
         if self.merge_dir is not None:
-            return shards.merge(self.merge_dir, label, _digest(fields), samples)
+            return spec.flow.finalize(shards.merge(self.merge_dir, label, _digest(fields), samples))
         if self.shard is None:
-            return self._predict(spec, backend_name, precision, profile, dataset, samples, fields)
+            return spec.flow.finalize(self._predict(spec, backend_name, precision, profile, dataset, samples, fields))
         k, of = self.shard
         part = samples[shards.block(len(samples), k, of, profile.eval_batch)]
         results = self._predict(spec, backend_name, precision, profile, dataset, part, {**fields, "shard": [k, of]})

@@ -13,13 +13,15 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from posegate import topdown
+from posegate.topdown import Geometry
+
 INPUT_H, INPUT_W = 256, 192
 HEATMAP_H, HEATMAP_W = 64, 48
 STRIDE = INPUT_H // HEATMAP_H
 NUM_JOINTS = 17
 PIXEL_STD = 200.0  # scale is in units of 200 px
 EXTEND_X, EXTEND_Y = 1.09, 1.135  # test-time box widening
-ASPECT = INPUT_W / INPUT_H
 MEAN_BGR = np.array([0.406, 0.456, 0.485], np.float32)
 STD_BGR = np.array([0.225, 0.224, 0.229], np.float32)
 FLIP_PAIRS = ((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16))
@@ -33,63 +35,19 @@ ORACLE_SIGMA = 2.0  # heatmap px; the training targets' width
 FLIP = {"upstream": True, "ascend": False}
 
 
+GEOMETRY = Geometry(INPUT_W, INPUT_H, HEATMAP_W, HEATMAP_H, sigma=ORACLE_SIGMA, extend=(EXTEND_X, EXTEND_Y),
+                    pixel_std=PIXEL_STD, peak=TARGET_PEAK)
+
+
 @dataclass(frozen=True)
-class CropRecord:
-    """Where one person crop came from: image, box centre and scale (units of 200 px), detection score.
-
-    ``to_input`` is the warp's affine map; ``to_original`` is test.py's way back,
-    ``kp / 192 * (s_w * 200) + c - s_w * 200 / 2`` (256 and s_h for y): they are exact inverses.
-    """
-    image_id: int
-    orig_w: int
-    orig_h: int
-    center: tuple[float, float]
-    scale: tuple[float, float]
-    det_score: float
-    flip: bool = False
-
-    def _k(self) -> np.ndarray:
-        """Input pixels per image pixel, per axis."""
-        return np.array([INPUT_W, INPUT_H]) / (np.asarray(self.scale) * PIXEL_STD)
-
-    def to_input(self, xy) -> np.ndarray:
-        return (np.asarray(xy, np.float64) - self.center) * self._k() + (INPUT_W / 2, INPUT_H / 2)
-
-    def to_original(self, xy) -> np.ndarray:
-        size = np.asarray(self.scale) * PIXEL_STD
-        return np.asarray(xy, np.float64) / (INPUT_W, INPUT_H) * size + self.center - size / 2
-
-    @property
-    def window(self) -> tuple[float, float, float, float]:
-        """The crop's extent in the image (x0, y0, x1, y1): where its keypoints can land."""
-        (x0, y0), (x1, y1) = self.to_original([[0, 0], [INPUT_W, INPUT_H]])
-        return float(x0), float(y0), float(x1), float(y1)
+class CropRecord(topdown.CropRecord):
+    """A crop of MSPN's geometry. ``to_original`` is test.py's way back,
+    ``kp / 192 * (s_w * 200) + c - s_w * 200 / 2`` (256 and s_h for y)."""
+    geometry = GEOMETRY
 
 
-# ----------------------------------------------------------------------------------------- geometry
-
-def boxes_to_center_scale(boxes) -> tuple[np.ndarray, np.ndarray]:
-    """[N, 4] xywh boxes -> centres [N, 2] and scales [N, 2] (units of 200 px), widened and fitted
-    to the input's 3:4 aspect by enlarging the smaller side, as upstream's test-time crop does."""
-    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-    if np.any(np.maximum(boxes[:, 2], boxes[:, 3]) <= 0) or not np.isfinite(boxes).all():
-        bad = boxes[~(np.isfinite(boxes).all(axis=1) & (np.maximum(boxes[:, 2], boxes[:, 3]) > 0))][0]
-        raise ValueError(f"person box {bad.tolist()} (x, y, w, h) has no extent; cannot crop it")
-    center = boxes[:, :2] + boxes[:, 2:] / 2
-    scale = boxes[:, 2:] / PIXEL_STD * (EXTEND_X, EXTEND_Y)
-    wide = scale[:, 0] > ASPECT * scale[:, 1]
-    scale[:, 1] = np.where(wide, scale[:, 0] / ASPECT, scale[:, 1])
-    scale[:, 0] = np.where(wide, scale[:, 0], scale[:, 1] * ASPECT)
-    return center, scale
-
-
-def affine_matrices(center: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """[N, 2, 3] image -> input maps: a scale about the box centre, which lands on the input's centre."""
-    k = np.array([INPUT_W, INPUT_H]) / (scale * PIXEL_STD)
-    m = np.zeros((len(center), 2, 3))
-    m[:, 0, 0], m[:, 1, 1] = k[:, 0], k[:, 1]
-    m[:, :, 2] = (INPUT_W / 2, INPUT_H / 2) - k * center
-    return m
+boxes_to_center_scale = GEOMETRY.boxes_to_center_scale
+affine_matrices = GEOMETRY.affine_matrices
 
 
 # ------------------------------------------------------------------------------------ preprocessing
@@ -251,43 +209,13 @@ def decode_crops(outputs: np.ndarray, records: list[CropRecord]) -> list[dict]:
 
 # -------------------------------------------------------------------------------------- oracle
 
-def oracle_people(annotations: list[dict]) -> list[dict]:
-    """People whose ground truth can be encoded: not crowd, a box with extent, at least one keypoint
-    (COCOeval ignores people without keypoints, so a prediction for them could only be a false positive)."""
-    return [a for a in annotations
-            if not a.get("iscrowd") and a.get("num_keypoints", 0) > 0 and a["bbox"][2] > 0 and a["bbox"][3] > 0]
-
-
-def oracle_box(annotation: dict) -> list[float]:
-    """The person's box grown to hold every labelled keypoint.
-
-    COCO boxes follow the visible segment while occluded keypoints are labelled beyond it; a crop
-    cannot hold what lies outside it, and the oracle measures the decoder, not the box.
-    """
-    x, y, w, h = annotation["bbox"]
-    kp = np.asarray(annotation["keypoints"], np.float64).reshape(NUM_JOINTS, 3)
-    kp = kp[kp[:, 2] > 0, :2]
-    x0, y0 = np.minimum([x, y], kp.min(axis=0)) if len(kp) else (x, y)
-    x1, y1 = np.maximum([x + w, y + h], kp.max(axis=0)) if len(kp) else (x + w, y + h)
-    return [float(x0), float(y0), float(x1 - x0), float(y1 - y0)]
-
-
 def encode_ground_truth(annotations: list[dict], height: int, width: int, image_id: int):
-    """Ground-truth people of one image -> the heatmaps a perfect network would give in their
-    ground-truth boxes (Gaussians of peak 255 at each labelled keypoint), and their crop records."""
-    people = oracle_people(annotations)
-    if not people:
-        return np.zeros((0, NUM_JOINTS, HEATMAP_H, HEATMAP_W), np.float32), []
-    center, scale = boxes_to_center_scale([oracle_box(a) for a in people])
-    records = [CropRecord(int(image_id), int(width), int(height), tuple(c.tolist()), tuple(s.tolist()), 1.0)
-               for c, s in zip(center, scale)]
-    gy, gx = np.mgrid[0:HEATMAP_H, 0:HEATMAP_W].astype(np.float64)
-    maps = np.zeros((len(people), NUM_JOINTS, HEATMAP_H, HEATMAP_W), np.float32)
-    for i, (person, rec) in enumerate(zip(people, records)):
-        kp = np.asarray(person["keypoints"], np.float64).reshape(NUM_JOINTS, 3)
-        # the decoder's crop coordinate is 4 * u + 2, so the keypoint sits at u = (crop - 2) / 4
-        u = (rec.to_input(kp[:, :2]) - STRIDE / 2) / STRIDE
-        for j in np.flatnonzero(kp[:, 2] > 0):
-            d2 = (gx - u[j, 0]) ** 2 + (gy - u[j, 1]) ** 2
-            maps[i, j] = TARGET_PEAK * np.exp(-d2 / (2 * ORACLE_SIGMA ** 2))
-    return maps, records
+    """Ground-truth people of one image -> Gaussians of peak 255 in their ground-truth boxes, and records."""
+    # the decoder's crop coordinate is 4 * u + 2, so the keypoint sits at u = (crop - 2) / 4
+    return topdown.encode_ground_truth(CropRecord, lambda xy: (xy - STRIDE / 2) / STRIDE, annotations,
+                                       height, width, image_id)
+
+
+def finalize(results: list[dict]) -> list[dict]:
+    """None per image: upstream's test.py only sorts by (image_id, score), which COCOeval does not need."""
+    return results
