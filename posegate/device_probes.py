@@ -27,15 +27,6 @@ from posegate.probes import OrtProbe
 class _OnnxGraph(OrtProbe):
     """The graph side of a device probe: nodes, float tensors and sizes read from the ONNX file."""
 
-    def with_outputs(self, names: list[str]) -> onnx.ModelProto:
-        model = onnx.ModelProto()
-        model.CopyFrom(self.model)
-        present = {o.name for o in model.graph.output}
-        for name in names:
-            if name not in present:
-                model.graph.output.append(onnx.helper.make_tensor_value_info(name, self._types.get(name, 1), None))
-        return model
-
 
 class TrtProbe(_OnnxGraph):
     backend = "tensorrt"

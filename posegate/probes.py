@@ -66,14 +66,19 @@ class OrtProbe:
             out[v.name] = 4 * int(np.prod(dims)) if dims and all(dims) else 0
         return out
 
-    def run(self, x: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
-        import onnxruntime as ort
+    def with_outputs(self, names: list[str]) -> onnx.ModelProto:
+        """A copy of the graph with ``names`` exposed as outputs as well."""
         model = onnx.ModelProto()
         model.CopyFrom(self.model)
         present = {o.name for o in model.graph.output}
         for name in names:
             if name not in present:
                 model.graph.output.append(onnx.helper.make_tensor_value_info(name, self._types.get(name, 1), None))
+        return model
+
+    def run(self, x: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
+        import onnxruntime as ort
+        model = self.with_outputs(names)
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
         sess = ort.InferenceSession(model.SerializeToString(), opts, providers=self.providers)
