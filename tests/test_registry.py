@@ -40,3 +40,13 @@ def test_cases_follow_declared_capabilities():
 def test_ids_are_identical_across_collections():
     """xdist workers collect independently; their ids must agree."""
     assert [c.id for c in generate("perf", MODELS.values())] == [c.id for c in generate("perf", MODELS.values())]
+
+
+@pytest.mark.parametrize("name", sorted(BACKENDS))
+def test_backend_version_is_plain_text(name):
+    # results travel back from xdist workers through execnet, which refuses objects such as torch's TorchVersion
+    backend = BACKENDS[name]
+    if backend.unavailable_reason():
+        pytest.skip(f"{name}: {backend.unavailable_reason()}")
+    version = backend.version()
+    assert type(version) is str, f"{name}.version() returned {type(version).__name__}"

@@ -59,7 +59,7 @@ class TorchCompileBackend(Backend):
         return None
 
     def version(self):
-        return torch.__version__
+        return str(torch.__version__)
 
     def artifact_settings(self, precision):
         return {"backend": self.name, "version": self.version(), "precision": precision, "mode": "inductor",

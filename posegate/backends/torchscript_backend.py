@@ -23,7 +23,7 @@ class TorchScriptBackend(Backend):
     exports = "torchscript"
 
     def version(self):
-        return torch.__version__
+        return str(torch.__version__)
 
     def artifact_settings(self, precision):
         return {"backend": self.name, "version": self.version(), "precision": precision, "freeze": True,
