@@ -1,7 +1,7 @@
 """Reading ``.npz`` files whose entries are pickled dicts (VideoPose3D's Human3.6M files) without
 letting the file run code.
 
-``np.load(allow_pickle=True)`` hands the pickle stream to ``pickle.load``, which imports and calls any
+numpy's own loader, once pickles are allowed, hands the pickle stream to ``pickle.load``, which imports and calls any
 global the stream names: a crafted ``data_3d_h36m.npz`` can run ``os.system``. Here an object array's
 stream goes through an unpickler whose ``find_class`` admits only numpy's own array and scalar
 reconstruction (dicts, lists, tuples and strings need no globals at all); anything else is refused
