@@ -137,6 +137,7 @@ class Backend(ABC):
     reference: bool = False
     full_only: bool = False  # True: its cases run only in the --full selection (a build of minutes)
     exports: str = "onnx"  # what convert starts from: "onnx" (at ``opset``) or "torchscript" (a trace)
+    takes_gears: bool = True  # False: a static-shape backend that cannot serve a dynamic profile's gears either
 
     def unavailable_reason(self) -> str | None:
         """None when usable here, else why not (a missing package, tool or device)."""
@@ -148,10 +149,12 @@ class Backend(ABC):
 
     def shape_problem(self, spec, profile) -> str | None:
         """Why this backend cannot build engines for ``profile`` (None: it can)."""
-        if self.static_shapes and profile.dynamic and not profile.gears:
-            return (f"{self.name} builds static shapes and profile {profile.name} of {spec.name} leaves "
-                    f"{profile.dims} dynamic with no gears listed (InputProfile.gears)")
-        return None
+        if not (self.static_shapes and profile.dynamic) or (self.takes_gears and profile.gears):
+            return None
+        why = "with no gears listed (InputProfile.gears)" if self.takes_gears else \
+            "(it compiles one static shape per engine: a new size would need another compile)"
+        return f"{self.name} builds static shapes and profile {profile.name} of {spec.name} leaves {profile.dims} " \
+               f"dynamic {why}"
 
     def open_unavailable_reason(self) -> str | None:
         """Like unavailable_reason, for running a supplied artifact only (no converter needed)."""

@@ -70,6 +70,7 @@ class TorchAieBackend(Backend):
     name = "torch-aie"
     precisions = ("fp16", "fp32")
     static_shapes = True
+    takes_gears = False
     exports = "torchscript"
 
     def _libraries(self):
@@ -94,12 +95,6 @@ class TorchAieBackend(Backend):
         chip, _ = chip_name()
         if precision == "fp32" and chip == "310":
             return "the Ascend310's cube unit computes fp16 (or int8) only; FP32 policy needs a 310P or later"
-        return None
-
-    def shape_problem(self, spec, profile):
-        if profile.dynamic:
-            return (f"torch-aie compiles one static shape per engine here and profile {profile.name} of {spec.name} "
-                    f"leaves {profile.dims} free")
         return None
 
     def version(self):

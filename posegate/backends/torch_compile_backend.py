@@ -45,17 +45,12 @@ class TorchCompileBackend(Backend):
     precisions = ("fp32",)
     exports = "module"  # compiles the eager network itself
     static_shapes = True
+    takes_gears = False
     full_only = True  # measured: 70 s per engine shape of the smallest network cold on 2 cores, 20 s warm
 
     def unavailable_reason(self):
         if pick_device() == "cpu" and shutil.which(os.environ.get("CXX", "g++")) is None:
             return "inductor generates C++ on the CPU and no C++ compiler is on PATH (install g++)"
-        return None
-
-    def shape_problem(self, spec, profile):
-        if profile.dynamic:
-            return (f"torch-compile compiles one static shape per engine shape (dynamic=False) and profile "
-                    f"{profile.name} of {spec.name} leaves {profile.dims} free (a new size would recompile)")
         return None
 
     def version(self):
