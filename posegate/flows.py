@@ -36,7 +36,7 @@ class Flow(ABC):
         """Keep ``codec`` after checking it against the flow's contract: at the spec module's import, a
         missing or uncallable method is an error naming the codec, the flow and the method."""
         self.contract.check_codec(codec, positional)
-        self.codec = codec
+        self.codec, self.codec_arity = codec, positional
 
     def _checked(self, made: tuple, count: int | None = None, record: type | None = None) -> tuple:
         """A codec call's (engine input or maps, records) after checking the records' types (once each)."""
