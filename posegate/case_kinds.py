@@ -8,20 +8,20 @@ kinds that run them. A new kind is one decorated function; ``generate`` rejects 
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator
 
 from posegate.backends import BACKENDS, REFERENCE
 from posegate.case import Case
 from posegate.torchscript import engine_cases
 
-Generator = Callable[["ModelScope"], Iterable[Case]]
-KINDS: dict[str, Generator] = {}
+CaseGenerator = Callable[["ModelScope"], Iterable[Case]]
+KINDS: dict[str, CaseGenerator] = {}
 
 
-def case_kind(name: str) -> Callable[[Generator], Generator]:
+def case_kind(name: str) -> Callable[[CaseGenerator], CaseGenerator]:
     """Register a generator under a kind name (one name, one generator: a repeated name is a mistake)."""
-    def register(fn: Generator) -> Generator:
+    def register(fn: CaseGenerator) -> CaseGenerator:
         if name in KINDS:
             raise ValueError(f"case kind {name!r} is registered twice: {KINDS[name].__name__} and {fn.__name__}")
         KINDS[name] = fn

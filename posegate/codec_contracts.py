@@ -166,7 +166,7 @@ def record_fields(proto: type) -> tuple[str, ...]:
     """The attributes a record Protocol declares: its fields, properties and methods."""
     names: dict[str, None] = {}
     for c in _protocols(proto):
-        names.update(dict.fromkeys(c.__dict__.get("__annotations__", {})))
+        names.update(dict.fromkeys(inspect.get_annotations(c)))
         names.update(dict.fromkeys(n for n, v in vars(c).items()
                                    if not n.startswith("_") and (inspect.isfunction(v) or isinstance(v, property))))
     return tuple(names)

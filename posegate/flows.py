@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 import numpy as np
 
 from posegate import codec_contracts
-from posegate.codec_contracts import Contract
+from posegate.codec_contracts import BottomUpCodec, Contract, SequencesCodec, TopDownCodec
 from posegate.topdown import oracle_people
 
 
@@ -128,7 +128,7 @@ class BottomUp(Flow):
     decode_needs_trained_weights = True  # noise maps hold hundreds of peaks per channel
     contract = codec_contracts.BOTTOM_UP
 
-    def __init__(self, codec, decode_outputs: tuple[str, ...], stride: int, copies: int = 1,
+    def __init__(self, codec: BottomUpCodec, decode_outputs: tuple[str, ...], stride: int, copies: int = 1,
                  capabilities: frozenset | None = None):
         # copies > 1: the codec's engine batch holds every sample, then each further copy of them all
         # (HigherHRNet's flipped images), and decode gets one sample's copies stacked on a first axis
@@ -214,7 +214,7 @@ class TopDown(Flow):
     decode_cost_batch = 64
     contract = codec_contracts.TOP_DOWN
 
-    def __init__(self, codec, output: str):
+    def __init__(self, codec: TopDownCodec, output: str):
         self.output = output
         self._bind_codec(codec)
 
@@ -297,7 +297,7 @@ class Sequences(Flow):
     capabilities = frozenset({"sequence"})
     contract = codec_contracts.SEQUENCES
 
-    def __init__(self, codec, output: str):
+    def __init__(self, codec: SequencesCodec, output: str):
         self.output = output
         self._bind_codec(codec)
 

@@ -146,7 +146,7 @@ def test_a_codec_missing_a_method_is_refused_naming_codec_flow_and_method(method
 
 
 def test_a_sequences_codec_missing_its_decode_is_refused():
-    with pytest.raises(ContractError, match="Sequences flow.* lacks decode_batch"):
+    with pytest.raises(ContractError, match=r"Sequences flow.* lacks decode_batch"):
         Sequences(types.SimpleNamespace(preprocess_batch=lambda raws, recipe: (None, [])), "out")
 
 
@@ -197,7 +197,7 @@ def test_a_spec_module_with_a_broken_codec_fails_at_import(tmp_path, monkeypatch
     spec = importlib.util.spec_from_file_location("broken_spec", tmp_path / "broken_spec.py")
     module = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, "broken_spec", module)
-    with pytest.raises(ContractError, match="models.broken_spec.codec .* lacks decode_crops, encode_ground_truth"):
+    with pytest.raises(ContractError, match=r"models\.broken_spec\.codec .* lacks decode_crops, encode_ground_truth"):
         spec.loader.exec_module(module)
 
 
