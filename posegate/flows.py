@@ -31,6 +31,7 @@ class Flow(ABC):
     decode_needs_trained_weights: bool = False  # random weights make decoding unrepresentative
     copies: int = 1  # engine inputs per sample (2 where the batch also holds flipped copies)
     contract: Contract | None = None  # what the codec and its records must have (posegate.codec_contracts)
+    record_contract: type | None = None  # a stricter record Protocol than the contract's, where capabilities need one
 
     def _bind_codec(self, codec, **positional: int) -> None:
         """Keep ``codec`` after checking it against the flow's contract: at the spec module's import, a
@@ -42,6 +43,10 @@ class Flow(ABC):
         """A codec call's (engine input or maps, records) after checking the records' types (once each)."""
         self.contract.check_records(self.codec, made[-1], record, count)
         return made
+
+    def _preprocessed(self, made: tuple, raws: list) -> tuple:
+        """A codec's (engine input, records) for ``raws``: one record per sample, each keeping the contract."""
+        return self._checked(made, len(raws), self.record_contract)
 
     @abstractmethod
     def samples(self, dataset, profile, options: dict) -> list:
@@ -120,7 +125,9 @@ def check_coco_results(results: list, sizes: dict, windows: list | None = None,
 
 
 class BottomUp(Flow):
-    """Whole images in, every person out: the codec groups keypoints itself (OpenPose, HigherHRNet)."""
+    """Whole images in, every person out: the codec groups keypoints itself (OpenPose, HigherHRNet).
+    Its methods and records: posegate.codec_contracts.BottomUpCodec, ImageRecord (LetterboxRecord when letterboxed).
+    """
     dataset_kind = "coco-keypoints"
     unit = "img"
     capabilities = frozenset({"image", "letterbox"})
@@ -149,7 +156,7 @@ class BottomUp(Flow):
         return image
 
     def preprocess(self, raws, profile):
-        return self._checked(self.codec.preprocess_batch(raws, profile.preprocess), len(raws), self.record_contract)
+        return self._preprocessed(self.codec.preprocess_batch(raws, profile.preprocess), raws)
 
     def decode(self, outputs, records, samples, stride=None):
         """``stride``: of the maps, when not the network's (the oracle draws in the image frame)."""
@@ -244,7 +251,7 @@ class TopDown(Flow):
         return image, [0.0, 0.0, float(w), float(h)], 1.0, 0
 
     def preprocess(self, raws, profile):
-        return self._checked(self.codec.preprocess_crops(raws, profile.preprocess), len(raws))
+        return self._preprocessed(self.codec.preprocess_crops(raws, profile.preprocess), raws)
 
     def decode(self, outputs, records, samples):
         return self.codec.decode_crops(outputs[self.output], records)
@@ -308,7 +315,7 @@ class Sequences(Flow):
         return dataset.inputs(tuple(sample))
 
     def preprocess(self, raws, profile):
-        return self._checked(self.codec.preprocess_batch(raws, profile.preprocess), len(raws))
+        return self._preprocessed(self.codec.preprocess_batch(raws, profile.preprocess), raws)
 
     def decode(self, outputs, records, samples):
         poses = self.codec.decode_batch(outputs[self.output], records)

@@ -116,7 +116,7 @@ def test_every_models_records_carry_their_contracts_fields(name):
     else:
         raws = [flow.from_image(np.full((90, 120, 3), 128, np.uint8))]
     _, records = flow.preprocess(raws, profile)
-    wanted = record_fields(getattr(flow, "record_contract", None) or flow.contract.record)
+    wanted = record_fields(flow.record_contract or flow.contract.record)
     assert len(records) == 1
     assert [f for f in wanted if not hasattr(records[0], f)] == []
 
