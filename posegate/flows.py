@@ -4,12 +4,18 @@ A flow is the task-specific part of a spec (bottom-up images, top-down crops on 
 2D-to-3D sequences); the stage tests and the pipeline only ever call this interface, so a new kind
 of model brings a flow, not special cases in the shared code. A sample is a small JSON-able value
 (an image id, a person box, a sequence key), so it can key the cache and travel between workers.
+Each flow's codec and records keep a written contract (posegate.codec_contracts), checked when the
+flow is built and where records are first made.
 """
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
 import numpy as np
+
+from posegate import codec_contracts
+from posegate.codec_contracts import BottomUpCodec, Contract, SequencesCodec, TopDownCodec
+from posegate.topdown import oracle_people
 
 
 class MissingData(LookupError):
@@ -24,6 +30,23 @@ class Flow(ABC):
     decode_cost_batch: int = 1  # batch whose decoding must cost less than its inference
     decode_needs_trained_weights: bool = False  # random weights make decoding unrepresentative
     copies: int = 1  # engine inputs per sample (2 where the batch also holds flipped copies)
+    contract: Contract | None = None  # what the codec and its records must have (posegate.codec_contracts)
+    record_contract: type | None = None  # a stricter record Protocol than the contract's, where capabilities need one
+
+    def _bind_codec(self, codec, **positional: int) -> None:
+        """Keep ``codec`` after checking it against the flow's contract: at the spec module's import, a
+        missing or uncallable method is an error naming the codec, the flow and the method."""
+        self.contract.check_codec(codec, positional)
+        self.codec, self.codec_arity = codec, positional
+
+    def _checked(self, made: tuple, count: int | None = None, record: type | None = None) -> tuple:
+        """A codec call's (engine input or maps, records) after checking the records' types (once each)."""
+        self.contract.check_records(self.codec, made[-1], record, count)
+        return made
+
+    def _preprocessed(self, made: tuple, raws: list) -> tuple:
+        """A codec's (engine input, records) for ``raws``: one record per sample, each keeping the contract."""
+        return self._checked(made, len(raws), self.record_contract)
 
     @abstractmethod
     def samples(self, dataset, profile, options: dict) -> list:
@@ -95,26 +118,33 @@ def check_coco_results(results: list, sizes: dict, windows: list | None = None,
         if not np.all(np.isfinite(kp)):
             problems.append(f"image {r['image_id']}: non-finite keypoints")
         elif not np.all((kp[found, 0] >= x0) & (kp[found, 0] <= x1) & (kp[found, 1] >= y0) & (kp[found, 1] <= y1)):
-            where = f"the {w}x{h} image" if windows is None else f"the crop window {[round(v, 1) for v in (x0, y0, x1, y1)]}"
+            where = (f"the {w}x{h} image" if windows is None
+                     else f"the crop window {[round(v, 1) for v in (x0, y0, x1, y1)]}")
             problems.append(f"image {r['image_id']}: keypoints outside {where}")
     return problems
 
 
 class BottomUp(Flow):
-    """Whole images in, every person out: the codec groups keypoints itself (OpenPose, HigherHRNet)."""
+    """Whole images in, every person out: the codec groups keypoints itself (OpenPose, HigherHRNet).
+    Its methods and records: posegate.codec_contracts.BottomUpCodec, ImageRecord (LetterboxRecord when letterboxed).
+    """
     dataset_kind = "coco-keypoints"
     unit = "img"
     capabilities = frozenset({"image", "letterbox"})
     has_oracle = True
     decode_needs_trained_weights = True  # noise maps hold hundreds of peaks per channel
+    contract = codec_contracts.BOTTOM_UP
 
-    def __init__(self, codec, decode_outputs: tuple[str, ...], stride: int, copies: int = 1,
+    def __init__(self, codec: BottomUpCodec, decode_outputs: tuple[str, ...], stride: int, copies: int = 1,
                  capabilities: frozenset | None = None):
         # copies > 1: the codec's engine batch holds every sample, then each further copy of them all
         # (HigherHRNet's flipped images), and decode gets one sample's copies stacked on a first axis
-        self.codec, self.decode_outputs, self.stride, self.copies = codec, decode_outputs, stride, copies
+        self.decode_outputs, self.stride, self.copies = decode_outputs, stride, copies
         if capabilities is not None:
             self.capabilities = capabilities
+        self._bind_codec(codec, decode=len(decode_outputs) + 1)  # one map per decoded output, then the record
+        # letterboxed inputs are checked for exactly zero padding, which the records locate
+        self.record_contract = codec_contracts.LetterboxRecord if "letterbox" in self.capabilities else None
 
     def samples(self, dataset, profile, options):
         return [int(i) for i in dataset.image_ids]
@@ -126,7 +156,7 @@ class BottomUp(Flow):
         return image
 
     def preprocess(self, raws, profile):
-        return self.codec.preprocess_batch(raws, profile.preprocess)
+        return self._preprocessed(self.codec.preprocess_batch(raws, profile.preprocess), raws)
 
     def decode(self, outputs, records, samples, stride=None):
         """``stride``: of the maps, when not the network's (the oracle draws in the image frame)."""
@@ -171,36 +201,36 @@ class BottomUp(Flow):
             raise ValueError("the oracle encodes one image per batch")
         info = dataset.image_info(samples[0])
         *maps, rec, stride = self.codec.encode_ground_truth(dataset.annotations(samples[0]), info.height, info.width)
+        self._checked(([rec],))
         return {n: m[None] if self.copies == 1 else m for n, m in zip(self.decode_outputs, maps)}, [rec], stride
 
 
 class TopDown(Flow):
     """One crop per person box (detections, or ground-truth boxes on request), batched across images.
 
-    The codec owns the crop geometry and decoding: ``preprocess_crops(raws, profile_name)`` gives the
-    engine input and one record per box (``image_id``, ``orig_w``, ``orig_h``, ``window``: the crop's
-    extent in the image); ``decode_crops(output, records)`` one result per record;
-    ``encode_ground_truth(annotations, height, width, image_id)`` the oracle's heatmaps and records;
-    optionally ``finalize(results)``, per image over a whole dataset (SimpleBaseline's OKS-NMS).
-    posegate.topdown holds the shared geometry, record type and oracle encoder.
-    A profile's ``preprocess`` names the codec's test-time recipe (e.g. with or without flip test).
+    The codec owns the crop geometry and decoding (posegate.codec_contracts.TopDownCodec: crops and one
+    CropRecord per box, one result per record, the oracle's heatmaps; optionally a per-image finalize
+    over a whole dataset, SimpleBaseline's OKS-NMS). posegate.topdown holds the shared geometry, record
+    type and oracle encoder. A profile's ``preprocess`` names the codec's test-time recipe (e.g. with or
+    without flip test).
     """
     dataset_kind = "coco-keypoints"
     unit = "crops"
     capabilities = frozenset({"image", "crop"})
     has_oracle = True
     decode_cost_batch = 64
+    contract = codec_contracts.TOP_DOWN
 
-    def __init__(self, codec, output: str):
-        self.codec, self.output = codec, output
+    def __init__(self, codec: TopDownCodec, output: str):
+        self.output = output
+        self._bind_codec(codec)
 
     def samples(self, dataset, profile, options):
         boxes = options.get("boxes", "detections")
         if boxes == "ground-truth":
             # people without keypoints are ignored by COCOeval: a crop on them could only add a false positive
             found = [{"image_id": int(a["image_id"]), "bbox": [float(v) for v in a["bbox"]], "score": 1.0}
-                     for i in dataset.image_ids for a in dataset.annotations(i)
-                     if not a.get("iscrowd") and a.get("num_keypoints", 0) > 0 and a["bbox"][2] > 0 and a["bbox"][3] > 0]
+                     for i in dataset.image_ids for a in oracle_people(dataset.annotations(i))]
         else:
             if dataset.detections_file is None:
                 raise MissingData(f"{dataset.root}/detections/ holds no person detection file: put "
@@ -221,7 +251,7 @@ class TopDown(Flow):
         return image, [0.0, 0.0, float(w), float(h)], 1.0, 0
 
     def preprocess(self, raws, profile):
-        return self.codec.preprocess_crops(raws, profile.preprocess)
+        return self._preprocessed(self.codec.preprocess_crops(raws, profile.preprocess), raws)
 
     def decode(self, outputs, records, samples):
         return self.codec.decode_crops(outputs[self.output], records)
@@ -243,8 +273,8 @@ class TopDown(Flow):
         results = []
         for image_id in dataset.image_ids:
             info = dataset.image_info(image_id)
-            heatmaps, records = self.codec.encode_ground_truth(dataset.annotations(image_id), info.height,
-                                                               info.width, image_id)
+            heatmaps, records = self._checked(self.codec.encode_ground_truth(dataset.annotations(image_id),
+                                                                             info.height, info.width, image_id))
             if records:
                 results += self.codec.decode_crops(heatmaps, records)
         return self.finalize(results)
@@ -266,14 +296,17 @@ class Sequences(Flow):
     """2D keypoint sequences in, 3D poses out (VideoPose3D); the codec pads, flips and trims.
 
     The codec gives ``preprocess_batch(raws, recipe)`` -> (engine input, one record per sequence with
-    its ``frames``) and ``decode_batch(output, records)`` -> one [frames, 17, 3] array per sequence.
+    its ``frames``) and ``decode_batch(output, records)`` -> one [frames, 17, 3] array per sequence
+    (posegate.codec_contracts.SequencesCodec).
     """
     dataset_kind = "h36m"
     unit = "frames"
     capabilities = frozenset({"sequence"})
+    contract = codec_contracts.SEQUENCES
 
-    def __init__(self, codec, output: str):
-        self.codec, self.output = codec, output
+    def __init__(self, codec: SequencesCodec, output: str):
+        self.output = output
+        self._bind_codec(codec)
 
     def samples(self, dataset, profile, options):
         return [list(k) for k in dataset.sequences]
@@ -282,7 +315,7 @@ class Sequences(Flow):
         return dataset.inputs(tuple(sample))
 
     def preprocess(self, raws, profile):
-        return self.codec.preprocess_batch(raws, profile.preprocess)
+        return self._preprocessed(self.codec.preprocess_batch(raws, profile.preprocess), raws)
 
     def decode(self, outputs, records, samples):
         poses = self.codec.decode_batch(outputs[self.output], records)
@@ -307,5 +340,6 @@ class Sequences(Flow):
 
     def official_problem(self, dataset, options):
         if getattr(dataset, "keypoints", None) != "cpn_ft_h36m_dbb":
-            return "the official protocol lifts the CPN detections (data_2d_h36m_cpn_ft_h36m_dbb.npz), not ground-truth 2D"
+            return ("the official protocol lifts the CPN detections (data_2d_h36m_cpn_ft_h36m_dbb.npz), "
+                    "not ground-truth 2D")
         return None

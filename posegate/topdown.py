@@ -83,6 +83,7 @@ class CropRecord:
 
     A model's codec subclasses it with its ``geometry`` (a class attribute, not a field: records stay small
     and keep their stored form). ``to_input`` is the warp's affine map, ``to_original`` its exact inverse.
+    It keeps the top-down flow's record contract, posegate.codec_contracts.CropRecord.
     """
     geometry: ClassVar[Geometry]
     image_id: int
