@@ -109,7 +109,8 @@ def test_weights_failures_name_the_test_that_builds_the_network(tmp_path, monkey
         p = Pipeline(ArtifactCache(tmp_path / "cache"), tmp_path if with_checkpoint else None)
         failure = _fails(p.torch_model, spec)
         assert failure.stage == "weights" and failure.case == Case(spec.name)
-        assert failure.test == ("test_checkpoint_loads" if with_checkpoint else "test_prefixed_checkpoint_loads_the_same")
+        loads = "test_checkpoint_loads" if with_checkpoint else "test_prefixed_checkpoint_loads_the_same"
+        assert failure.test == loads
         assert stale(failure, datasets, {}) == []
         assert _fails(p.weights_info, spec) is failure, "a second ask re-raises the remembered failure"
 

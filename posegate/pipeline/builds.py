@@ -13,7 +13,7 @@ import torch
 from posegate import __version__
 from posegate.backends import BACKENDS, ModelSource
 from posegate.export import export_onnx
-from posegate.pipeline import origins
+from posegate.pipeline.origins import Origin
 from posegate.torchscript import default_trace_shape, export_torchscript, trace_shape
 from posegate.weights import WeightsInfo, build_model, file_digest
 
@@ -42,7 +42,7 @@ class Weights:
         """The reference network; dependants of a failed weights stage skip instead of failing."""
         if spec.name not in self._models:
             path = self.checkpoint_path(spec)
-            self._models[spec.name] = self.memo.once(("weights", spec.name), spec, origins.weights(spec, path),
+            self._models[spec.name] = self.memo.once(("weights", spec.name), spec, Origin.weights(spec, path),
                                                      lambda: build_model(spec, path))
         return self._models[spec.name]
 
@@ -70,7 +70,7 @@ class Builds:
             model = self.stages.torch_model(spec)
             return self.cache.get_or_build("onnx", fields,
                                            lambda d: export_onnx(model, spec, d / "model.onnx", opset, sample))
-        entry = self.memo.once(("onnx", spec.name, opset), spec, origins.onnx_export(spec, opset), build)
+        entry = self.memo.once(("onnx", spec.name, opset), spec, Origin.onnx_export(spec, opset), build)
         return entry.file("model.onnx")
 
     def torchscript(self, spec, shape: tuple) -> Path:
@@ -83,7 +83,7 @@ class Builds:
             model = self.stages.torch_model(spec)
             return self.cache.get_or_build("torchscript", fields,
                                            lambda d: export_torchscript(model, d / "model.ts", traced))
-        entry = self.memo.once(("torchscript", spec.name, traced), spec, origins.trace(spec, shape), build)
+        entry = self.memo.once(("torchscript", spec.name, traced), spec, Origin.trace(spec, shape), build)
         return entry.file("model.ts")
 
     def exported(self, spec, backend_name: str, shape: tuple | None = None) -> Path | None:
@@ -94,7 +94,8 @@ class Builds:
             self.stages.torch_model(spec)
             return None
         if backend.exports == "torchscript":
-            return self.stages.torchscript(spec, shape if backend.static_shapes and shape else default_trace_shape(spec))
+            traced = shape if backend.static_shapes and shape else default_trace_shape(spec)
+            return self.stages.torchscript(spec, traced)
         return self.stages.onnx(spec, backend.opset)
 
     def source(self, spec) -> ModelSource:
@@ -114,5 +115,5 @@ class Builds:
         def build():
             return self.cache.get_or_build(
                 "convert", fields, lambda d: backend.convert(self.stages.source(spec), d, precision, shape))
-        origin = origins.conversion(spec, backend_name, precision, shape)
+        origin = Origin.conversion(spec, backend_name, precision, shape)
         return self.memo.once(("convert", spec.name, backend_name, precision, shape), spec, origin, build).path

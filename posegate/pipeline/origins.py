@@ -6,7 +6,7 @@ test that exists when the generator, a profile or a backend's shape rule changes
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from posegate.backends import BACKENDS
 from posegate.cases import Case, generate
@@ -24,7 +24,7 @@ class Origin:
     kind: str
     model: str
     fields: tuple[tuple[str, object], ...] = ()
-    engine: tuple | None = field(default=None)
+    engine: tuple | None = None
 
     def case(self, spec, artifacts=None) -> Case | None:
         """The generated case of ``test`` that builds this artifact; None when no case of it does.
@@ -52,36 +52,36 @@ class Origin:
         at = f" at engine shape {tuple(self.engine)}" if self.engine is not None else ""
         return f"{self.model} ({wanted or 'no case fields'}){at}"
 
+    @classmethod
+    def weights(cls, spec, checkpoint) -> Origin:
+        """The network's weights: with a checkpoint the load test reads it, without one the seeded network is
+        built (and must load again) by the prefixed-checkpoint test."""
+        test = "test_checkpoint_loads" if checkpoint is not None else "test_prefixed_checkpoint_loads_the_same"
+        return cls("weights", test, "model", spec.name)
 
-def weights(spec, checkpoint) -> Origin:
-    """The network's weights: with a checkpoint the load test reads it, without one the seeded network is
-    built (and must load again) by the prefixed-checkpoint test."""
-    test = "test_checkpoint_loads" if checkpoint is not None else "test_prefixed_checkpoint_loads_the_same"
-    return Origin("weights", test, "model", spec.name)
+    @classmethod
+    def onnx_export(cls, spec, opset: int) -> Origin:
+        return cls("export", "test_export", "export", spec.name, (("variant", f"opset{opset}"),))
 
+    @classmethod
+    def trace(cls, spec, engine_shape: tuple) -> Origin:
+        return cls("export", "test_torchscript", "torchscript", spec.name, engine=tuple(engine_shape))
 
-def onnx_export(spec, opset: int) -> Origin:
-    return Origin("export", "test_export", "export", spec.name, (("variant", f"opset{opset}"),))
+    @classmethod
+    def conversion(cls, spec, backend: str, precision: str, engine_shape: tuple | None) -> Origin:
+        """A converted model (and the session loaded on it): one per backend and precision, and per engine
+        shape on a backend that builds static shapes."""
+        fields = (("backend", backend), ("precision", precision), ("variant", None))
+        if BACKENDS[backend].static_shapes:
+            if engine_shape is None:  # every case of a static backend has a shape: none builds this
+                return cls("convert", "test_convert", "convert", spec.name, fields + (("shape", None),))
+            return cls("convert", "test_convert", "convert", spec.name, fields, engine=tuple(engine_shape))
+        return cls("convert", "test_convert", "convert", spec.name, fields + (("batch", None), ("shape", None)))
 
-
-def trace(spec, engine_shape: tuple) -> Origin:
-    return Origin("export", "test_torchscript", "torchscript", spec.name, engine=tuple(engine_shape))
-
-
-def conversion(spec, backend: str, precision: str, engine_shape: tuple | None) -> Origin:
-    """A converted model (and the session loaded on it): one per backend and precision, and per engine
-    shape on a backend that builds static shapes."""
-    fields = (("backend", backend), ("precision", precision), ("variant", None))
-    if BACKENDS[backend].static_shapes:
-        if engine_shape is None:  # every case of a static backend has a shape: none builds this
-            return Origin("convert", "test_convert", "convert", spec.name, fields + (("shape", None),))
-        return Origin("convert", "test_convert", "convert", spec.name, fields, engine=tuple(engine_shape))
-    return Origin("convert", "test_convert", "convert", spec.name, fields + (("batch", None), ("shape", None)))
-
-
-def supplied(spec, contract) -> Origin:
-    """A session on a supplied artifact: its interface check is the artifact test's."""
-    p = contract.profile
-    fields = (("backend", contract.backend), ("precision", contract.precision), ("batch", p.batch_sizes[0]),
-              ("shape", p.name), ("variant", "artifact"))
-    return Origin("convert", "test_artifact", "artifact", spec.name, fields)
+    @classmethod
+    def supplied(cls, spec, contract) -> Origin:
+        """A session on a supplied artifact: its interface check is the artifact test's."""
+        p = contract.profile
+        fields = (("backend", contract.backend), ("precision", contract.precision), ("batch", p.batch_sizes[0]),
+                  ("shape", p.name), ("variant", "artifact"))
+        return cls("convert", "test_artifact", "artifact", spec.name, fields)

@@ -6,7 +6,7 @@ import torch
 from posegate.artifacts import BoundArtifact, check_signature
 from posegate.backends import BACKENDS, EngineIO
 from posegate.flows import MissingData
-from posegate.pipeline import origins
+from posegate.pipeline.origins import Origin
 
 
 class Sessions:
@@ -24,7 +24,7 @@ class Sessions:
         key = (spec.name, backend_name, precision, shape if backend.static_shapes else None)
         if key not in self._open:
             artifact = self.stages.converted(spec, backend_name, precision, shape)
-            origin = origins.conversion(spec, backend_name, precision, key[-1])
+            origin = Origin.conversion(spec, backend_name, precision, key[-1])
             self._open[key] = self.memo.once(("load",) + key, spec, origin,
                                              lambda: backend.load(artifact, self.stages.source(spec), precision))
         return self._open[key]
@@ -36,7 +36,7 @@ class Sessions:
         c = bound.contract
         key = ("artifact", spec.name, c.backend, c.precision)
         if key not in self._open:
-            self._open[key] = self.memo.once(key, spec, origins.supplied(spec, c), lambda: self._checked(spec, bound))
+            self._open[key] = self.memo.once(key, spec, Origin.supplied(spec, c), lambda: self._checked(spec, bound))
         return self._open[key]
 
     def _checked(self, spec, bound: BoundArtifact):
