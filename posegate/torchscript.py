@@ -42,14 +42,6 @@ def engine_cases(spec):
         yield from ((p, b, True) for b in p.full_batch_sizes)
 
 
-def stage_id(spec, shape: tuple) -> str:
-    """The export-stage test that traces ``shape``: dependants name it when that stage failed."""
-    for p, b, _ in engine_cases(spec):
-        if tuple(spec.engine_shape(p, b)) == tuple(shape):
-            return f"test_torchscript[{spec.name}-bs{b}-{p.name}]"
-    return f"test_torchscript[{spec.name}]"
-
-
 def _where(w: warnings.WarningMessage) -> str:
     return f"{w.filename}:{w.lineno}"
 

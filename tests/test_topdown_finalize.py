@@ -73,7 +73,7 @@ class _Stub:
 
         def predict(spec, backend, precision, profile, dataset, samples, fields):
             return [cls.DECODED[s["i"]] for s in samples]
-        monkeypatch.setattr(p, "_predict", predict)
+        monkeypatch.setattr(p.predictor, "predict", predict)
         return p
 
 

@@ -1,0 +1,13 @@
+"""The stages of a port as lazily built, cached artifacts: ``Pipeline`` and the parts it composes.
+
+- ``builds``: the reference network's weights, its exports (ONNX, TorchScript) and backend conversions;
+- ``sessions``: engines loaded on converted or supplied models;
+- ``batches``: a dataset's samples and preprocessed batches;
+- ``predictions``: reference outputs, decoded results of whole datasets, shards;
+- ``failures`` and ``origins``: a failed build remembered once, naming the stage test that builds it.
+"""
+from posegate.pipeline.batches import Batch
+from posegate.pipeline.facade import Pipeline
+from posegate.pipeline.failures import StageFailed
+
+__all__ = ["Batch", "Pipeline", "StageFailed"]
