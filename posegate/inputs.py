@@ -126,7 +126,7 @@ def header_lines(context, specs) -> list[str]:
         lines.append("posegate datasets: synthetic (drawn into the cache; no --data-root)")
     else:
         for kind, sets in sorted(context.datasets.items()):
-            for name, d in sets.items():
+            for d in sets.values():
                 if d is None:
                     lines.append(f"posegate dataset [{kind}]: synthetic ({context.data_root} holds no {kind} set)")
                 else:

@@ -79,7 +79,8 @@ def test_a_first_night_without_baseline_files_records_everything_as_new(tmp_path
 def _bench(tmp_path, machine, rate=100.0, valid=True):
     path = tmp_path / "bench.json"
     path.write_text(json.dumps({"machine_info": {"posegate": machine}, "benchmarks": [
-        {"name": "test_perf_device[m]", "extra_info": {"samples_per_second": rate, "valid": valid, "unit": "images"}}]}))
+        {"name": "test_perf_device[m]",
+         "extra_info": {"samples_per_second": rate, "valid": valid, "unit": "images"}}]}))
     return ThroughputBaseline.load(path)
 
 
@@ -155,7 +156,8 @@ def _suite(tmp_path, run_context, *args, degrade=None, select="test_infer"):
     env = {**os.environ, "PYTHONPATH": str(tmp_path), "OMP_NUM_THREADS": "1", "POSEGATE_TEST_DEGRADE": str(degrade)}
     env.pop("PYTEST_XDIST_WORKER", None)
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
-           f"--cache-dir={run_context.cache_dir}", "-k", f"{select} and lightweight_openpose_omz0001-onnxruntime-fp32-bs1-368x640",
+           f"--cache-dir={run_context.cache_dir}",
+           "-k", f"{select} and lightweight_openpose_omz0001-onnxruntime-fp32-bs1-368x640",
            *(["-p", "degrade_ort"] if degrade else []), *args]
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
 
@@ -166,7 +168,8 @@ def test_a_degraded_backend_fails_the_gate_against_the_baseline_it_passed(tmp_pa
     assert saved.returncode == 0, saved.stdout[-3000:]
     again = _suite(tmp_path, run_context, f"--accuracy-baseline={base}")
     assert again.returncode == 0, again.stdout[-3000:]
-    degraded = _suite(tmp_path, run_context, f"--accuracy-baseline={base}", degrade=1e-5)  # within the 2e-5 relative tolerance
+    # within the 2e-5 relative tolerance
+    degraded = _suite(tmp_path, run_context, f"--accuracy-baseline={base}", degrade=1e-5)
     assert degraded.returncode == 1, degraded.stdout[-3000:]
     assert "baseline gate: " in degraded.stdout, degraded.stdout[-3000:]
     assert "max_rel[stage2_heatmaps] regressed: " in degraded.stdout

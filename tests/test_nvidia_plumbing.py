@@ -16,8 +16,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from models import MODELS
-from posegate.backends import BACKENDS, ModelSource
-from posegate.backends import nvidia
+from posegate.backends import BACKENDS, ModelSource, nvidia
 from posegate.backends.onnxruntime_backend import OrtSession
 from posegate.backends.onnxruntime_gpu_backend import OrtGpuSession, trt_execution, trt_provider_options
 from posegate.backends.tensorrt_backend import EngineBuildError, HostBuffers, TrtSession, build_engine
@@ -351,6 +350,7 @@ def test_plumbing_ort_trt_imports_tensorrt_first_and_keeps_cuda_for_the_rest(tmp
     import importlib.abc
     import importlib.util
     import sys
+
     import posegate.backends.onnxruntime_gpu_backend as gpu
     order = []
 

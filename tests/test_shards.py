@@ -84,7 +84,8 @@ def test_merged_shards_score_as_one_run(case, pipeline, run_context, needs, reco
     for of in (2, 3):
         folder = tmp_path / f"of{of}"
         for k in range(1, of + 1):
-            shard = Pipeline(pipeline.cache, pipeline.weights_dir, pipeline.options, shard=(k, of), predictions_dir=folder)
+            shard = Pipeline(pipeline.cache, pipeline.weights_dir, pipeline.options, shard=(k, of),
+                             predictions_dir=folder)
             with pytest.raises(shards.ShardWritten, match=f"shard {k}/{of} of "):
                 shard.predictions(spec, case.backend, case.precision, profile, dataset)
             shard.close()

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 
+from posegate import torchscript
 from posegate.backends import BACKENDS, ModelSource
 from posegate.backends import atc as atc_tool
 from posegate.backends import torch_aie_backend as aie_backend
 from posegate.spec import InputProfile
-from posegate import torchscript
 
 STAGE = "convert"
 pytestmark = pytest.mark.stage

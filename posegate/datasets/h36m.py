@@ -179,7 +179,8 @@ class H36mDataset:
         data, archive = _load_npz_dict(self.keypoints_file, "positions_2d")
         meta = archive["metadata"].item() if "metadata" in archive else {}
         if meta.get("num_joints", 17) != 17:
-            raise DatasetError(f"{self.keypoints_file}: {meta['num_joints']} joints, the network takes 17 (h36m layout)")
+            raise DatasetError(f"{self.keypoints_file}: {meta['num_joints']} joints, "
+                               "the network takes 17 (h36m layout)")
         return data
 
     @cached_property

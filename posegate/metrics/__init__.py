@@ -55,6 +55,7 @@ class Mpjpe:
     def save_visuals(self, dataset, results, folder, label) -> list[str]:
         """The worst-MPJPE frames, predicted and ground-truth skeletons from the front and the side."""
         import numpy as np
+
         from posegate.datasets.h36m import PARENTS
         from posegate.visuals import save_worst_frames
         by_key = {tuple(r["key"]): np.asarray(r["poses_3d"]) for r in results}
