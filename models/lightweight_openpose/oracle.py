@@ -12,7 +12,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
-from models.lightweight_openpose.codec import (
+from models.lightweight_openpose.layout import (
     BODY_PARTS_KPT_IDS,
     BODY_PARTS_PAF_IDS,
     COCO_TO_18,
