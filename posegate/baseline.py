@@ -19,7 +19,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from posegate.metrics import margin
+from posegate.metrics import METRICS, margin
 
 FORMAT = "posegate-accuracy-baseline/1"
 HEADROOM = 0.25
@@ -66,7 +66,6 @@ def measurements(result: dict) -> list[Measurement]:
 
 
 def _task_direction(metric: str) -> str | None:
-    from posegate.metrics import METRICS
     m = METRICS.get(metric)
     return m.direction if m else None
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import torch
 
 
@@ -80,7 +81,6 @@ def manifest_mismatches(state_dict: dict, manifest: dict) -> list[str]:
 
 def _numpy_globals() -> list:
     """What unpickling plain numpy arrays needs (a training RNG state), and nothing that runs code."""
-    import numpy as np
     dtypes = [getattr(np.dtypes, n) for n in ("UInt32DType", "Int32DType", "Int64DType", "UInt64DType",
                                               "Float32DType", "Float64DType", "BoolDType")]
     return [np._core.multiarray._reconstruct, np._core.multiarray.scalar, np.ndarray, np.dtype, *dtypes]

@@ -23,6 +23,7 @@ import numpy as np
 
 from posegate import safe_npz
 from posegate.datasets.coco import DatasetError
+from posegate.weights import file_digest
 
 FILE_3D = "data_3d_h36m.npz"
 FILE_2D_CPN = "data_2d_h36m_cpn_ft_h36m_dbb.npz"
@@ -112,7 +113,6 @@ def _load_npz_dict(path: Path, field: str) -> tuple[dict, dict]:
 
 
 def _digest(*paths: Path) -> str:
-    from posegate.weights import file_digest
     return hashlib.sha256("".join(file_digest(p) for p in paths).encode()).hexdigest()
 
 
