@@ -1,15 +1,20 @@
 """Stage 8, accuracy, in three layers: decoder oracle, metric parity per backend, seed thresholds."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from fixtures.artifacts import skip_unavailable
+from models import MODELS
 from posegate.backends import REFERENCE
 from posegate.datasets import KINDS
 from posegate.metrics import METRICS, margin
 from posegate.parity import describe_nonfinite
+from posegate.spec import Threshold
+from posegate.weights import WeightsInfo
 
 STAGE = "accuracy"
 pytestmark = pytest.mark.accuracy
@@ -160,12 +165,7 @@ def test_accuracy(case, pipeline, run_context, needs, record, visuals):
 
 def test_a_gate_applies_only_with_the_weights_it_names():
     """A port's own weights meet the port's figure, the upstream file upstream's (VideoPose3D: 46.6 / 46.8 mm)."""
-    from dataclasses import replace
-    from types import SimpleNamespace
 
-    from models import MODELS
-    from posegate.spec import Threshold
-    from posegate.weights import WeightsInfo
     base = next(iter(MODELS.values()))
     spec = replace(base, checkpoint=replace(base.checkpoint, alternatives={"port.bin": "the port's own training"}),
                    flow=SimpleNamespace(official_problem=lambda d, o: None, dataset_kind=base.flow.dataset_kind),

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
+import cv2
 import pytest
 
 from models import MODELS
@@ -19,6 +21,7 @@ from posegate.context import REPO
 from posegate.machine import differences, fingerprint
 from posegate.report import Summary, markdown
 from posegate.throughput import ThroughputBaseline, validity
+from posegate.visuals import oks, save_worst_images
 
 STAGE = "weights"
 pytestmark = pytest.mark.stage
@@ -128,7 +131,6 @@ def test_markdown_report_has_a_row_per_configuration_and_the_failures():
 
 
 def test_oks_and_worst_case_pictures(run_context, tmp_path):
-    from posegate.visuals import oks, save_worst_images
     dataset = run_context.parity_dataset("coco-keypoints")
     people = {i: [a for a in dataset.annotations(i) if a["num_keypoints"]] for i in dataset.image_ids}
     exact = [{"image_id": i, "keypoints": a["keypoints"], "score": 1.0} for i, ps in people.items() for a in ps]
@@ -138,7 +140,6 @@ def test_oks_and_worst_case_pictures(run_context, tmp_path):
              else r for r in exact]
     paths = save_worst_images(dataset, moved, tmp_path, "t", count=2)
     assert len(paths) == 2 and f"image{first}-" in paths[0], paths  # the damaged image is the worst
-    import cv2
     assert cv2.imread(paths[0]).shape[1] > dataset.image_info(first).width
 
 
@@ -183,7 +184,6 @@ def test_a_fast_wrong_engine_fails_its_benchmark(tmp_path, run_context):
 
 
 def test_the_nightly_workflow_uses_only_options_this_suite_knows(pytestconfig):
-    import re
     text = (REPO / ".github" / "workflows" / "nightly.yml").read_text()
     used = set(re.findall(r"\s(--[a-z][a-z-]+)", text)) - {"--full"}
     assert {"--shard", "--merge-predictions", "--accuracy-baseline", "--throughput-baseline"} <= used
