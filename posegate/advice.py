@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from posegate.localize import upstream
+
 OV_KEEP = "precise_0"
 STEPS = (1, 2, 4, 8, 16, 32, 64)
 # ONNX and OpenVINO op types that compute with weights or sums (OpenVINO names a Conv with bias after its Add)
@@ -65,7 +67,6 @@ def _rate(v):
 
 def rank(localization) -> list[dict]:
     """Compared tensors by the error their own node adds: leaving minus the worst compared input entering."""
-    from posegate.localize import upstream
     out = []
     for item in localization.items:
         if item.output is not None and item.module is None:
@@ -80,12 +81,18 @@ def rank(localization) -> list[dict]:
     return sorted(out, key=lambda r: (not r["computing"], -r["added"]))
 
 
+def _openvino():
+    """OpenVINO, imported when advice is asked for: the suite runs without it (its backend then says why)."""
+    import openvino  # noqa: PLC0415 (optional device library, lazy on purpose)
+    return openvino
+
+
 def ov_keep_fp32(source: Path, keep: list[str], out_xml: Path, compress: bool = False) -> Path:
     """An IR of ``source`` (ONNX) with the ``keep`` nodes (and the ops OpenVINO splits them into, named
     after them) marked to stay fp32. Weights stay fp32 unless ``compress``: measured here, the CPU plugin
     keeps a marked node in fp32 only when its weights are not fp16-compressed (a decompressed weight feeds
     the f16 path whatever the mark)."""
-    import openvino as ov
+    ov = _openvino()
     model = ov.convert_model(str(source))
     names = set(keep)
     for op in model.get_ordered_ops():
@@ -97,7 +104,7 @@ def ov_keep_fp32(source: Path, keep: list[str], out_xml: Path, compress: bool = 
 
 
 def _ov_run(xml: Path, x: np.ndarray, input_name: str, hint: str, rounds: int = 0):
-    import openvino as ov
+    ov = _openvino()
     core = ov.Core()
     compiled = core.compile_model(core.read_model(str(xml)), "CPU", {"INFERENCE_PRECISION_HINT": hint})
     request = compiled.create_infer_request()

@@ -34,7 +34,8 @@ class BoundArtifact:
         c = self.contract
         where = f"put {c.path} in --weights-dir, or " if c.path else ""
         return (f"no {c.backend}-{c.precision} artifact of {self.model} supplied: {where}pass "
-                f"--artifact {self.model}:{c.backend}:{c.precision}=PATH" + (f" ({c.how_to_get})" if c.how_to_get else ""))
+                f"--artifact {self.model}:{c.backend}:{c.precision}=PATH"
+                + (f" ({c.how_to_get})" if c.how_to_get else ""))
 
 
 def parse_option(values) -> dict[tuple[str, str, str | None], Path]:
@@ -57,8 +58,10 @@ def bind(specs, supplied: dict, weights_dir: Path | None, backends) -> dict[tupl
     for spec in specs.values():
         for c in spec.artifacts:
             if c.backend not in backends:
-                raise ValueError(f"{spec.name}: artifact contract names backend {c.backend!r}; known: {sorted(backends)}")
-            key = next((k for k in ((spec.name, c.backend, c.precision), (spec.name, c.backend, None)) if k in supplied), None)
+                raise ValueError(f"{spec.name}: artifact contract names backend {c.backend!r}; "
+                                 f"known: {sorted(backends)}")
+            candidates = ((spec.name, c.backend, c.precision), (spec.name, c.backend, None))
+            key = next((k for k in candidates if k in supplied), None)
             if key:
                 used.add(key)
                 path, origin = supplied[key], "--artifact"

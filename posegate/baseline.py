@@ -19,7 +19,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from posegate.metrics import margin
+from posegate.metrics import METRICS, margin
 
 FORMAT = "posegate-accuracy-baseline/1"
 HEADROOM = 0.25
@@ -55,7 +55,8 @@ def measurements(result: dict) -> list[Measurement]:
     if "metric" in result and isinstance(result.get("value"), (int, float)):
         direction = result.get("direction") or _task_direction(result["metric"])
         if direction:
-            out.append(Measurement(result["metric"], float(result["value"]), direction, result.get("threshold"), **ident))
+            out.append(Measurement(result["metric"], float(result["value"]), direction, result.get("threshold"),
+                                   **ident))
     for output, err in (result.get("parity") or {}).items():
         tol = err.get("tolerance") or {}
         out.append(Measurement(f"max_abs[{output}]", err["max_abs"], "max", tol.get("max_abs"), **ident))
@@ -65,7 +66,6 @@ def measurements(result: dict) -> list[Measurement]:
 
 
 def _task_direction(metric: str) -> str | None:
-    from posegate.metrics import METRICS
     m = METRICS.get(metric)
     return m.direction if m else None
 
@@ -124,7 +124,8 @@ class AccuracyBaseline:
         self.entries[key(test_name, m.name)] = asdict(m)
 
     def save(self, path, machine: dict) -> None:
-        Path(path).write_text(json.dumps({"format": FORMAT, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        Path(path).write_text(json.dumps({"format": FORMAT, "created": created,
                                           "machine": machine, "entries": dict(sorted(self.entries.items()))},
                                          indent=1, default=str))
 
@@ -146,5 +147,6 @@ class AccuracyBaseline:
             return Verdict("regressed", k, m.value, b, allowed,
                            f"{m.name} regressed: {m.value:.6g} vs baseline {b:.6g} "
                            f"(change {delta:+.3g}, allowed {'>=' if m.direction == 'min' else '<='} {allowed:.6g})")
-        status = "improved" if margin(m.value, b + (s if m.direction == "min" else -s), m.direction) > 0 and s > 0 else "ok"
+        beyond_slack = margin(m.value, b + (s if m.direction == "min" else -s), m.direction) > 0
+        status = "improved" if beyond_slack and s > 0 else "ok"
         return Verdict(status, k, m.value, b, allowed, f"{m.name} {m.value:.6g} vs baseline {b:.6g} ({delta:+.3g})")

@@ -6,6 +6,11 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from posegate.artifacts import bind, parse_option
+from posegate.backends import BACKENDS
+from posegate.datasets import KINDS
+from posegate.datasets.discovery import discover
+
 REPO = Path(__file__).resolve().parent.parent
 SYNTHETIC = "synthetic"
 
@@ -28,7 +33,6 @@ class RunContext:
     @classmethod
     def from_options(cls, data_root=None, weights_dir=None, reference_dir=None, cache_dir=None, full=False,
                      boxes=None, artifacts=()):
-        from posegate.artifacts import parse_option
         data_root = _path(data_root or os.environ.get("POSEGATE_DATA_ROOT"))
         weights_dir = _path(weights_dir or os.environ.get("POSEGATE_WEIGHTS_DIR"))
         reference_dir = _path(reference_dir or os.environ.get("POSEGATE_REFERENCE_DIR"))
@@ -53,8 +57,6 @@ class RunContext:
     def artifacts(self, specs) -> dict:
         """(model, backend, precision) -> BoundArtifact: the spec-declared and --artifact converted models."""
         if not hasattr(self, "_artifacts"):
-            from posegate.artifacts import bind
-            from posegate.backends import BACKENDS
             self._artifacts = bind(specs, self.supplied, self.weights_dir, BACKENDS)
         return self._artifacts
 
@@ -62,10 +64,8 @@ class RunContext:
     @cached_property
     def datasets(self) -> dict[str, dict[str, object]]:
         """Kind -> name -> dataset; a synthetic set (drawn on first use) for each kind without real data."""
-        from posegate.datasets import KINDS
         if self.data_root is None:
             return {kind: {SYNTHETIC: None} for kind in KINDS}
-        from posegate.datasets.discovery import discover
         found: dict[str, dict[str, object]] = {kind: {} for kind in KINDS}
         # the sets the start-up check already read (posegate.inputs), else read them now
         for d in self.found if self.found is not None else discover(self.data_root):
@@ -81,7 +81,6 @@ class RunContext:
         if name not in sets:
             raise KeyError(f"no {kind} dataset named {name!r}; found {sorted(sets)}")
         if sets[name] is None:
-            from posegate.datasets import KINDS
             sets[name] = KINDS[kind].synthetic(self.cache_dir / "datasets" / kind / SYNTHETIC, self.reference_dir)
         return sets[name]
 

@@ -8,6 +8,11 @@ import os
 import tempfile
 from pathlib import Path
 
+from posegate.datasets.coco import DatasetError
+from posegate.datasets.discovery import discover
+from posegate.training.checkpoints import MOBILENET_FILE
+from posegate.weights import file_digest
+
 
 class InputError(ValueError):
     """A given option or file that cannot be used; the message names the option, the path and the fix."""
@@ -16,7 +21,6 @@ class InputError(ValueError):
 def expected_weight_files(specs) -> list[str]:
     """The file names a weights dir is searched for: every spec's checkpoint and alternatives, the
     contract files of supplied artifacts, and the training pipeline's inputs."""
-    from posegate.training.checkpoints import MOBILENET_FILE
     names = []
     for spec in specs:
         names += [spec.checkpoint.filename, *spec.checkpoint.alternatives]
@@ -46,8 +50,6 @@ def check_data_root(path: Path | None) -> list:
     """The datasets of a given data root; InputError when it is absent, unreadable or holds none."""
     if path is None:
         return []
-    from posegate.datasets.coco import DatasetError
-    from posegate.datasets.discovery import discover
     if not path.is_dir():
         raise InputError(f"--data-root={path}: does not exist or is not a folder; point it at the folder that "
                          "holds the dataset folders, or leave it out for the synthetic sets")
@@ -67,7 +69,6 @@ def check_data_root(path: Path | None) -> list:
 
 
 def _deeper_roots(path: Path) -> list[Path]:
-    from posegate.datasets.discovery import discover
     roots = []
     for sub in sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".")):
         try:
@@ -120,13 +121,12 @@ def check_output_file(option: str, value: str | None) -> None:
 
 def header_lines(context, specs) -> list[str]:
     """What this run found: each dataset with identity and image count, each checkpoint with digest."""
-    from posegate.weights import file_digest
     lines = []
     if context.data_root is None:
         lines.append("posegate datasets: synthetic (drawn into the cache; no --data-root)")
     else:
         for kind, sets in sorted(context.datasets.items()):
-            for name, d in sets.items():
+            for d in sets.values():
                 if d is None:
                     lines.append(f"posegate dataset [{kind}]: synthetic ({context.data_root} holds no {kind} set)")
                 else:

@@ -40,12 +40,14 @@ class Summary:
 
     def update(self, nodeid, when, outcome, wasxfail, longrepr, user_properties):
         props = dict(user_properties)
-        t = self.tests.setdefault(nodeid, TestOutcome(nodeid, props.get("posegate_stage"), props.get("posegate_case") or {}))
+        t = self.tests.setdefault(
+            nodeid, TestOutcome(nodeid, props.get("posegate_stage"), props.get("posegate_case") or {}))
         if wasxfail is not None:
             outcome = "xfailed" if outcome == "skipped" else "xpassed"
         if outcome == "failed" and longrepr is not None and not t.message:
             crash = getattr(longrepr, "reprcrash", None)
-            t.message = (crash.message if crash else str(longrepr)).strip().splitlines()[0][:400] if str(longrepr).strip() else "failed"
+            text = (crash.message if crash else str(longrepr)).strip()
+            t.message = text.splitlines()[0][:400] if str(longrepr).strip() else "failed"
         if outcome == "skipped" and isinstance(longrepr, tuple):
             t.skip_reason = str(longrepr[2]).removeprefix("Skipped: ")
         if when == "call" or outcome != "passed":
@@ -55,7 +57,8 @@ class Summary:
     def rows(self) -> list[dict]:
         full = {tuple(t.case.get(k) for k in KEY) for t in self.tests.values()
                 if all(t.case.get(k) is not None for k in KEY)}
-        rows = {k: {**dict(zip(KEY, k)), "stages": {}, "results": [], "datasets": set(), "weights": set()} for k in sorted(full, key=str)}
+        rows = {k: {**dict(zip(KEY, k)), "stages": {}, "results": [], "datasets": set(), "weights": set()}
+                for k in sorted(full, key=str)}
         own = {k: {} for k in rows}  # outcomes of the tests of exactly this configuration
         for t in self.tests.values():
             if not t.case or t.stage is None:
@@ -94,8 +97,9 @@ class Summary:
             metrics = [format_result(x) for x in r["results"] if _shown(x)] or ["-"]
             for i, m in enumerate(metrics):
                 first = i == 0
-                table.append([r["model"] if first else "", r["backend"] if first else "", r["precision"] if first else "",
-                              str(r["batch"]) if first else "", r["shape"] if first else "",
+                table.append([r["model"] if first else "", r["backend"] if first else "",
+                              r["precision"] if first else "", str(r["batch"]) if first else "",
+                              r["shape"] if first else "",
                               *[(SYMBOL[r["stages"].get(s)] if first else "") for s in STAGES], m,
                               ",".join(r["datasets"]) if first else "", ",".join(r["weights"]) if first else ""])
         widths = [max(len(row[i]) for row in table) for i in range(len(head))]

@@ -88,7 +88,8 @@ class ThroughputBaseline:
         diff = differences(machine, self.machine)
         if diff:
             return Comparison("not-comparable", rate,
-                              message=f"baseline {self.path} is from another machine ({'; '.join(diff[:3])}); not compared")
+                              message=f"baseline {self.path} is from another machine ({'; '.join(diff[:3])}); "
+                                      "not compared")
         base = self.results.get(name)
         if base is None or "samples_per_second" not in base:
             return Comparison("new", rate, message=f"no baseline for {name} in {self.path}: recorded, not compared")

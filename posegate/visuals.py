@@ -135,7 +135,8 @@ def save_worst_frames(sequences, folder: Path, parents, count: int = 3) -> list[
     for rank, (error, name, t, p, g) in enumerate(worst[:count], 1):
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
         path = folder / f"{rank:02d}-{safe}-frame{t}-{1000 * error:.0f}mm.png"
-        cv2.imwrite(str(path), frame_panels(p, g, parents, f"{name} frame {t}: MPJPE {1000 * error:.1f} mm (worst #{rank})"))
+        title = f"{name} frame {t}: MPJPE {1000 * error:.1f} mm (worst #{rank})"
+        cv2.imwrite(str(path), frame_panels(p, g, parents, title))
         paths.append(str(path))
     return paths
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import torch
 
 
@@ -61,7 +62,8 @@ def load_manifest(path: Path) -> dict:
     except FileNotFoundError:
         raise WeightsError(f"{path}: manifest not found") from None
     except (json.JSONDecodeError, KeyError, IndexError, TypeError) as e:
-        raise WeightsError(f"{path}: not a state-dict manifest (expected 'state_dict': [{{key, shape, dtype}}]): {e}") from None
+        raise WeightsError(
+            f"{path}: not a state-dict manifest (expected 'state_dict': [{{key, shape, dtype}}]): {e}") from None
     return manifest
 
 
@@ -79,7 +81,6 @@ def manifest_mismatches(state_dict: dict, manifest: dict) -> list[str]:
 
 def _numpy_globals() -> list:
     """What unpickling plain numpy arrays needs (a training RNG state), and nothing that runs code."""
-    import numpy as np
     dtypes = [getattr(np.dtypes, n) for n in ("UInt32DType", "Int32DType", "Int64DType", "UInt64DType",
                                               "Float32DType", "Float64DType", "BoolDType")]
     return [np._core.multiarray._reconstruct, np._core.multiarray.scalar, np.ndarray, np.dtype, *dtypes]
@@ -110,8 +111,9 @@ def read_checkpoint(path: Path, allow_numpy: bool = False) -> object:
             f"{path}: refused to unpickle: the file carries Python objects or code beyond tensors "
             f"(weights_only=True): {first}. Re-save it as a plain state dict.") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise WeightsError(
-            f"{path}: truncated or not a PyTorch checkpoint ({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}); "
+            f"{path}: truncated or not a PyTorch checkpoint ({type(e).__name__}: {first}); "
             f"size {path.stat().st_size} bytes") from None
 
 

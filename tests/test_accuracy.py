@@ -1,15 +1,20 @@
 """Stage 8, accuracy, in three layers: decoder oracle, metric parity per backend, seed thresholds."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from fixtures.artifacts import skip_unavailable
+from models import MODELS
 from posegate.backends import REFERENCE
 from posegate.datasets import KINDS
 from posegate.metrics import METRICS, margin
 from posegate.parity import describe_nonfinite
+from posegate.spec import Threshold
+from posegate.weights import WeightsInfo
 
 STAGE = "accuracy"
 pytestmark = pytest.mark.accuracy
@@ -28,7 +33,8 @@ def test_decoder_oracle(case, run_context, record):
     score = metric.evaluate(dataset, spec.flow.oracle(dataset))
     record(metric=f"oracle {metric.name}", value=score.value, threshold=ORACLE_FLOOR, direction="min",
            margin=score.value - ORACLE_FLOOR, dataset=dataset.name, dataset_id=dataset.identity)
-    assert score.value >= ORACLE_FLOOR, f"decoder oracle {metric.name} {score.value:.4f} < {ORACLE_FLOOR} on {dataset.identity}"
+    assert score.value >= ORACLE_FLOOR, \
+        f"decoder oracle {metric.name} {score.value:.4f} < {ORACLE_FLOOR} on {dataset.identity}"
 
 
 def _predictions(pipeline, case, dataset, backend, precision, needs):
@@ -61,11 +67,13 @@ def test_metric_parity(case, pipeline, run_context, needs, record):
     weights = pipeline.weights_identity(spec)
     name = metric.name
     record(metric=f"|{name}-{name}_ref|", value=abs(v - v_ref), threshold=tol, direction="max",
-           margin=tol - abs(v - v_ref), dataset=dataset.name, dataset_id=dataset.identity, weights=weights, measured=v, reference=v_ref)
+           margin=tol - abs(v - v_ref), dataset=dataset.name, dataset_id=dataset.identity, weights=weights,
+           measured=v, reference=v_ref)
     if agree is not None:
         bound = spec.agreement[case.precision]
         record(metric=metric.agreement_name, value=agree, threshold=bound, direction=metric.agreement_direction,
-               margin=margin(agree, bound, metric.agreement_direction), dataset=dataset.name, dataset_id=dataset.identity, weights=weights)
+               margin=margin(agree, bound, metric.agreement_direction), dataset=dataset.name,
+               dataset_id=dataset.identity, weights=weights)
     assert abs(v - v_ref) <= tol, f"{name} {v_ref:.4f} -> {v:.4f} (reference -> {case.backend}-{case.precision}) " \
                                   f"on {dataset.name}: change {v - v_ref:+.4f} beyond {tol}{bad}"
     if agree is None:
@@ -75,8 +83,8 @@ def test_metric_parity(case, pipeline, run_context, needs, record):
                 if pipeline.weights_info(spec).synthetic else
                 f"images with people: {weights} is loaded, but {dataset.name} has none it finds (pass --data-root "
                 "with a COCO set's images)")
-        pytest.skip(f"the reference finds no person on {dataset.identity} with {weights} ({name} {v_ref:.4f} = {v:.4f}); "
-                    f"metric parity needs {need}")
+        pytest.skip(f"the reference finds no person on {dataset.identity} with {weights} "
+                    f"({name} {v_ref:.4f} = {v:.4f}); metric parity needs {need}")
     assert margin(agree, spec.agreement[case.precision], metric.agreement_direction) >= 0, \
         f"{case.backend}-{case.precision} disagrees with the reference: {metric.agreement_name} {agree:.4f}"
 
@@ -129,7 +137,8 @@ def test_accuracy(case, pipeline, run_context, needs, record, visuals):
     info = pipeline.weights_info(spec)
     gates = list(_applicable(spec, case, dataset, info, pipeline.options))
     active = [t for t, applies in gates if applies]
-    base = dict(dataset=dataset.name, dataset_id=dataset.identity, weights=info.identity, count=score.count, **score.details)
+    base = dict(dataset=dataset.name, dataset_id=dataset.identity, weights=info.identity, count=score.count,
+                **score.details)
     strata = spec.flow.strata(dataset, pipeline.samples(spec, case.profile, dataset))
     for label, members in (strata or {}).items():  # e.g. AP per input shape bucket
         record(metric=f"{metric.name} {label}", value=metric.evaluate(dataset, results, members).value,
@@ -156,12 +165,7 @@ def test_accuracy(case, pipeline, run_context, needs, record, visuals):
 
 def test_a_gate_applies_only_with_the_weights_it_names():
     """A port's own weights meet the port's figure, the upstream file upstream's (VideoPose3D: 46.6 / 46.8 mm)."""
-    from dataclasses import replace
-    from types import SimpleNamespace
 
-    from models import MODELS
-    from posegate.spec import Threshold
-    from posegate.weights import WeightsInfo
     base = next(iter(MODELS.values()))
     spec = replace(base, checkpoint=replace(base.checkpoint, alternatives={"port.bin": "the port's own training"}),
                    flow=SimpleNamespace(official_problem=lambda d, o: None, dataset_kind=base.flow.dataset_kind),

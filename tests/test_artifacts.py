@@ -39,7 +39,8 @@ def test_spec_contract_finds_its_file_in_weights_dir_or_takes_the_option(tmp_pat
     spec = _spec()
     key = (spec.name, "openvino", "int8")
     assert bind([spec], {}, None, BACKENDS)[key].path is None
-    assert "--artifact lightweight_openpose:openvino:int8=PATH" in bind([spec], {}, None, BACKENDS)[key].missing_reason()
+    missing = bind([spec], {}, None, BACKENDS)[key].missing_reason()
+    assert "--artifact lightweight_openpose:openvino:int8=PATH" in missing
     (tmp_path / "ir").mkdir()
     (tmp_path / "ir" / "model.xml").write_text("<net/>")
     assert bind([spec], {}, tmp_path, BACKENDS)[key].path == tmp_path / "ir" / "model.xml"

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
+import cv2
 import pytest
 
 from models import MODELS
@@ -19,6 +21,7 @@ from posegate.context import REPO
 from posegate.machine import differences, fingerprint
 from posegate.report import Summary, markdown
 from posegate.throughput import ThroughputBaseline, validity
+from posegate.visuals import oks, save_worst_images
 
 STAGE = "weights"
 pytestmark = pytest.mark.stage
@@ -79,7 +82,8 @@ def test_a_first_night_without_baseline_files_records_everything_as_new(tmp_path
 def _bench(tmp_path, machine, rate=100.0, valid=True):
     path = tmp_path / "bench.json"
     path.write_text(json.dumps({"machine_info": {"posegate": machine}, "benchmarks": [
-        {"name": "test_perf_device[m]", "extra_info": {"samples_per_second": rate, "valid": valid, "unit": "images"}}]}))
+        {"name": "test_perf_device[m]",
+         "extra_info": {"samples_per_second": rate, "valid": valid, "unit": "images"}}]}))
     return ThroughputBaseline.load(path)
 
 
@@ -127,7 +131,6 @@ def test_markdown_report_has_a_row_per_configuration_and_the_failures():
 
 
 def test_oks_and_worst_case_pictures(run_context, tmp_path):
-    from posegate.visuals import oks, save_worst_images
     dataset = run_context.parity_dataset("coco-keypoints")
     people = {i: [a for a in dataset.annotations(i) if a["num_keypoints"]] for i in dataset.image_ids}
     exact = [{"image_id": i, "keypoints": a["keypoints"], "score": 1.0} for i, ps in people.items() for a in ps]
@@ -137,7 +140,6 @@ def test_oks_and_worst_case_pictures(run_context, tmp_path):
              else r for r in exact]
     paths = save_worst_images(dataset, moved, tmp_path, "t", count=2)
     assert len(paths) == 2 and f"image{first}-" in paths[0], paths  # the damaged image is the worst
-    import cv2
     assert cv2.imread(paths[0]).shape[1] > dataset.image_info(first).width
 
 
@@ -155,7 +157,8 @@ def _suite(tmp_path, run_context, *args, degrade=None, select="test_infer"):
     env = {**os.environ, "PYTHONPATH": str(tmp_path), "OMP_NUM_THREADS": "1", "POSEGATE_TEST_DEGRADE": str(degrade)}
     env.pop("PYTEST_XDIST_WORKER", None)
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
-           f"--cache-dir={run_context.cache_dir}", "-k", f"{select} and lightweight_openpose_omz0001-onnxruntime-fp32-bs1-368x640",
+           f"--cache-dir={run_context.cache_dir}",
+           "-k", f"{select} and lightweight_openpose_omz0001-onnxruntime-fp32-bs1-368x640",
            *(["-p", "degrade_ort"] if degrade else []), *args]
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
 
@@ -166,7 +169,8 @@ def test_a_degraded_backend_fails_the_gate_against_the_baseline_it_passed(tmp_pa
     assert saved.returncode == 0, saved.stdout[-3000:]
     again = _suite(tmp_path, run_context, f"--accuracy-baseline={base}")
     assert again.returncode == 0, again.stdout[-3000:]
-    degraded = _suite(tmp_path, run_context, f"--accuracy-baseline={base}", degrade=1e-5)  # within the 2e-5 relative tolerance
+    # within the 2e-5 relative tolerance
+    degraded = _suite(tmp_path, run_context, f"--accuracy-baseline={base}", degrade=1e-5)
     assert degraded.returncode == 1, degraded.stdout[-3000:]
     assert "baseline gate: " in degraded.stdout, degraded.stdout[-3000:]
     assert "max_rel[stage2_heatmaps] regressed: " in degraded.stdout
@@ -180,7 +184,6 @@ def test_a_fast_wrong_engine_fails_its_benchmark(tmp_path, run_context):
 
 
 def test_the_nightly_workflow_uses_only_options_this_suite_knows(pytestconfig):
-    import re
     text = (REPO / ".github" / "workflows" / "nightly.yml").read_text()
     used = set(re.findall(r"\s(--[a-z][a-z-]+)", text)) - {"--full"}
     assert {"--shard", "--merge-predictions", "--accuracy-baseline", "--throughput-baseline"} <= used

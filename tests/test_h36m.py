@@ -14,9 +14,20 @@ from posegate import safe_npz
 from posegate.datasets import h36m_synthetic
 from posegate.datasets.coco import DatasetError
 from posegate.datasets.discovery import discover
-from posegate.datasets.h36m import (CAMERA_IDS, FILE_2D_CPN, FILE_2D_GT, FILE_3D, KEPT_JOINTS, H36mDataset,
-                                    image_coordinates, normalize_screen_coordinates, project_to_2d, read_cameras,
-                                    recognise, world_to_camera)
+from posegate.datasets.h36m import (
+    CAMERA_IDS,
+    FILE_2D_CPN,
+    FILE_2D_GT,
+    FILE_3D,
+    KEPT_JOINTS,
+    H36mDataset,
+    image_coordinates,
+    normalize_screen_coordinates,
+    project_to_2d,
+    read_cameras,
+    recognise,
+    world_to_camera,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("POSEGATE_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
@@ -176,13 +187,13 @@ def test_missing_cameras_raise_naming_the_file(copy):
 def test_missing_views_raise(copy):
     _rewrite(copy / FILE_2D_CPN, "positions_2d", lambda d: d["S9"].pop(sorted(d["S9"])[0]))
     with pytest.raises(DatasetError, match="no 2D views"):
-        H36mDataset(copy).sequences
+        _ = H36mDataset(copy).sequences  # the property reads the files
 
 
 def test_damaged_npz_raises_naming_it(copy):
     (copy / FILE_3D).write_bytes(b"PK\x03\x04 not really")
     with pytest.raises(DatasetError, match=FILE_3D):
-        H36mDataset(copy).sequences
+        _ = H36mDataset(copy).sequences  # the property reads the files
 
 
 def test_camera_file_without_rotations_raises(tmp_path):
@@ -210,9 +221,10 @@ def test_a_crafted_npz_payload_does_not_run(copy, tmp_path):
     marker = tmp_path / "payload-ran"
     h36m_synthetic._save_npz(copy / FILE_3D, positions_3d={"S9": {"Walking": _RunsCode(marker)}})
     with pytest.raises(DatasetError, match="refused to load.*refused global posix.system"):
-        H36mDataset(copy).sequences
+        _ = H36mDataset(copy).sequences  # the property reads the files
     assert not marker.exists(), "the npz payload ran when the dataset was read"
     # the same stream through numpy's own loader does run it: the test's payload is real
-    with np.load(copy / FILE_3D, allow_pickle=True) as z:  # noqa: the control case, on our own file
-        z["positions_3d"]
+    # allow_pickle only in this control case, on the test's own file
+    with np.load(copy / FILE_3D, allow_pickle=True) as z:
+        _ = z["positions_3d"]
     assert marker.exists()

@@ -8,6 +8,7 @@ in a subprocess to check exit code 4 and a single clear line.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import pickle
 import shutil
@@ -20,16 +21,20 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from filelock import FileLock
 
+from models import MODELS
 from posegate import cache as cache_mod
 from posegate import inputs, serial, shards
 from posegate.baseline import AccuracyBaseline
+from posegate.cache import ArtifactCache
 from posegate.context import RunContext
 from posegate.datasets import h36m_synthetic, synthetic
 from posegate.datasets.coco import ANNOTATION_FILE, CocoKeypointDataset, DatasetError
 from posegate.datasets.h36m import FILE_3D, H36mDataset
+from posegate.pipeline import Pipeline
 from posegate.throughput import ThroughputBaseline
-from posegate.weights import WeightsError, check_finite, read_checkpoint, unwrap_state_dict
+from posegate.weights import WeightsError, check_finite, file_digest, read_checkpoint, unwrap_state_dict
 
 pytestmark = pytest.mark.stage
 STAGE = "weights"
@@ -163,7 +168,6 @@ def _broken_coco_root(tmp, coco):
 
 def _weights(build):
     def make(tmp, coco, h36m):
-        from models import MODELS
         return lambda: inputs.check_weights_dir(build(tmp), MODELS.values())
     return make
 
@@ -190,7 +194,6 @@ def _call(fn):
 
 
 def _artifacts(option: str):
-    from models import MODELS
     inputs.check_artifacts(RunContext.from_options(cache_dir="/nonexistent", artifacts=[option]), MODELS.values())
 
 
@@ -348,9 +351,6 @@ def test_a_replaced_image_changes_the_identity_even_with_its_mtime_restored(coco
 
 
 def test_a_replaced_image_invalidates_cached_predictions(tmp_path):
-    from models import MODELS
-    from posegate.cache import ArtifactCache
-    from posegate.pipeline import Pipeline
     spec = MODELS["lightweight_openpose"]
     profile = spec.profiles[0]
     root = synthetic.generate(tmp_path / "coco", num_images=1, seed=0)  # one image: seconds, not minutes
@@ -374,7 +374,6 @@ def test_a_replaced_image_invalidates_cached_predictions(tmp_path):
 # ---- orphan temporary folders ------------------------------------------------------------------------
 
 def test_orphan_temp_folders_are_cleaned_but_not_a_live_build(tmp_path):
-    from filelock import FileLock
     entry_dir = tmp_path / "artifacts" / "onnx" / "ab"
     entry_dir.mkdir(parents=True)
     orphan, live, young = entry_dir / ".abcdef01-x1", entry_dir / ".12345678-x2", entry_dir / ".99999999-x3"
@@ -392,7 +391,6 @@ def test_orphan_temp_folders_are_cleaned_but_not_a_live_build(tmp_path):
     _file(kept)
     os.utime(kept, (old, old))
     with FileLock(str(entry_dir / "12345678bb.lock")):
-        import multiprocessing
         # the lock is per process: ask from another one, as a second pytest session would
         ctx = multiprocessing.get_context("fork")
         queue = ctx.Queue()
@@ -450,7 +448,6 @@ def test_path_options_work_with_a_space(tmp_path, coco_set):
 # ---- the session header says what was found ---------------------------------------------------------
 
 def test_the_header_lists_datasets_and_checkpoints_or_says_synthetic_and_seeded(coco_set, tmp_path, monkeypatch):
-    from models import MODELS
     for name in ("POSEGATE_DATA_ROOT", "POSEGATE_WEIGHTS_DIR"):
         monkeypatch.delenv(name, raising=False)
     root = tmp_path / "data"
@@ -463,7 +460,6 @@ def test_the_header_lists_datasets_and_checkpoints_or_says_synthetic_and_seeded(
     identity = CocoKeypointDataset(root / "coco-mini").identity
     assert f"dataset [coco-keypoints]: {identity} (3 images)" in lines
     assert "dataset [h36m]: synthetic" in lines
-    from posegate.weights import file_digest
     digest = file_digest(weights / "lightweight_openpose_omz0001.pth")[:12]
     assert f"checkpoint: lightweight_openpose_omz0001.pth@{digest}" in lines
     assert "seeded for higherhrnet_w32_512" in lines and "omz0001" not in lines.split("seeded for")[1]

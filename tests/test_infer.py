@@ -5,13 +5,13 @@ from pathlib import Path
 
 import pytest
 
+from fixtures.artifacts import skip_unavailable
 from fixtures.gate import _safe as safe_name
 from posegate import diagnose
 from posegate.backends import BACKENDS
 from posegate.context import SYNTHETIC
 from posegate.parity import compare
 from posegate.spec import CALIBRATED
-from fixtures.artifacts import skip_unavailable
 
 STAGE = "infer"
 pytestmark = pytest.mark.stage

@@ -12,18 +12,21 @@ from types import SimpleNamespace
 import numpy as np
 import onnx
 import pytest
+import torch
+from torch import nn
 
 from models import MODELS
+from posegate.advice import _errors, _ov_run, advise_openvino, ov_keep_fp32
 from posegate.artifacts import bind
 from posegate.backends import BACKENDS, EngineIO
 from posegate.backends.onnxruntime_backend import OrtSession
 from posegate.context import SYNTHETIC
 from posegate.faults import FAULTS
-from posegate.localize import localize, match, module_scope, tolerance_of
+from posegate.localize import Node, localize, match, module_scope, tolerance_of
 from posegate.metrics import METRICS
 from posegate.parity import compare
 from posegate.pipeline import Pipeline
-from posegate.probes import OrtProbe, OvProbe
+from posegate.probes import OrtProbe, OvProbe, ov_hint
 
 STAGE = "infer"
 pytestmark = pytest.mark.stage
@@ -49,7 +52,6 @@ def zoo(pipeline, run_context, tmp_path_factory):
     probe = OrtProbe(path, io)
     got = probe.run(x, sorted(probe.float_tensors()))
     ranges = {k: float(np.max(np.abs(v))) for k, v in got.items()}
-    import torch
     with torch.inference_mode():
         ref = {n: o.numpy() for n, o in zip(spec.output_names, model(torch.from_numpy(x)))}
     return SimpleNamespace(spec=spec, model=model, path=path, base=onnx.load(str(path)), x=x, io=io, ranges=ranges,
@@ -135,7 +137,7 @@ def test_streamed_in_chunks_the_result_is_the_same(zoo):
 
 
 def test_openvino_localises_onnx_and_ir_alike(zoo):
-    import openvino as ov
+    import openvino as ov  # noqa: PLC0415 (optional device library: the suite imports it lazily everywhere)
     injected = FAULTS["conv-scaled-3pct"](zoo.base)
     path = zoo.tmp / "ov-conv-scaled.onnx"
     onnx.save(injected.model, str(path))
@@ -148,7 +150,6 @@ def test_openvino_localises_onnx_and_ir_alike(zoo):
 
 
 def test_scope_names_resolve_to_module_paths_and_one_sided_tensors_are_counted():
-    from torch import nn
     inner = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU())
     model = nn.Module()
     model.model = nn.Sequential(inner)
@@ -157,7 +158,6 @@ def test_scope_names_resolve_to_module_paths_and_one_sided_tensors_are_counted()
     assert module_scope("/model/model.0/model.0.0/Conv", modules) == ["model", "model.0", "model.0.0"]
     assert module_scope("/stages.0/stages.0.0/Conv", modules) == ["stages.0", "stages.0.0"]
     assert module_scope("/model/nothing/Conv", modules) == ["model"]  # no guess past an unknown scope
-    from posegate.localize import Node
     nodes = [Node("/model/model.0/model.0.0/Conv", "Conv", ("x",), ("a",)),
              Node("/model/model.0/model.0.2/Relu", "Relu", ("a",), ("b",)),
              Node("/Mul", "Mul", ("b",), ("c",))]
@@ -184,8 +184,6 @@ def test_wrong_resize_mode_is_localised_in_a_model_with_a_resize(pipeline):
 def test_precision_advice_reduces_the_openvino_fp16_error(zoo, tmp_path, record):
     """OpenVINO fp16 (bf16 or f16 compute, as the backend asks this CPU) passes its tolerance here; the advice
     is asked for half its error and must cut the error it targets, re-validated on OpenVINO."""
-    from posegate.advice import _errors, _ov_run, advise_openvino, ov_keep_fp32
-    from posegate.probes import ov_hint
     if _seeded(zoo):
         pytest.skip(f"advice needs trained weights (seeded ones leave the fp16 error in ops no layer choice moves): "
                     f"put {zoo.spec.checkpoint.filename} in --weights-dir")

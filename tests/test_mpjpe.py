@@ -113,7 +113,8 @@ class _Toy:
 
 
 def _results(dataset, offsets):
-    return [{"key": list(k), "poses_3d": dataset.targets(k) + np.float32(off)} for k, off in zip(dataset.sequences, offsets)]
+    return [{"key": list(k), "poses_3d": dataset.targets(k) + np.float32(off)}
+            for k, off in zip(dataset.sequences, offsets)]
 
 
 def test_protocol_1_on_sequences_in_millimetres():

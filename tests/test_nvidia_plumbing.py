@@ -6,18 +6,23 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import importlib.abc
+import importlib.util
 import json
+import sys
 import types
 import warnings
+from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime
 import pytest
 from onnx import TensorProto, helper
 
+import posegate.backends.onnxruntime_gpu_backend as gpu
 from models import MODELS
-from posegate.backends import BACKENDS, ModelSource
-from posegate.backends import nvidia
+from posegate.backends import BACKENDS, EngineIO, ModelSource, nvidia
 from posegate.backends.onnxruntime_backend import OrtSession
 from posegate.backends.onnxruntime_gpu_backend import OrtGpuSession, trt_execution, trt_provider_options
 from posegate.backends.tensorrt_backend import EngineBuildError, HostBuffers, TrtSession, build_engine
@@ -321,7 +326,6 @@ def test_plumbing_seed_device_names():
 
 def test_plumbing_ort_gpu_session_refuses_the_silent_cpu_fallback(tmp_path, monkeypatch):
     """This CPU build lacks the CUDA provider: made to look available, the session must not pass as CUDA."""
-    import onnxruntime
     backend = BACKENDS["onnxruntime-cuda"]
     monkeypatch.setattr(onnxruntime, "get_available_providers",
                         lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
@@ -329,7 +333,6 @@ def test_plumbing_ort_gpu_session_refuses_the_silent_cpu_fallback(tmp_path, monk
     monkeypatch.setattr("posegate.backends.onnxruntime_gpu_backend.cuda_device", lambda: ("Tesla T4", ""))
     assert backend.unavailable_reason() is None and backend.device() == "T4"
     spec = dataclasses.replace(MODELS["lightweight_openpose"], input_name="data", output_names=("out",))
-    from posegate.backends import EngineIO
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         # ONNX Runtime's own reason travels with the error (and the log)
@@ -348,10 +351,7 @@ def test_nvidia_backends_report_why_they_are_unavailable_here(name):
 
 def test_plumbing_ort_trt_imports_tensorrt_first_and_keeps_cuda_for_the_rest(tmp_path, monkeypatch):
     """The pip TensorRT wheels' libraries load with `import tensorrt`: it must come before the session."""
-    import importlib.abc
-    import importlib.util
-    import sys
-    import posegate.backends.onnxruntime_gpu_backend as gpu
+
     order = []
 
     class Loader(importlib.abc.Loader):
@@ -375,7 +375,6 @@ def test_plumbing_ort_trt_imports_tensorrt_first_and_keeps_cuda_for_the_rest(tmp
     monkeypatch.setattr(sys, "meta_path", [Finder(), *sys.meta_path])
     monkeypatch.setattr(gpu, "OrtGpuSession", Recorded)
     spec = MODELS["mspn_2xstg"]
-    from posegate.backends import EngineIO
     session = BACKENDS["onnxruntime-trt"].open(_onnx(tmp_path), spec, "fp32", EngineIO.of(spec))
     assert order == ["import tensorrt", ("session", ("TensorrtExecutionProvider", "CUDAExecutionProvider",
                                                      "CPUExecutionProvider"))]
@@ -383,7 +382,6 @@ def test_plumbing_ort_trt_imports_tensorrt_first_and_keeps_cuda_for_the_rest(tmp
 
 
 def test_requirements_nvidia_pin_one_cuda_major_and_tensorrt_10():
-    from pathlib import Path
     lines = [ln.split("#")[0].strip() for ln in (Path(__file__).parents[1] / "requirements-nvidia.txt").read_text()
              .splitlines()]
     pins = dict(ln.split("==") for ln in lines if ln)

@@ -44,7 +44,9 @@ def test_preprocess_is_deterministic(case, run_context, pipeline):
 
 
 def _copy(raw):
-    return raw.copy() if isinstance(raw, np.ndarray) else type(raw)(_copy(r) for r in raw) if isinstance(raw, tuple) else raw
+    if isinstance(raw, np.ndarray):
+        return raw.copy()
+    return type(raw)(_copy(r) for r in raw) if isinstance(raw, tuple) else raw
 
 
 @pytest.mark.cases("shape", needs="image")
@@ -99,5 +101,6 @@ def test_padding_is_exactly_zero(case, run_context, pipeline):
         assert (rec.orig_h, rec.orig_w) == image.shape[:2]
         assert (rec.input_h, rec.input_w) == xi.shape[1:]
         assert rec.input_h % spec.flow.stride == 0 and rec.input_w % spec.flow.stride == 0
-        pad = [xi[:, : rec.top], xi[:, xi.shape[1] - rec.bottom:], xi[:, :, : rec.left], xi[:, :, xi.shape[2] - rec.right:]]
+        pad = [xi[:, : rec.top], xi[:, xi.shape[1] - rec.bottom:],
+               xi[:, :, : rec.left], xi[:, :, xi.shape[2] - rec.right:]]
         assert all(not p.size or np.all(p == 0) for p in pad), "padding must be exactly zero"

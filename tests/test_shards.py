@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import os
+import pickle
 
 import numpy as np
 import pytest
 
 from fixtures.artifacts import skip_unavailable
+from models.mspn_2xstg.codec import CropRecord
 from posegate import shards
 from posegate.metrics import METRICS
 from posegate.pipeline import Pipeline
@@ -46,7 +48,6 @@ def test_merge_names_missing_and_foreign_shards(tmp_path):
 
 
 def test_shards_hold_arrays_tuples_and_records_without_pickle(tmp_path):
-    from models.mspn_2xstg.codec import CropRecord
     value = [{"image_id": 3, "keypoints": [1.5, float("nan")], "pose": np.arange(6.0).reshape(2, 3)},
              ("S9", "Walking", 2), CropRecord(1, 640, 480, (1.0, 2.0), (0.5, 0.5), 0.9), np.float32(0.25)]
     shards.write(tmp_path, "m", "f" * 16, 1, 1, [("S9", "Walking", 2)], value)
@@ -58,7 +59,6 @@ def test_shards_hold_arrays_tuples_and_records_without_pickle(tmp_path):
 
 
 def test_a_pickle_in_the_merge_folder_is_never_unpickled(tmp_path):
-    import pickle
 
     class Payload:
         def __reduce__(self):
@@ -84,7 +84,8 @@ def test_merged_shards_score_as_one_run(case, pipeline, run_context, needs, reco
     for of in (2, 3):
         folder = tmp_path / f"of{of}"
         for k in range(1, of + 1):
-            shard = Pipeline(pipeline.cache, pipeline.weights_dir, pipeline.options, shard=(k, of), predictions_dir=folder)
+            shard = Pipeline(pipeline.cache, pipeline.weights_dir, pipeline.options, shard=(k, of),
+                             predictions_dir=folder)
             with pytest.raises(shards.ShardWritten, match=f"shard {k}/{of} of "):
                 shard.predictions(spec, case.backend, case.precision, profile, dataset)
             shard.close()

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from models import MODELS
+from models.simplebaseline_res50.codec import CropRecord
 from posegate import serial, shards, topdown
 from posegate.pipeline import Pipeline
 
@@ -100,7 +101,6 @@ def test_finalize_over_merged_shards_equals_finalize_over_one_run(monkeypatch, t
 
 
 def test_records_of_a_second_geometry_are_stored_and_read_back(tmp_path):
-    from models.simplebaseline_res50.codec import CropRecord
     rec = CropRecord(4, 640, 480, (100.0, 120.0), (0.9, 1.2), 0.8, True)
     serial.dump([rec], tmp_path / "r.npz")
     (got,) = serial.load(tmp_path / "r.npz")

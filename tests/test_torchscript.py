@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from models import MODELS
 from posegate import torchscript
-from posegate.backends import torch_runtime
+from posegate.backends import BACKENDS, ModelSource, torch_runtime
+from posegate.backends import torch_compile_backend as tc
 from posegate.export import ExportError
 from posegate.spec import Tolerance
 
@@ -93,7 +95,6 @@ def test_torchscript_unreadable_archive_names_the_file(tmp_path):
 
 
 def test_torchscript_dynamic_profile_traces_at_its_benchmark_dims():
-    from models import MODELS
     spec = next(s for s in MODELS.values() if any(p.dynamic for p in s.profiles))
     p = next(p for p in spec.profiles if p.dynamic)
     shape = spec.engine_shape(p, 1)
@@ -133,8 +134,6 @@ def test_torch_reference_is_not_moved_off_the_cpu():
 def test_torch_compile_second_compile_comes_from_the_cache_in_the_artifact_cache(tmp_path, monkeypatch):
     """A fresh compile of the same network and shape, after dynamo forgot the first, hits inductor's
     FX graph cache in the artifact cache's folder: nothing is compiled again."""
-    from posegate.backends import BACKENDS, ModelSource
-    from posegate.backends import torch_compile_backend as tc
     monkeypatch.setenv(torch_runtime.DEVICE_ENV, "cpu")
     for env in tc.CACHE_ENVS:  # recorded, so the folder the backend points them at is undone afterwards
         monkeypatch.setenv(env, str(tmp_path / "elsewhere"))

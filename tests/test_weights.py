@@ -98,7 +98,8 @@ def test_prefixed_checkpoint_loads_the_same(case, tmp_path):
     spec = case.spec
     source = spec.build()
     torch.manual_seed(1)
-    state = {f"module.{k}": (v + torch.rand_like(v) if v.is_floating_point() else v) for k, v in source.state_dict().items()}
+    state = {f"module.{k}": (v + torch.rand_like(v) if v.is_floating_point() else v)
+             for k, v in source.state_dict().items()}
     path = tmp_path / "prefixed.pth"
     torch.save({spec.checkpoint.container_key or "state_dict": state, "epoch": 3}, path)
     loaded = spec.build(path)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+
 class _Solver:
     """The library's state: the cost matrix (NumPy, for the whole-matrix arithmetic), covers, and the
     starred and primed zeros. A row or column holds at most one star, and a row at most one prime (a

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.higherhrnet_w32_512.codec import FLIP_INDEX, NUM_JOINTS, make_record, upstream_size
+from models.higherhrnet_w32_512.geometry import FLIP_INDEX, NUM_JOINTS, make_record, upstream_size
 
 PEAK = 2.0  # the decoded heatmap value is about half of it, well above the 0.1 threshold
 TAG_RADIUS = 60.0  # with >= 12 slots on the circle, neighbours lie 31 apart, blends >= 8 from others

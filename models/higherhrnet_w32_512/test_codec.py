@@ -6,7 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from models import MODELS
 from models.higherhrnet_w32_512 import codec
+from models.higherhrnet_w32_512.oracle import encode_ground_truth
 
 pytestmark = pytest.mark.stage
 
@@ -165,7 +167,6 @@ def test_flip_outputs_are_flipped_back_and_reindexed():
 
 def test_decode_maps_back_to_the_image_and_reports_missing_joints_at_input_pixel_zero():
     rec = codec.make_record(300, 400, codec.upstream_size(300, 400))
-    from models.higherhrnet_w32_512.oracle import encode_ground_truth
     kp = np.zeros((17, 3))
     kp[[0, 5, 6, 11, 12]] = [[200, 80, 2], [180, 120, 2], [220, 120, 2], [185, 200, 2], [215, 200, 2]]
     ann = {"keypoints": kp.ravel().tolist(), "num_keypoints": 5, "iscrowd": 0}
@@ -212,7 +213,6 @@ def test_images_are_reported_per_bucket():
 
         def image_info(self, i):
             return Info(*self.sizes[i])
-    from models import MODELS
     strata = MODELS["higherhrnet_w32_512"].flow.strata(Dataset(), [1, 2, 3, 4])
     assert strata == {"512x704": [1], "512x768": [2, 4], "768x512": [3]}
 
@@ -226,8 +226,6 @@ def _person(offset):
 
 def test_a_batch_holds_the_images_then_their_flipped_copies():
     """Decoding a 2-image engine batch [a, b, flip a, flip b] equals decoding each image alone."""
-    from models import MODELS
-    from models.higherhrnet_w32_512.oracle import encode_ground_truth
     spec = MODELS["higherhrnet_w32_512"]
     assert spec.engine_shape(spec.profile("512x512"), 2) == (4, 3, 512, 512)
     (qa, ha, ra, _), (qb, hb, rb, _) = (encode_ground_truth([_person(o)], 300, 400) for o in (0, 60))
@@ -242,8 +240,6 @@ def test_a_batch_holds_the_images_then_their_flipped_copies():
 def test_result_check_takes_upstreams_format_and_rejects_others():
     """Results may lie in the input's padding and missing joints sit at its corner; (0, 0, 0) or a joint
     beyond the input's extent is flagged."""
-    from models import MODELS
-    from models.higherhrnet_w32_512.oracle import encode_ground_truth
     flow = MODELS["higherhrnet_w32_512"].flow
     q, h, rec, stride = encode_ground_truth([_person(0)], 300, 400)
     results = [{"image_id": 7, "category_id": 1, **p} for p in codec.decode(q, h, rec, stride=stride)]

@@ -12,8 +12,17 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
-from models.lightweight_openpose.codec import (COCO_TO_18, L_SHOULDER, R_SHOULDER, PadRecord, PEAK_MIN_DISTANCE, NUM_KPTS, BODY_PARTS_KPT_IDS, BODY_PARTS_PAF_IDS, NECK)
-
+from models.lightweight_openpose.layout import (
+    BODY_PARTS_KPT_IDS,
+    BODY_PARTS_PAF_IDS,
+    COCO_TO_18,
+    L_SHOULDER,
+    NECK,
+    NUM_KPTS,
+    PEAK_MIN_DISTANCE,
+    R_SHOULDER,
+    PadRecord,
+)
 from posegate.datasets.coco import OKS_SIGMAS
 
 ABSENT, DRAWN = 0, 1  # oracle joint states

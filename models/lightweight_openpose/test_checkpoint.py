@@ -19,7 +19,8 @@ def test_three_stage_checkpoint_drops_and_reports_extra_stages(tmp_path):
     torch.save({"state_dict": state, "optimizer": {}, "scheduler": {}, "iter": 370000, "current_epoch": 1}, path)
     net = spec.build(path)
     info = net.posegate_weights
-    assert info.ignored_keys and all(k.startswith(("refinement_stages.1.", "refinement_stages.2.")) for k in info.ignored_keys)
+    assert info.ignored_keys
+    assert all(k.startswith(("refinement_stages.1.", "refinement_stages.2.")) for k in info.ignored_keys)
     assert len(info.ignored_keys) == 2 * len([k for k in trained.state_dict() if k.startswith("refinement_stages.0.")])
     for k, v in net.state_dict().items():
         assert torch.equal(v, state[f"module.{k}"])

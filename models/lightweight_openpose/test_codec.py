@@ -7,7 +7,6 @@ import pytest
 from models.lightweight_openpose import codec
 
 
-
 def _map_with_peaks(shape, peaks):
     heat = np.zeros(shape, dtype=np.float32)
     for x, y, v in peaks:

@@ -6,7 +6,6 @@ mspn_2xstg_coco.pth loads by name. Facts: shared/reference/pipelines.md section 
 """
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import nn
 

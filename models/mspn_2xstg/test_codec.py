@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from models.mspn_2xstg import codec
+from models.mspn_2xstg import codec, recipe
 
 pytestmark = pytest.mark.stage
 
@@ -248,7 +248,6 @@ def test_encoded_ground_truth_decodes_within_the_quarter_steps_reach():
 def test_batched_decoder_equals_upstreams_steps_crop_by_crop(flip):
     """The whole decoder, flip merge and float32 centre and scale included, against recipe.py's
     one-crop-one-joint transcription of test.py: the same results to the bit."""
-    from models.mspn_2xstg import recipe
     rng = np.random.default_rng(5)
     n = 6
     yy, xx = np.mgrid[0:64, 0:48]

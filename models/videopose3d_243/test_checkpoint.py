@@ -8,7 +8,10 @@ import torch
 import torch.nn.functional as F
 
 from models import MODELS
+from models.videopose3d_243 import adapt_ascend_layout
 from models.videopose3d_243.network import TemporalModel
+from posegate.cache import ArtifactCache
+from posegate.pipeline import Pipeline
 from posegate.weights import WeightsError
 
 pytestmark = pytest.mark.stage
@@ -103,7 +106,6 @@ def test_ascend_weights_compute_what_the_port_computes(tmp_path):
             m.running_mean.normal_(0, 0.1)
             m.running_var.uniform_(0.5, 1.5)
     ascend = {k[len("module."):]: v for k, v in _as_ascend(small.state_dict()).items()}
-    from models.videopose3d_243 import adapt_ascend_layout
     ours = TemporalModel(channels=32).eval()
     ours.load_state_dict(adapt_ascend_layout(ascend))
     x = torch.randn(2, 300, 17, 2)
@@ -116,8 +118,6 @@ def test_ascend_weights_compute_what_the_port_computes(tmp_path):
 
 def test_the_ports_own_weights_are_found_and_gated_by_their_own_figure(tmp_path):
     """model_best.bin stands in when the upstream file is absent; the 46.6 mm gate names it, 46.8 mm upstream's."""
-    from posegate.cache import ArtifactCache
-    from posegate.pipeline import Pipeline
     torch.save({"model_pos": _as_ascend(_trained_like()), "epoch": 1}, tmp_path / "model_best.bin")
     pipeline = Pipeline(ArtifactCache(tmp_path / "cache"), tmp_path)
     assert pipeline.checkpoint_path(SPEC) == tmp_path / "model_best.bin"

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from posegate.datasets import coco, h36m, h36m_synthetic, synthetic
+
 
 @dataclass(frozen=True)
 class DatasetKind:
@@ -18,25 +20,19 @@ class DatasetKind:
 
 
 def _coco_recognise(folder):
-    from posegate.datasets.coco import recognise
-    return recognise(folder)
+    return coco.recognise(folder)
 
 
 def _coco_synthetic(folder, reference_dir):
-    from posegate.datasets.coco import CocoKeypointDataset
-    from posegate.datasets.synthetic import generate
-    return CocoKeypointDataset(generate(folder, 8))
+    return coco.CocoKeypointDataset(synthetic.generate(folder, 8))
 
 
 def _h36m_recognise(folder):
-    from posegate.datasets.h36m import recognise
-    return recognise(folder)
+    return h36m.recognise(folder)
 
 
 def _h36m_synthetic(folder, reference_dir):
-    from posegate.datasets.h36m import H36mDataset
-    from posegate.datasets.h36m_synthetic import generate
-    return H36mDataset(generate(folder, reference_dir))
+    return h36m.H36mDataset(h36m_synthetic.generate(folder, reference_dir))
 
 
 KINDS: dict[str, DatasetKind] = {k.name: k for k in (

@@ -23,6 +23,7 @@ import numpy as np
 
 from posegate import safe_npz
 from posegate.datasets.coco import DatasetError
+from posegate.weights import file_digest
 
 FILE_3D = "data_3d_h36m.npz"
 FILE_2D_CPN = "data_2d_h36m_cpn_ft_h36m_dbb.npz"
@@ -112,7 +113,6 @@ def _load_npz_dict(path: Path, field: str) -> tuple[dict, dict]:
 
 
 def _digest(*paths: Path) -> str:
-    from posegate.weights import file_digest
     return hashlib.sha256("".join(file_digest(p) for p in paths).encode()).hexdigest()
 
 
@@ -179,7 +179,8 @@ class H36mDataset:
         data, archive = _load_npz_dict(self.keypoints_file, "positions_2d")
         meta = archive["metadata"].item() if "metadata" in archive else {}
         if meta.get("num_joints", 17) != 17:
-            raise DatasetError(f"{self.keypoints_file}: {meta['num_joints']} joints, the network takes 17 (h36m layout)")
+            raise DatasetError(f"{self.keypoints_file}: {meta['num_joints']} joints, "
+                               "the network takes 17 (h36m layout)")
         return data
 
     @cached_property

@@ -15,9 +15,17 @@ from pathlib import Path
 
 import numpy as np
 
+from posegate.datasets.h36m import (
+    CAMERA_IDS,
+    CAMERAS_FILE,
+    FILE_2D_CPN,
+    FILE_3D,
+    KEPT_JOINTS,
+    project_to_2d,
+    read_cameras,
+    world_to_camera,
+)
 from posegate.datasets.staging import build_once
-from posegate.datasets.h36m import (CAMERA_IDS, CAMERAS_FILE, FILE_2D_CPN, FILE_3D, KEPT_JOINTS,
-                                    project_to_2d, read_cameras, world_to_camera)
 
 VERSION = 2
 FPS = 50

@@ -13,8 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from posegate.datasets.staging import build_once
 from posegate.datasets.coco import ANNOTATION_FILE, DETECTION_DIR, IMAGE_DIR, PERSON_CATEGORY, DatasetError
+from posegate.datasets.staging import build_once
 
 VERSION = 1
 DETECTION_FILE = "person_detections.json"

@@ -6,14 +6,13 @@ reference backend's own results, which isolates the conversion from the weights.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import numpy as np
 
-
-@dataclass(frozen=True)
-class Score:
-    value: float
-    details: dict = field(default_factory=dict)
-    count: int = 0  # people or frames scored
+from posegate.datasets.h36m import PARENTS
+from posegate.metrics.coco_ap import agreement_ap, evaluate_keypoints
+from posegate.metrics.mpjpe import evaluate_sequences, prediction_distance
+from posegate.metrics.score import Score
+from posegate.visuals import save_worst_frames, save_worst_images
 
 
 class CocoAP:
@@ -22,13 +21,11 @@ class CocoAP:
 
     def evaluate(self, dataset, results, samples=None) -> Score:
         """``samples``: score only these images (a stratum); default every image of the dataset."""
-        from posegate.metrics.coco_ap import evaluate_keypoints
         s = evaluate_keypoints(dataset, results, samples)
         return Score(s.ap, {"AP50": s.ap50, "AP75": s.ap75, "AR": s.ar, "images": s.num_images}, s.num_results)
 
     def agreement(self, reference, results, dataset) -> float | None:
         """None when the reference finds nobody: there is nothing to agree with."""
-        from posegate.metrics.coco_ap import agreement_ap
         ids = dataset.image_ids
         return agreement_ap(reference, results, ids, {i: dataset.image_info(i) for i in ids})
 
@@ -36,7 +33,6 @@ class CocoAP:
         """The lowest-OKS images with predicted and ground-truth skeletons (images needed)."""
         if not dataset.has_inputs:
             return []
-        from posegate.visuals import save_worst_images
         return save_worst_images(dataset, results, folder, label)
 
 
@@ -45,18 +41,13 @@ class Mpjpe:
     agreement_name, agreement_direction = "MPJPE to reference", "max"
 
     def evaluate(self, dataset, results) -> Score:
-        from posegate.metrics.mpjpe import evaluate_sequences
         return evaluate_sequences(dataset, results)
 
     def agreement(self, reference, results, dataset) -> float | None:
-        from posegate.metrics.mpjpe import prediction_distance
         return prediction_distance(reference, results)
 
     def save_visuals(self, dataset, results, folder, label) -> list[str]:
         """The worst-MPJPE frames, predicted and ground-truth skeletons from the front and the side."""
-        import numpy as np
-        from posegate.datasets.h36m import PARENTS
-        from posegate.visuals import save_worst_frames
         by_key = {tuple(r["key"]): np.asarray(r["poses_3d"]) for r in results}
         pairs = [(" ".join(map(str, k)), by_key[tuple(k)], dataset.targets(k)) for k in dataset.sequences
                  if tuple(k) in by_key]

@@ -12,6 +12,8 @@ from collections import defaultdict
 
 import numpy as np
 
+from posegate.metrics.score import Score
+
 MM = 1000.0
 
 
@@ -78,7 +80,6 @@ def action_wise(per_sequence: list[tuple[str, int, dict[str, float]]]) -> dict[s
 
 def evaluate_sequences(dataset, results):
     """Protocol #1 MPJPE (mm, action-wise average) with P-MPJPE, N-MPJPE and MPJVE beside it."""
-    from posegate.metrics import Score
     by_key = {tuple(r["key"]): np.asarray(r["poses_3d"], np.float32) for r in results}
     missing = [k for k in dataset.sequences if tuple(k) not in by_key]
     if missing:
