@@ -34,7 +34,7 @@ class Case:
 
     @property
     def spec(self):
-        from models import MODELS
+        from posegate.registry import MODELS
         return MODELS[self.model]
 
     @property
@@ -76,7 +76,8 @@ def _batches(profile):
     yield from ((b, True) for b in profile.full_batch_sizes)
 
 
-def generate(kind: str, specs, datasets=None, needs: str | None = None, artifacts=None) -> list[Case]:
+def generate(kind: str, specs, datasets=None, needs: str | None = None, artifacts=None,
+             baseline: str = "onnxruntime") -> list[Case]:
     """All cases of one kind.
 
     ``datasets`` maps a dataset kind to the (name, has_inputs) pairs known at collection; ``needs``
@@ -128,9 +129,9 @@ def generate(kind: str, specs, datasets=None, needs: str | None = None, artifact
             pass  # only the supplied artifacts' cases, added above
         elif kind == "shards":
             p = next(p for p in spec.profiles if p.default)
-            cases += [Case(m, "onnxruntime", "fp32", p.eval_batch, p.name, d) for d, has_inputs in sets if has_inputs]
+            cases += [Case(m, baseline, "fp32", p.eval_batch, p.name, d) for d, has_inputs in sets if has_inputs]
         elif kind == "decode_cost":
-            cases += [Case(m, "onnxruntime", "fp32", flow.decode_cost_batch, p.name, full=not p.default)
+            cases += [Case(m, baseline, "fp32", flow.decode_cost_batch, p.name, full=not p.default)
                       for p in spec.profiles]
         else:
             raise ValueError(f"unknown case kind {kind!r}")

@@ -91,15 +91,6 @@ class InputProfile:
 
 
 @dataclass(frozen=True)
-class AtcSettings:
-    """ATC arguments a model needs beyond its ONNX file and profile (the seeds' extra flags)."""
-    input_format: str = "NCHW"
-    out_nodes: tuple[str, ...] = ()  # spec outputs ATC keeps, passed as their producer nodes (Conv_1818:0)
-    log: str | None = "error"
-    auto_tune_mode: str | None = None  # e.g. "RL,GA": seed 001's advice when the 310P is slow
-
-
-@dataclass(frozen=True)
 class ArtifactContract:
     """The interface of a converted model brought from outside (an IR, an OM, an engine).
 
@@ -167,9 +158,6 @@ class ModelSpec:
     # precision -> bound on a backend's results scored against the reference's own results (agreement
     # AP is a floor, the MPJPE between the two a ceiling: the metric says which)
     agreement: Mapping[str, float] = field(default_factory=dict)
-    # engines that can specialise build one static engine per input shape instead of running the
-    # dynamic graph (few distinct shapes, a dynamic path that is much slower: a free frame axis)
-    per_shape_engines: bool = False
     dynamic_step: int = 64  # how far the export test grows a dynamic axis to prove it is dynamic
     # a small valid input (after the batch axis) for the export sample and the export/convert smoke
     # runs, where a network is too heavy to probe at its profiles' sizes; None = the first profile's
@@ -181,7 +169,9 @@ class ModelSpec:
     known_failures: Mapping[str, str] = field(default_factory=dict)  # test-id regex -> reason (strict xfail)
     expected_throughput: Mapping[str, Any] = field(default_factory=dict)  # seed tables, by device
     artifacts: tuple[ArtifactContract, ...] = ()  # converted models validated as given, not built
-    atc: AtcSettings = field(default_factory=AtcSettings)
+    # backend name -> that backend's settings object (its declared settings_type, e.g. AtcSettings for
+    # "ascend"); a backend not named uses its defaults. Checked when the spec registers (posegate.registry)
+    backend_settings: Mapping[str, Any] = field(default_factory=dict)
     notes: str = ""
 
     @property

@@ -2,12 +2,18 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
+from importlib import metadata
 
 import pytest
 
 from models import MODELS
+from posegate import machine, registry
 from posegate.backends import BACKENDS, REFERENCE
+from posegate.backends.atc import AtcSettings
+from posegate.backends.openvino_backend import OpenVinoSettings
 from posegate.cases import generate
+from posegate.registry import SpecError, register
 
 STAGE = "weights"
 pytestmark = pytest.mark.stage
@@ -50,3 +56,74 @@ def test_backend_version_is_plain_text(name):
         pytest.skip(f"{name}: {backend.unavailable_reason()}")
     version = backend.version()
     assert type(version) is str, f"{name}.version() returned {type(version).__name__}"
+
+
+def _only(installed: dict):
+    """A distribution lookup (importlib.metadata.version's signature) seeing only ``installed``."""
+    def lookup(name):
+        if name not in installed:
+            raise metadata.PackageNotFoundError(name)
+        return installed[name]
+    return lookup
+
+
+def test_fingerprint_names_onnxruntime_gpu_when_it_is_the_installed_wheel():
+    found = machine.packages(lookup=_only({"onnxruntime-gpu": "1.22.0", "numpy": "2.2.0"}))
+    assert found == {"numpy": "2.2.0", "onnxruntime-gpu": "1.22.0"}
+    # and the fingerprint id tells it from a CPU wheel of the same version
+    cpu = machine.packages(lookup=_only({"onnxruntime": "1.22.0", "numpy": "2.2.0"}))
+    assert machine.describe(found)["id"] != machine.describe(cpu)["id"]
+
+
+def test_fingerprint_packages_come_from_every_backend():
+    # a lookup that answers for everything: each backend's distributions appear, and numpy, nothing else
+    found = machine.packages(lookup=lambda name: "1.0")
+    assert set(found) == {"numpy"} | {d for b in BACKENDS.values() for d in b.distributions}
+    assert {"torch", "onnxruntime", "onnxruntime-gpu", "openvino", "tensorrt-cu13", "ais_bench", "torch_aie",
+            "torch_npu"} <= set(found)
+
+
+def test_fingerprint_id_keeps_its_meaning():
+    # baselines store ids: the same machine with the same packages must keep the id it had before
+    # the backends listed their distributions (the packages dict was built in another order then)
+    info = machine.describe({"torch": "2.13.0", "onnxruntime": "1.32.0", "openvino": "2026.4.1", "numpy": "2.4.6"})
+    old = dict(info, packages={"torch": "2.13.0", "onnxruntime": "1.32.0", "openvino": "2026.4.1", "numpy": "2.4.6"})
+    assert machine.fingerprint_id(old) == info["id"]
+
+
+def test_spec_settings_for_an_unknown_backend_fail_at_registration():
+    spec = replace(next(iter(MODELS.values())), name="m", backend_settings={"opnevino": OpenVinoSettings()})
+    with pytest.raises(SpecError, match=r"model m: .*'opnevino'.*not one of"):
+        register(spec, registry={})
+
+
+def test_spec_settings_of_the_wrong_type_fail_at_registration():
+    spec = replace(next(iter(MODELS.values())), name="m", backend_settings={"ascend": OpenVinoSettings()})
+    with pytest.raises(SpecError, match=r"model m: backend_settings\['ascend'\]: .*AtcSettings, not OpenVinoSettings"):
+        register(spec, registry={})
+    spec = replace(spec, backend_settings={"onnxruntime": OpenVinoSettings()})
+    with pytest.raises(SpecError, match="onnxruntime takes no settings"):
+        register(spec, registry={})
+
+
+def test_backends_read_a_specs_settings_or_their_defaults():
+    spec = replace(next(iter(MODELS.values())), name="m", backend_settings={"ascend": AtcSettings(log=None)})
+    registry = {}
+    register(spec, registry=registry)
+    assert registry == {"m": spec}
+    assert BACKENDS["ascend"].settings_of(spec) == AtcSettings(log=None)
+    assert BACKENDS["openvino"].settings_of(spec) == OpenVinoSettings()
+    assert BACKENDS["onnxruntime"].settings_of(spec) is None
+    assert MODELS["videopose3d_243"].backend_settings["openvino"].per_shape_engines
+
+
+def test_model_settings_change_the_artifact_cache_key():
+    spec = replace(next(iter(MODELS.values())), backend_settings={})
+    tuned = replace(spec, backend_settings={"ascend": AtcSettings(auto_tune_mode="RL,GA")})
+    ascend, ort = BACKENDS["ascend"], BACKENDS["onnxruntime"]
+    assert ascend.artifact_settings("fp16", spec) != ascend.artifact_settings("fp16", tuned)
+    assert ort.artifact_settings("fp32", spec) == ort.artifact_settings("fp32")
+
+
+def test_models_registry_is_posegates():
+    assert MODELS is registry.MODELS

@@ -7,6 +7,7 @@ engine call holds 2 rows per sequence and throughput counts every frame of both,
 """
 from __future__ import annotations
 
+from posegate.backends.openvino_backend import OpenVinoSettings
 from posegate.flows import Sequences
 from posegate.spec import Checkpoint, Golden, InputProfile, ModelSpec, Threshold, Tolerance
 
@@ -58,7 +59,8 @@ SPEC = ModelSpec(
     # between predictions, bf16 0.008 and 0.43 mm
     metric_parity={"fp32": 0.01, "fp16": 0.5},
     agreement={"fp32": 0.01, "fp16": 2.0},
-    dynamic_step=64, per_shape_engines=True,
+    dynamic_step=64,
+    backend_settings={"openvino": OpenVinoSettings(per_shape_engines=True)},
     # padded equals unpadded, so each gate holds for both profiles; each belongs to the weights it was
     # measured with
     thresholds=(

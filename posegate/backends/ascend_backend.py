@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from posegate.backends.atc import (AtcError, atc_command, chip_name, computes_fp32, execution, producer_nodes,
-                                   run_atc)
+from posegate.backends.atc import (AtcError, AtcSettings, atc_command, chip_name, computes_fp32, execution,
+                                   producer_nodes, run_atc)
 from posegate.backends.base import Backend, Session, SessionInfo
 
 ATC_OPSET = 11  # seed 001: ATC supports ONNX opset 11
@@ -207,6 +207,8 @@ class AisSession(Session):
 
 class AscendBackend(Backend):
     name = "ascend"
+    distributions = ("ais_bench",)
+    settings_type = AtcSettings
     precisions = ("fp16", "fp32")
     static_shapes = True
     opset = ATC_OPSET
@@ -247,8 +249,8 @@ class AscendBackend(Backend):
         chip, _ = chip_name()
         return f"Ascend{chip}" if chip else None
 
-    def artifact_settings(self, precision):
-        return {**super().artifact_settings(precision), "soc": self.device()}
+    def artifact_settings(self, precision, spec=None):
+        return {**super().artifact_settings(precision, spec), "soc": self.device()}
 
     def convert(self, source, out_dir, precision, shape):
         spec = source.spec
@@ -259,8 +261,9 @@ class AscendBackend(Backend):
         if problem and "writable" not in problem:
             raise AtcError(f"the artifact cache cannot hold OMs for ais_bench: {problem}")
         onnx_path = source.onnx_path(self.opset)
-        nodes = producer_nodes(onnx_path, spec.atc.out_nodes) if spec.atc.out_nodes else ()
-        args = atc_command(spec, onnx_path, "model", shape, chip, precision, nodes)
+        settings = self.settings_of(spec)
+        nodes = producer_nodes(onnx_path, settings.out_nodes) if settings.out_nodes else ()
+        args = atc_command(spec, onnx_path, "model", shape, chip, precision, nodes, settings)
         (out_dir / "atc_command.txt").write_text(" ".join(args) + "\n")
         run_atc(args, out_dir)
 

@@ -35,6 +35,8 @@ class OrtSession(Session):
 
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
+    # one module, several distributions: the CPU wheel, the CUDA one, Intel's OpenVINO-EP one
+    distributions = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino")
     # The CPU provider has no fp16 kernels for these convolutions; fp16 belongs to the device backends.
     precisions = ("fp32",)
 

@@ -95,6 +95,7 @@ class OrtGpuSession(OrtSession):
 
 class OrtGpuBackend(Backend):
     provider = ""
+    distributions = ("onnxruntime-gpu", "onnxruntime", "tensorrt", "tensorrt-cu12", "tensorrt-cu13")
 
     def unavailable_reason(self):
         try:
@@ -176,14 +177,14 @@ class OrtTensorRtBackend(OrtGpuBackend):
                     f"clear it): start the run with {TF32_ENV}=0 for fp32 parity")
         return None
 
-    def artifact_settings(self, precision):
+    def artifact_settings(self, precision, spec=None):
         # the engines cached beside the artifact depend on the TF32 override, the GPU and TensorRT's version
         try:
             import tensorrt
             trt_version = tensorrt.__version__
         except ImportError:
             trt_version = None
-        return {**super().artifact_settings(precision), "execution": trt_execution(precision),
+        return {**super().artifact_settings(precision, spec), "execution": trt_execution(precision),
                 "gpu": cuda_device()[0], "tensorrt": trt_version}
 
     def options(self, spec, precision, engine_cache=None):

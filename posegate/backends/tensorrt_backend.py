@@ -206,6 +206,8 @@ def _unavailable(module: str, pip: str) -> str | None:
 
 class TensorRtBackend(Backend):
     name = "tensorrt"
+    # the "tensorrt" meta package installs tensorrt-cu12 / tensorrt-cu13; a wheel may come alone
+    distributions = ("tensorrt", "tensorrt-cu12", "tensorrt-cu13")
     precisions = ("fp32", "fp16")
 
     def unavailable_reason(self):
@@ -223,9 +225,9 @@ class TensorRtBackend(Backend):
     def device(self):
         return seed_device_name(cuda_device()[0])
 
-    def artifact_settings(self, precision):
+    def artifact_settings(self, precision, spec=None):
         # an engine is specific to the GPU model it was built on; "tf32": False since TF32 was cleared
-        return {**super().artifact_settings(precision), "gpu": cuda_device()[0], "tf32": False}
+        return {**super().artifact_settings(precision, spec), "gpu": cuda_device()[0], "tf32": False}
 
     def convert(self, source, out_dir, precision, shape):
         import tensorrt as trt

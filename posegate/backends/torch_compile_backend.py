@@ -42,6 +42,7 @@ def fx_cache_counts() -> dict:
 
 class TorchCompileBackend(Backend):
     name = "torch-compile"
+    distributions = ("torch",)
     precisions = ("fp32",)
     exports = "module"  # compiles the eager network itself
     static_shapes = True
@@ -56,7 +57,7 @@ class TorchCompileBackend(Backend):
     def version(self):
         return str(torch.__version__)
 
-    def artifact_settings(self, precision):
+    def artifact_settings(self, precision, spec=None):
         return {"backend": self.name, "version": self.version(), "precision": precision, "mode": "inductor",
                 "fullgraph": True, "device": pick_device()}
 
