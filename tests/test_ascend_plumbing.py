@@ -52,7 +52,8 @@ def _seed(cmd: str) -> list[str]:
     return cmd.replace("${chip_name}", "310P3").split()
 
 
-def _spec(input_name, dims, gears=(), atc=AtcSettings(), axes=("batch", "channels", "height", "width"), outputs=("out",)):
+def _spec(input_name, dims, gears=(), atc=AtcSettings(), axes=("batch", "channels", "height", "width"),
+          outputs=("out",)):
     base = MODELS["lightweight_openpose"]
     profile = InputProfile("p", dims, preprocess="ascend", batch_sizes=(1,), gears=gears,
                            perf_dims=tuple(d or 8 for d in dims))
@@ -89,7 +90,8 @@ def test_plumbing_atc_command_equals_seed_higherhrnet_dynamic_image_size(tmp_pat
     args = _atc_command(spec, "x.onnx", "y", (1, 3, None, None), "310P3", "fp16", out_nodes=nodes)
     seed = _seed(SEED_HIGHERHRNET)
     assert _with_paths(args, "M", "O") == _with_paths(seed, "M", "O")
-    tuned = dataclasses.replace(spec, backend_settings={"ascend": dataclasses.replace(settings, auto_tune_mode="RL,GA")})
+    tuned_settings = dataclasses.replace(settings, auto_tune_mode="RL,GA")
+    tuned = dataclasses.replace(spec, backend_settings={"ascend": tuned_settings})
     args = _atc_command(tuned, "x.onnx", "y", (1, 3, None, None), "310P3", "fp16", out_nodes=nodes)
     assert _with_paths(args, "M", "O") == _with_paths(_seed(SEED_HIGHERHRNET_TUNED), "M", "O")
 
@@ -103,7 +105,8 @@ def test_plumbing_atc_command_equals_seed_mspn_per_batch():
 
 def test_plumbing_atc_command_equals_seed_videopose3d_static_frames():
     spec = _spec("2d_poses", (6115, 17, 2), axes=("batch", "frames", "joints", "xy"))
-    assert _atc_command(spec, "vp3d/vp3d.onnx", "vp3d/vp3d_seq6115", (2, 6115, 17, 2), "310P3", "fp16") == _seed(SEED_VP3D)
+    args = _atc_command(spec, "vp3d/vp3d.onnx", "vp3d/vp3d_seq6115", (2, 6115, 17, 2), "310P3", "fp16")
+    assert args == _seed(SEED_VP3D)
     # the registered spec asks for that engine: batch 1 of the padded profile is 2 rows (original and mirrored)
     vp3d = MODELS["videopose3d_243"]
     shape = vp3d.profile("6115").engine_shape(1)

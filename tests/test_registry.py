@@ -7,12 +7,14 @@ from importlib import metadata
 
 import pytest
 
+from fixtures.options import resolve_baseline
 from models import MODELS
 from posegate import machine, registry
 from posegate.backends import BACKENDS, REFERENCE
 from posegate.backends.atc import AtcSettings
 from posegate.backends.openvino_backend import OpenVinoSettings
 from posegate.cases import generate
+from posegate.inputs import InputError
 from posegate.registry import SpecError, register
 
 STAGE = "weights"
@@ -127,3 +129,29 @@ def test_model_settings_change_the_artifact_cache_key():
 
 def test_models_registry_is_posegates():
     assert MODELS is registry.MODELS
+
+
+def test_baseline_backend_comes_from_the_flag_then_the_environment_then_onnxruntime():
+    assert resolve_baseline(None, env={}) == "onnxruntime"
+    assert resolve_baseline(None, env={"POSEGATE_BASELINE_BACKEND": "openvino"}) == "openvino"
+    assert resolve_baseline("torch", env={"POSEGATE_BASELINE_BACKEND": "openvino"}) == "torch"
+
+
+def test_an_unknown_baseline_backend_is_a_usage_error_naming_the_choices():
+    with pytest.raises(InputError, match=r"--baseline-backend=onnx: no such backend; choose one of .*onnxruntime"):
+        resolve_baseline("onnx", env={})
+    with pytest.raises(InputError, match=r"POSEGATE_BASELINE_BACKEND=ov: no such backend"):
+        resolve_baseline(None, env={"POSEGATE_BASELINE_BACKEND": "ov"})
+
+
+def test_baseline_backend_picks_the_backend_of_baseline_cases_and_nothing_else():
+    specs = MODELS.values()
+    sets = {kind: [("synthetic", True)] for kind in {s.flow.dataset_kind for s in specs}}
+    for kind in ("shards", "decode_cost"):
+        default = generate(kind, specs, sets)
+        assert default and {c.backend for c in default} == {"onnxruntime"}
+        assert [c.id for c in default] == [c.id for c in generate(kind, specs, sets, baseline="onnxruntime")]
+        other = generate(kind, specs, sets, baseline="openvino")
+        assert [c.id.replace("-openvino-", "-onnxruntime-") for c in other] == [c.id for c in default]
+    assert [c.id for c in generate("infer", specs, sets, baseline="openvino")] == \
+        [c.id for c in generate("infer", specs, sets)]
