@@ -6,6 +6,8 @@ A spec is checked as it registers, so a model with settings no backend takes fai
 """
 from __future__ import annotations
 
+import importlib
+
 from posegate.backends import BACKENDS
 from posegate.spec import ModelSpec
 
@@ -43,3 +45,12 @@ def register(spec: ModelSpec, registry: dict | None = None, backends=None) -> Mo
         raise SpecError(f"model {spec.name} is registered twice")
     registry[spec.name] = spec
     return spec
+
+
+def load_package(package: str = "models") -> dict[str, ModelSpec]:
+    """Import the package whose sub-packages register the model specs, by name, for an entry point that
+    runs outside pytest (``python -m posegate.training``); the conftest plugins import ``models`` themselves."""
+    importlib.import_module(package)
+    if not MODELS:
+        raise SpecError(f"importing {package!r} registered no model spec")
+    return MODELS

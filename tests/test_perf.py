@@ -194,7 +194,7 @@ def test_mspn_decode_beats_upstreams_steps(flip, benchmark, run_context, record)
         data = golden.open_cases(path)
         maps = np.concatenate([data[f"{c}/heatmaps"] for c in golden.CASES["mspn_2xstg"]])
         mirrored = np.concatenate([data[f"{c}/heatmaps_flipped"] for c in golden.CASES["mspn_2xstg"]])
-        records = [r for c in golden.CASES["mspn_2xstg"] for r in golden.mspn_records(data, c)]
+        records = [r for c in golden.CASES["mspn_2xstg"] for r in golden.mspn_records(data, c, codec)]
         take = np.arange(crops) % len(maps)
         maps, mirrored, records = maps[take], mirrored[take], [records[i] for i in take]
     else:

@@ -493,7 +493,7 @@ def test_validation_keeps_the_best_checkpoint(mini, tmp_path, monkeypatch):
     aps = iter([0.10, 0.30, 0.20])
     snapshots = {}
 
-    def fake_ap(net, ds, ids, device):
+    def fake_ap(net, ds, ids, device, recipe=None):
         snapshots[len(snapshots) + 1] = {k: v.clone() for k, v in net.state_dict().items()}
         return next(aps)
     monkeypatch.setattr(validate, "validation_ap", fake_ap)
