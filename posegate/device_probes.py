@@ -21,7 +21,7 @@ import numpy as np
 import onnx
 
 from posegate.backends import BACKENDS, EngineIO
-from posegate.probes import OrtProbe
+from posegate.probes import CannotLocalize, OrtProbe
 
 
 class _OnnxGraph(OrtProbe):
@@ -94,7 +94,6 @@ class _Unchecked:
 
 
 def probe(backend: str, pipeline, spec, path: Path, io, precision: str):
-    from posegate.diagnose import CannotLocalize
     reason = BACKENDS[backend].unavailable_reason()
     if reason:
         raise CannotLocalize(f"{backend} unavailable: {reason}")

@@ -14,9 +14,17 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from posegate.backends.openvino_backend import _HINTS
 from posegate.localize import Node
 
 _FLOATS = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)
+
+
+class CannotLocalize(RuntimeError):
+    """This backend or artifact offers no way to expose its intermediates here; the message says why.
+
+    Defined beside the probes (posegate.diagnose re-exports it) so posegate.device_probes can raise it
+    without importing diagnose, which dispatches to it."""
 
 
 class OrtProbe:
@@ -149,7 +157,6 @@ class OvProbe:
 def ov_hint(precision: str, core=None) -> str:
     """The inference precision the openvino backend's sessions ask the CPU for (its _HINTS rule)."""
     import openvino as ov
-    from posegate.backends.openvino_backend import _HINTS
     caps = set((core or ov.Core()).get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
     return next(h for h in _HINTS.get(precision, ["f32"]) if h == "f32" or h.upper() in caps)
 
