@@ -4,8 +4,12 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 from importlib import metadata
+from types import SimpleNamespace
 
+import numpy as np
+import onnx
 import pytest
+from onnx import TensorProto, helper
 
 from fixtures.options import resolve_baseline
 from models import MODELS
@@ -125,6 +129,9 @@ def test_model_settings_change_the_artifact_cache_key():
     ascend, ort = BACKENDS["ascend"], BACKENDS["onnxruntime"]
     assert ascend.artifact_settings("fp16", spec) != ascend.artifact_settings("fp16", tuned)
     assert ort.artifact_settings("fp32", spec) == ort.artifact_settings("fp32")
+    # OpenVINO's per-shape engines compile from the same IR: no new artifact for them
+    ov, per_shape = BACKENDS["openvino"], replace(spec, backend_settings={"openvino": OpenVinoSettings(True)})
+    assert ov.artifact_settings("fp32", spec) == ov.artifact_settings("fp32", per_shape)
 
 
 def test_models_registry_is_posegates():
@@ -155,3 +162,22 @@ def test_baseline_backend_picks_the_backend_of_baseline_cases_and_nothing_else()
         assert [c.id.replace("-openvino-", "-onnxruntime-") for c in other] == [c.id for c in default]
     assert [c.id for c in generate("infer", specs, sets, baseline="openvino")] == \
         [c.id for c in generate("infer", specs, sets)]
+
+
+@pytest.mark.parametrize("per_shape", [False, True], ids=["dynamic", "per-shape"])
+def test_openvino_sessions_follow_the_specs_per_shape_setting(per_shape, tmp_path):
+    if BACKENDS["openvino"].unavailable_reason():
+        pytest.skip(BACKENDS["openvino"].unavailable_reason())
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", "t"])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", "t"])])
+    onnx_path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(onnx_path))
+    spec = SimpleNamespace(name="m", input_name="x", output_names=("y",),
+                           backend_settings={"openvino": OpenVinoSettings(per_shape_engines=per_shape)})
+    backend = BACKENDS["openvino"]
+    backend.convert(SimpleNamespace(spec=spec, onnx_path=lambda opset: onnx_path), tmp_path, "fp32", None)
+    session = backend.load(tmp_path, SimpleNamespace(spec=spec), "fp32")
+    x = np.array([[-1.0, 2.0, -3.0]], np.float32)
+    assert np.array_equal(session._run(x)[0], np.maximum(x, 0))
+    assert list(session._static) == ([(1, 3)] if per_shape else [])

@@ -148,6 +148,7 @@ class Backend(ABC):
     known_failures: Mapping[str, str] = MappingProxyType({})
     # the type of the per-model settings this backend reads (a spec's backend_settings[name]); None: none
     settings_type: type | None = None
+    settings_change_artifacts: bool = True  # False: the settings act when loading only, not in the cache key
 
     def unavailable_reason(self) -> str | None:
         """None when usable here, else why not (a missing package, tool or device)."""
@@ -218,7 +219,7 @@ class Backend(ABC):
         """Everything besides the ONNX file that changes the converted artifact (part of its cache key);
         with ``spec``, the model's settings for this backend too (a new ATC flag is a new OM)."""
         fields = {"backend": self.name, "version": self.version(), "precision": precision, "opset": self.opset}
-        settings = self.settings_of(spec) if spec is not None else None
+        settings = self.settings_of(spec) if spec is not None and self.settings_change_artifacts else None
         if settings is not None:
             fields["model_settings"] = repr(settings)
         return fields

@@ -74,6 +74,7 @@ class OpenVinoBackend(Backend):
     name = "openvino"
     distributions = ("openvino",)
     settings_type = OpenVinoSettings
+    settings_change_artifacts = False  # per-shape engines are compiled from the same IR when loading
     precisions = ("fp32", "fp16")
 
     def unavailable_reason(self):
