@@ -13,6 +13,8 @@ import socket
 from functools import lru_cache
 from importlib import metadata
 
+import torch
+
 from posegate.backends import BACKENDS
 
 COMPARED = ("cpu", "cores", "accelerator", "system", "python", "packages")
@@ -35,7 +37,6 @@ def _accelerator() -> str:
     if os.environ.get("POSEGATE_ACCELERATOR"):
         return os.environ["POSEGATE_ACCELERATOR"]
     try:
-        import torch
         if torch.cuda.is_available():
             return torch.cuda.get_device_name(0)
     except Exception:  # a broken CUDA install must not stop a CPU run

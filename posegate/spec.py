@@ -8,6 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+import numpy as np
+
+from posegate.metrics import margin
+from posegate.weights import build_model
+
 PRECISIONS = ("fp32", "fp16", "int8")
 # Quantised against real inputs' activation ranges: parity on synthetic noise says nothing about them.
 CALIBRATED = ("int8",)
@@ -38,7 +43,6 @@ class Threshold:
 
     def margin(self, measured: float) -> float:
         """Positive when the gate passes."""
-        from posegate.metrics import margin
         return margin(measured, self.value, self.direction)
 
     def passes(self, measured: float) -> bool:
@@ -221,7 +225,6 @@ class ModelSpec:
 
     def check_input(self, x, who: str) -> None:
         """A clear error for an engine input of the wrong kind, before any engine sees it."""
-        import numpy as np
         bad = [a for a, size in self.fixed_dims.items() if x.ndim == len(self.input_axes) and x.shape[a] != size]
         if x.dtype != np.float32 or x.ndim != len(self.input_axes) or bad:
             want = " x ".join(str(self.fixed_dims.get(i, self.input_axes[i])) for i in range(len(self.input_axes)))
@@ -229,5 +232,4 @@ class ModelSpec:
 
     def build(self, checkpoint=None):
         """The PyTorch network in eval mode: official weights from ``checkpoint`` or seeded random ones."""
-        from posegate.weights import build_model
         return build_model(self, checkpoint)

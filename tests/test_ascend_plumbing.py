@@ -16,10 +16,12 @@ import pytest
 from onnx import TensorProto, helper
 
 from models import MODELS
-from posegate.backends import BACKENDS, EngineIO
+from posegate.backends import BACKENDS, Backend, EngineIO, ModelSource, Session, SessionInfo
 from posegate.backends import ascend_backend as asc
 from posegate.backends import atc as atc_tool
 from posegate.backends.atc import AtcSettings
+from posegate.cache import ArtifactCache
+from posegate.pipeline import Pipeline
 from posegate.spec import InputProfile
 from posegate.throughput import expected, per_second
 
@@ -27,12 +29,15 @@ STAGE = "convert"
 pytestmark = pytest.mark.stage
 
 # The seeds' commands, verbatim but for the chip variable (001 HigherHRNet, 002 MSPN, 004 VideoPose3D).
-GEARS = "1024,512;960,512;896,512;832,512;768,512;704,512;640,512;576,512;512,512;512,576;512,640;512,704;512,768;512,832;512,896;512,960;512,1024"
-SEED_HIGHERHRNET = ('atc --framework=5 --model=models/pose_higher_hrnet_w32_512_bs1_dynamic.onnx  --output=models/pose_higher_hrnet_w32_512_bs1_dynamic '
+GEARS = ("1024,512;960,512;896,512;832,512;768,512;704,512;640,512;576,512;512,512;512,576;512,640;512,704;"
+         "512,768;512,832;512,896;512,960;512,1024")
+SEED_HIGHERHRNET = ('atc --framework=5 --model=models/pose_higher_hrnet_w32_512_bs1_dynamic.onnx  '
+                    '--output=models/pose_higher_hrnet_w32_512_bs1_dynamic '
                     '--input_format=NCHW --input_shape="input:1,3,-1,-1" --dynamic_image_size="' + GEARS + '"  '
                     '--out_nodes="Conv_1818:0;Conv_1851:0" --soc_version=Ascend${chip_name}')
 SEED_HIGHERHRNET_TUNED = SEED_HIGHERHRNET.replace("--soc_version", '--auto_tune_mode="RL,GA" --soc_version')
-SEED_MSPN = ('atc --framework=5 --model=MSPN.onnx --output=MSPN_bs1 --input_format=NCHW --input_shape="input:1,3,256,192" '
+SEED_MSPN = ('atc --framework=5 --model=MSPN.onnx --output=MSPN_bs1 --input_format=NCHW '
+             '--input_shape="input:1,3,256,192" '
              '--log=error --soc_version=Ascend${chip_name}')
 SEED_VP3D = ('atc --framework=5 --model=vp3d/vp3d.onnx --output=vp3d/vp3d_seq6115 --input_format=NCHW '
              '--input_shape="2d_poses:2,6115,17,2" --log=error --soc_version=Ascend${chip_name}')
@@ -48,11 +53,14 @@ NPU_SMI = """+------------------------------------------------------------------
 """
 
 
+DEFAULT_ATC = AtcSettings()
+
+
 def _seed(cmd: str) -> list[str]:
     return cmd.replace("${chip_name}", "310P3").split()
 
 
-def _spec(input_name, dims, gears=(), atc=AtcSettings(), axes=("batch", "channels", "height", "width"),
+def _spec(input_name, dims, gears=(), atc=DEFAULT_ATC, axes=("batch", "channels", "height", "width"),
           outputs=("out",)):
     base = MODELS["lightweight_openpose"]
     profile = InputProfile("p", dims, preprocess="ascend", batch_sizes=(1,), gears=gears,
@@ -172,7 +180,6 @@ print("ATC run success")
 
 
 def _source(spec, onnx_path):
-    from posegate.backends import ModelSource
     return ModelSource(spec, lambda: None, lambda opset: onnx_path)
 
 
@@ -479,9 +486,6 @@ def test_plumbing_supplied_om_needs_no_atc(tmp_path, monkeypatch):
 
 def test_plumbing_static_shape_backend_builds_and_caches_one_artifact_per_engine_shape(tmp_path, monkeypatch):
     """The path an OM takes through the pipeline: one conversion per (precision, batch, shape), cached."""
-    from posegate.backends import Backend, Session, SessionInfo
-    from posegate.cache import ArtifactCache
-    from posegate.pipeline import Pipeline
     calls = []
 
     class Echo(Session):

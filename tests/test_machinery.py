@@ -72,9 +72,11 @@ def test_progress_writes_plain_lines_off_a_terminal(monkeypatch):
 def test_summary_rolls_narrow_stages_into_rows():
     s = Summary()
     full = {"model": "m", "backend": "ort", "precision": "fp32", "batch": 1, "shape": "368x640"}
-    s.update("t::w[m]", "call", "failed", None, None, [("posegate_stage", "weights"), ("posegate_case", {"model": "m"})])
-    s.update("t::i[x]", "call", "passed", None, None, [("posegate_stage", "infer"), ("posegate_case", full),
-                                                        ("posegate_result", {"metric": "AP", "value": 0.5, "dataset": "d"})])
+    s.update("t::w[m]", "call", "failed", None, None,
+             [("posegate_stage", "weights"), ("posegate_case", {"model": "m"})])
+    s.update("t::i[x]", "call", "passed", None, None,
+             [("posegate_stage", "infer"), ("posegate_case", full),
+              ("posegate_result", {"metric": "AP", "value": 0.5, "dataset": "d"})])
     (row,) = s.rows()
     assert row["stages"] == {"weights": "failed", "infer": "passed"}
     assert row["datasets"] == ["d"] and any("AP 0.5000" in line for line in s.lines())

@@ -1,12 +1,11 @@
 """Lightweight OpenPose inference (seed 000): COCO val2017 AP 0.403 at the Ascend port's 368x640."""
 from __future__ import annotations
 
+from models.lightweight_openpose import codec
+from models.lightweight_openpose.network import PoseEstimationWithMobileNet, build_network
 from posegate.flows import BottomUp
 from posegate.spec import Checkpoint, Golden, InputProfile, ModelSpec, Threshold, Tolerance
 from posegate.training.recipe import Recipe
-
-from models.lightweight_openpose import codec
-from models.lightweight_openpose.network import PoseEstimationWithMobileNet, build_network
 
 OUTPUTS = ("stage1_heatmaps", "stage1_pafs", "stage2_heatmaps", "stage2_pafs")
 

@@ -7,12 +7,11 @@ engine call holds 2 rows per sequence and throughput counts every frame of both,
 """
 from __future__ import annotations
 
+from models.videopose3d_243 import codec
+from models.videopose3d_243.network import build_network
 from posegate.backends.openvino_backend import OpenVinoSettings
 from posegate.flows import Sequences
 from posegate.spec import Checkpoint, Golden, InputProfile, ModelSpec, Threshold, Tolerance
-
-from models.videopose3d_243 import codec
-from models.videopose3d_243.network import build_network
 
 OUTPUT = "3d_preds"  # the port's names
 INPUT = "2d_poses"

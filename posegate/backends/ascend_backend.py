@@ -21,8 +21,16 @@ from pathlib import Path
 
 import numpy as np
 
-from posegate.backends.atc import (AtcError, AtcSettings, atc_command, chip_name, computes_fp32, execution,
-                                   producer_nodes, run_atc)
+from posegate.backends.atc import (
+    AtcError,
+    AtcSettings,
+    atc_command,
+    chip_name,
+    computes_fp32,
+    execution,
+    producer_nodes,
+    run_atc,
+)
 from posegate.backends.base import Backend, Session, SessionInfo
 
 ATC_OPSET = 11  # seed 001: ATC supports ONNX opset 11
@@ -156,7 +164,7 @@ class AisSession(Session):
         if problem:
             raise ValueError(problem)
         if infer_session is None:
-            from ais_bench.infer.interface import InferSession as infer_session
+            from ais_bench.infer.interface import InferSession as infer_session  # noqa: PLC0415 (optional engine, lazy)
         self.process = process or ACL
         self.sess = infer_session(device_id, str(om))
         self.process.opened(self.sess)
@@ -220,7 +228,7 @@ class AscendBackend(Backend):
 
     def open_unavailable_reason(self):
         try:
-            import ais_bench.infer.interface  # noqa: F401
+            import ais_bench.infer.interface  # noqa: F401, PLC0415 (optional engine, lazy)
         except ImportError as e:
             return f"ais_bench is not importable ({e}); see requirements-ascend.txt"
         chip, why = chip_name()

@@ -13,6 +13,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+import onnx
+
 CHIP_ENV = "POSEGATE_ASCEND_CHIP"  # e.g. 310P3: convert on a host without an NPU (ATC itself needs none)
 
 
@@ -89,7 +91,6 @@ def execution(chip: str | None, precision: str) -> str:
 
 def producer_nodes(onnx_path: Path, outputs) -> list[str]:
     """'Node:index' of the node writing each named graph output: ATC's --out_nodes form."""
-    import onnx
     graph = onnx.load(str(onnx_path), load_external_data=False).graph
     found = {}
     for node in graph.node:

@@ -120,7 +120,7 @@ class Session(ABC):
         """The engine's own {name: dims} of inputs and outputs, None for a dynamic dim."""
         raise NotImplementedError(f"{self.info.backend} sessions do not report their signature")
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (a hook: a session holding no resources has nothing to free)
         pass
 
     def __enter__(self):

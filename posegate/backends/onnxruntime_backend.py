@@ -14,7 +14,7 @@ def dims_of(shape) -> list:
 class OrtSession(Session):
     def __init__(self, spec, path, precision, io=None, providers=("CPUExecutionProvider",), provider_options=None,
                  backend="onnxruntime", execution="f32", log_severity=3):
-        import onnxruntime as ort
+        import onnxruntime as ort  # noqa: PLC0415 (optional engine, lazy)
         opts = ort.SessionOptions()
         opts.log_severity_level = log_severity  # 2 (warnings) where a provider's failure must be read
         kwargs = {"provider_options": provider_options} if provider_options else {}
@@ -42,13 +42,13 @@ class OnnxRuntimeBackend(Backend):
 
     def unavailable_reason(self):
         try:
-            import onnxruntime  # noqa: F401
+            import onnxruntime  # noqa: F401, PLC0415 (optional engine, lazy)
         except ImportError as e:
             return f"onnxruntime is not importable ({e}); pip install onnxruntime"
         return None
 
     def version(self):
-        import onnxruntime
+        import onnxruntime  # noqa: PLC0415 (optional engine, lazy)
         return onnxruntime.__version__
 
     def convert(self, source, out_dir, precision, shape):

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from posegate import registry
 from posegate.datasets.coco import CocoKeypointDataset
-from posegate.training import distributed, labels as labels_mod, optim
+from posegate.training import distributed, optim
+from posegate.training import labels as labels_mod
 from posegate.training.loop import TrainConfig, train_process
 from posegate.training.recipe import default_recipe
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from posegate.training import augment, checkpoints, distributed, loss as losses_mod, optim, validate
+from posegate.training import augment, checkpoints, distributed, optim, validate
+from posegate.training import loss as losses_mod
 from posegate.training.data import CocoTrainDataset, EndlessShardSampler, make_loader
 from posegate.training.labels import load_labels
 from posegate.training.recipe import Recipe, default_recipe

@@ -7,9 +7,11 @@ from posegate.metrics.coco_ap import evaluate_keypoints
 from posegate.progress import Progress
 from posegate.training.recipe import Recipe, default_recipe
 
+CPU = torch.device("cpu")
+
 
 @torch.no_grad()
-def predict(net: torch.nn.Module, dataset, image_ids=None, device=torch.device("cpu"),
+def predict(net: torch.nn.Module, dataset, image_ids=None, device=CPU,
             recipe: Recipe | None = None) -> list[dict]:
     """COCO keypoint results of ``net`` (its last stage) on a CocoKeypointDataset's images, pre- and
     post-processed by the model's recipe (the registered one by default)."""
@@ -32,7 +34,7 @@ def predict(net: torch.nn.Module, dataset, image_ids=None, device=torch.device("
     return results
 
 
-def validation_ap(net, dataset, image_ids=None, device=torch.device("cpu"), recipe: Recipe | None = None) -> float:
+def validation_ap(net, dataset, image_ids=None, device=CPU, recipe: Recipe | None = None) -> float:
     """COCOeval keypoint AP (stats[0]); 0 when nothing is detected, as the port reports it."""
     ids = list(dataset.image_ids if image_ids is None else image_ids)
     results = predict(net, dataset, ids, device, recipe)
