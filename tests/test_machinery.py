@@ -4,10 +4,12 @@ from __future__ import annotations
 import io
 import re
 from dataclasses import replace
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
+from fixtures import cases as cases_plugin
 from models import MODELS
 from posegate.backends import BACKENDS
 from posegate.known_failures import known_failure
@@ -88,3 +90,20 @@ def test_parity_measures_and_bounds():
     assert err.max_abs == pytest.approx(0.01, rel=1e-4) and err.max_rel == pytest.approx(0.005, rel=1e-4)
     assert not err.ok and "max_rel" in err.describe() and "max_abs" not in err.describe()
     assert not compare(ref[:2], ref, Tolerance(max_abs=1.0)).ok
+
+
+def test_collection_turns_a_backends_known_failures_into_strict_xfails(request, monkeypatch):
+    """The whole path: a backend's declaration reaches the parametrized cases of its own backend only."""
+    monkeypatch.setattr(type(BACKENDS["openvino"]), "known_failures",
+                        {r"test_convert\[.*-openvino-fp16": "the backend's own"})
+    params = []
+    definition = SimpleNamespace(name="test_convert", nodeid="tests/test_convert.py::test_convert",
+                                 get_closest_marker=lambda name: pytest.mark.cases("convert").mark)
+    metafunc = SimpleNamespace(fixturenames=["case"], config=request.config, definition=definition,
+                               parametrize=lambda name, values: params.extend(values))
+    cases_plugin.pytest_generate_tests(metafunc)
+    xfails = {p.id: [m for m in p.marks if m.name == "xfail"] for p in params}
+    declared = [i for i in xfails if "-openvino-fp16" in i]
+    assert declared and len(declared) < len(xfails)
+    assert all(xfails[i][0].kwargs == {"reason": "the backend's own", "strict": True} for i in declared)
+    assert not any(xfails[i] for i in xfails if i not in declared)
