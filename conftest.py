@@ -1,2 +1,3 @@
 """posegate's pytest entry point: the plugins under fixtures/ do the work."""
-pytest_plugins = ["fixtures.options", "fixtures.cases", "fixtures.artifacts", "fixtures.gate", "fixtures.report"]
+pytest_plugins = ["fixtures.options", "fixtures.cases", "fixtures.artifacts", "fixtures.gate", "fixtures.report",
+                  "fixtures.training"]

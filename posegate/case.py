@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from posegate import registry
+
 
 @dataclass(frozen=True)
 class Case:
@@ -28,9 +30,7 @@ class Case:
 
     @property
     def spec(self):
-        # posegate may not import models/ at module level (issue 14): the model registry wires this lookup
-        from models import MODELS  # noqa: PLC0415
-        return MODELS[self.model]
+        return registry.MODELS[self.model]
 
     @property
     def profile(self):

@@ -6,14 +6,13 @@ posegate.case and is importable from here.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import replace
 
 from posegate.backends import BACKENDS
 from posegate.case import Case
 from posegate.case_kinds import KINDS, ModelScope
 
-__all__ = ["STAGES", "Case", "generate", "known_failure"]
+__all__ = ["STAGES", "Case", "generate"]
 
 STAGES = ("weights", "golden", "preprocess", "export", "convert", "infer", "postprocess", "train", "accuracy", "perf")
 
@@ -39,12 +38,4 @@ def generate(kind: str, specs, datasets=None, needs: str | None = None, artifact
         cases += make(ModelScope(spec, datasets.get(spec.flow.dataset_kind, []), artifacts, baseline))
     # a backend too slow to build for the default selection (minutes of compiling) runs under --full
     return [replace(c, full=True) if c.backend in BACKENDS and BACKENDS[c.backend].full_only else c for c in cases]
-
-
-def known_failure(spec, test_id: str) -> str | None:
-    """The reason of a known failure whose pattern matches ``test_id`` (turned into a strict xfail)."""
-    for pattern, reason in spec.known_failures.items():
-        if re.search(pattern, test_id):
-            return reason
-    return None
 

@@ -42,6 +42,9 @@ def add(parser) -> None:
               help="for each fp16 infer case of openvino, tensorrt, ascend: layers to keep in fp32 (re-validated on "
                    "OpenVINO), as ATC --keep_dtype, trtexec --layerPrecisions and OpenVINO rt_info files under DIR "
                    "(default posegate-advice; write --advise-precision=DIR)")
+    addoption("--baseline-backend", metavar="BACKEND", default=None,
+              help="the backend generic checks measure against where one engine stands for all (sharded "
+                   "predictions, decode cost); env POSEGATE_BASELINE_BACKEND (default onnxruntime)")
     addoption("--boxes", choices=("detections", "ground-truth"), default=None,
               help="person boxes of top-down models: the dataset's detections/*.json (default, the official "
                    "protocol) or its ground-truth boxes; env POSEGATE_BOXES")

@@ -2,6 +2,9 @@
 upstream's final results out. Feeds each case to the suite's decoder and compares within the README's
 tolerances: per image the same persons in the same order (as a set where top-k held ties), all 17 joints
 |dx|, |dy| <= 1e-3 px, |dv| <= 1e-5, |d score| <= 1e-5 * max(1, |score|).
+
+Each comparison takes the model's codec (its spec's ``flow.codec``) from the caller: posegate never
+imports ``models``.
 """
 from __future__ import annotations
 
@@ -93,8 +96,7 @@ def _per_image(data, case: str):
 
 # ------------------------------------------------------------------------------------ per model
 
-def higherhrnet(data, case: str, decode=None) -> Comparison:
-    from models.higherhrnet_w32_512 import codec
+def higherhrnet(data, case: str, codec, decode=None) -> Comparison:
     decode = decode or codec.decode
     cmp = Comparison()
     for k, image_id, ref_kp, ref_score in _per_image(data, case):
@@ -103,15 +105,15 @@ def higherhrnet(data, case: str, decode=None) -> Comparison:
         (h, w), (in_h, in_w) = data[f"{case}/orig_hw"][k], data[f"{case}/input_hw"][k]
         center = tuple(int(v) for v in data[f"{case}/center"][k])
         scale = tuple(float(v) for v in data[f"{case}/scale"][k])
-        record = codec.AffineRecord(int(h), int(w), center, scale, int(in_h), int(in_w), codec.stratum(int(h), int(w)))
+        stratum = codec.stratum(int(h), int(w))
+        record = codec.AffineRecord(int(h), int(w), center, scale, int(in_h), int(in_w), stratum)
         results = decode(data[f"{case}/quarter/{k}"], data[f"{case}/half/{k}"], record)
         compare_image(cmp, f"{case} image {image_id}", results, ref_kp, ref_score,
                       as_set=bool(data[f"{case}/topk_ties"][k]))
     return cmp
 
 
-def mspn_records(data, case: str):
-    from models.mspn_2xstg import codec
+def mspn_records(data, case: str, codec):
     flip = bool(data[f"{case}/flip"])
     return [codec.CropRecord(int(i), int(hw[1]), int(hw[0]), tuple(c.tolist()), tuple(s.tolist()), float(d), flip)
             for i, hw, c, s, d in zip(data[f"{case}/image_id"], data[f"{case}/orig_hw"], data[f"{case}/center"],
@@ -123,10 +125,9 @@ def mspn_outputs(data, case: str) -> np.ndarray:
     return np.concatenate([maps, data[f"{case}/heatmaps_flipped"]]) if bool(data[f"{case}/flip"]) else maps
 
 
-def mspn(data, case: str, decode=None) -> Comparison:
-    from models.mspn_2xstg import codec
+def mspn(data, case: str, codec, decode=None) -> Comparison:
     decode = decode or codec.decode_crops
-    results = decode(mspn_outputs(data, case), mspn_records(data, case))
+    results = decode(mspn_outputs(data, case), mspn_records(data, case, codec))
     cmp = Comparison()
     ref_kp, ref_score = data[f"{case}/keypoints"], data[f"{case}/score"]
     for i, (r, kp, s) in enumerate(zip(results, ref_kp, ref_score)):
@@ -136,8 +137,7 @@ def mspn(data, case: str, decode=None) -> Comparison:
     return cmp
 
 
-def openpose_record(data, case: str, k: int):
-    from models.lightweight_openpose import codec
+def openpose_record(data, case: str, k: int, codec):
     top, left, bottom, right = (int(v) for v in data[f"{case}/pad"][k])
     in_h, in_w = (int(v) for v in data[f"{case}/input_hw"][k])
     h, w = (int(v) for v in data[f"{case}/orig_hw"][k])
@@ -145,12 +145,11 @@ def openpose_record(data, case: str, k: int):
                            top, bottom, left, right)
 
 
-def openpose(data, case: str, decode=None) -> Comparison:
-    from models.lightweight_openpose import codec
+def openpose(data, case: str, codec, decode=None) -> Comparison:
     decode = decode or codec.decode
     cmp = Comparison()
     for k, image_id, ref_kp, ref_score in _per_image(data, case):
-        results = decode(data[f"{case}/heatmaps/{k}"], data[f"{case}/pafs/{k}"], openpose_record(data, case, k),
+        results = decode(data[f"{case}/heatmaps/{k}"], data[f"{case}/pafs/{k}"], openpose_record(data, case, k, codec),
                          int(data[f"{case}/stride"][k]))
         compare_image(cmp, f"{case} image {image_id}", results, ref_kp, ref_score)
     return cmp

@@ -14,14 +14,16 @@ Without the device (or its Python packages) a probe cannot be built and says why
 """
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import onnx
 
-from posegate.backends import BACKENDS, EngineIO
-from posegate.probes import OrtProbe
+from posegate.backends import BACKENDS, EngineIO, atc, tensorrt_backend
+from posegate.backends.ascend_backend import AisSession
+from posegate.probes import CannotLocalize, OrtProbe
 
 
 class _OnnxGraph(OrtProbe):
@@ -37,7 +39,6 @@ class TrtProbe(_OnnxGraph):
         self._build, self._session = build, session  # injectable for the plumbing tests
 
     def run(self, x: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
-        from posegate.backends import tensorrt_backend
         build = self._build or (lambda *a, **k: tensorrt_backend.build_engine(__import__("tensorrt"), *a, **k))
         session = self._session or tensorrt_backend.TrtSession
         with tempfile.TemporaryDirectory() as d:
@@ -64,18 +65,17 @@ class AscendProbe(_OnnxGraph):
 
     def atc_args(self, names: list[str], stem: str, shape: tuple) -> list[str]:
         """ATC's command for an OM whose outputs are the nodes writing ``names`` (the form atc_command takes)."""
-        from posegate.backends import atc
         producers = atc.producer_nodes(self.path, names)
-        return atc.atc_command(self.spec, self.path, stem, shape, self.chip, self.precision, out_nodes=producers)
+        settings = BACKENDS["ascend"].settings_of(self.spec)  # the model's own ATC flags, as convert passes them
+        return atc.atc_command(self.spec, self.path, stem, shape, self.chip, self.precision, out_nodes=producers,
+                               settings=settings)
 
     def run(self, x: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
-        from posegate.backends import atc
-        from posegate.backends.ascend_backend import AisSession
         run_atc = self._run_atc or atc.run_atc
         with tempfile.TemporaryDirectory() as d:
             om = run_atc(self.atc_args(names, "marked", tuple(x.shape)), Path(d))
             io = EngineIO(self.io.input, tuple((n, n) for n in names), self.io.input_scale, self.io.input_offset)
-            device = int(__import__("os").environ.get("POSEGATE_ASCEND_DEVICE", "0"))
+            device = int(os.environ.get("POSEGATE_ASCEND_DEVICE", "0"))
             s = (self._session or AisSession)(_Unchecked(self.spec, names), om, self.precision, device, io)
             try:
                 return dict(zip(names, s._run(self.io.to_engine(x))))
@@ -94,7 +94,6 @@ class _Unchecked:
 
 
 def probe(backend: str, pipeline, spec, path: Path, io, precision: str):
-    from posegate.diagnose import CannotLocalize
     reason = BACKENDS[backend].unavailable_reason()
     if reason:
         raise CannotLocalize(f"{backend} unavailable: {reason}")
@@ -103,8 +102,7 @@ def probe(backend: str, pipeline, spec, path: Path, io, precision: str):
         source = pipeline.onnx(spec, BACKENDS[backend].opset)
     if backend == "tensorrt":
         return TrtProbe(source, io, precision, spec)
-    from posegate.backends.atc import chip_name
-    chip, why = chip_name()
+    chip, why = atc.chip_name()
     if chip is None:
         raise CannotLocalize(f"ascend: no chip to build for ({why})")
     return AscendProbe(source, io, precision, spec, chip=chip)

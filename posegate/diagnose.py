@@ -1,14 +1,16 @@
 """Which probe localises a failing case, and running it on the parity input (see posegate.localize)."""
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
+from posegate import advice, device_probes
 from posegate.backends import BACKENDS, EngineIO
 from posegate.localize import Localization, localize, tolerance_of
+from posegate.probes import CannotLocalize, OrtProbe, OvProbe, ov_hint
+from posegate.visuals import error_along_graph
 
-
-class CannotLocalize(RuntimeError):
-    """This backend or artifact offers no way to expose its intermediates here; the message says why."""
+__all__ = ["CannotLocalize", "PROBES", "advise", "artifact_of", "probe_for", "run"]
 
 
 def artifact_of(pipeline, spec, backend: str, precision: str, shape) -> tuple[Path, EngineIO]:
@@ -27,23 +29,29 @@ def artifact_of(pipeline, spec, backend: str, precision: str, shape) -> tuple[Pa
     return files[0], EngineIO.of(spec)
 
 
+def _ort_probe(pipeline, spec, path: Path, io, precision: str):
+    if path.suffix != ".onnx":
+        raise CannotLocalize(f"{path}: onnxruntime localises ONNX files")
+    return OrtProbe(path, io, precision)
+
+
+def _ov_probe(pipeline, spec, path: Path, io, precision: str):
+    if path.is_dir():
+        path = next(iter(sorted(path.glob("*.xml"))), path)
+    return OvProbe(path, io, precision)
+
+
+# backend name -> (pipeline, spec, artifact path, EngineIO, precision) -> a probe of its intermediates
+PROBES = {"onnxruntime": _ort_probe, "openvino": _ov_probe,
+          "tensorrt": partial(device_probes.probe, "tensorrt"), "ascend": partial(device_probes.probe, "ascend")}
+
+
 def probe_for(pipeline, spec, backend: str, precision: str, shape=None):
     path, io = artifact_of(pipeline, spec, backend, precision, shape)
-    if backend == "onnxruntime":
-        if path.suffix != ".onnx":
-            raise CannotLocalize(f"{path}: onnxruntime localises ONNX files")
-        from posegate.probes import OrtProbe
-        return OrtProbe(path, io, precision)
-    if backend == "openvino":
-        from posegate.probes import OvProbe
-        if path.is_dir():
-            path = next(iter(sorted(path.glob("*.xml"))), path)
-        return OvProbe(path, io, precision)
-    if backend in ("tensorrt", "ascend"):
-        from posegate import device_probes
-        return device_probes.probe(backend, pipeline, spec, path, io, precision)
-    raise CannotLocalize(f"{backend}: no probe exposes its intermediate tensors (onnxruntime, openvino, tensorrt, "
-                         "ascend have one)")
+    make = PROBES.get(backend)
+    if make is None:
+        raise CannotLocalize(f"{backend}: no probe exposes its intermediate tensors ({', '.join(PROBES)} have one)")
+    return make(pipeline, spec, path, io, precision)
 
 
 def run(pipeline, spec, backend: str, precision: str, shape, x, plot_dir: Path | None = None) -> Localization:
@@ -54,7 +62,6 @@ def run(pipeline, spec, backend: str, precision: str, shape, x, plot_dir: Path |
     result = localize(model, probe, x, tolerance, tuple(spec.output_names), names)
     result.tolerance_output = tolerance  # the outputs' own bound: the advice's default target
     if plot_dir is not None:
-        from posegate.visuals import error_along_graph
         result.plot = error_along_graph(result.as_dict(), Path(plot_dir) / "error-along-graph.png")
     return result
 
@@ -66,7 +73,6 @@ def advise(pipeline, spec, backend: str, precision: str, x, reference: dict, loc
            folder: Path, target: float | None = None):
     """Precision advice for a reduced-precision case from its localisation, re-validated on OpenVINO (the
     backend every run here has); the files are written for every tool alike."""
-    from posegate import advice
     if REDUCED.get(backend) != precision:
         raise CannotLocalize(f"{backend}-{precision} is not a reduced precision the advice knows")
     bound = pipeline.artifacts.get((spec.name, backend, precision))
@@ -77,6 +83,5 @@ def advise(pipeline, spec, backend: str, precision: str, x, reference: dict, loc
         raise CannotLocalize(f"no backend here re-validates the advice: {BACKENDS['openvino'].unavailable_reason()}")
     target = target if target is not None else localization.tolerance_output
     ref = {n: reference[n][: x.shape[0]] for n in spec.output_names}
-    from posegate.probes import ov_hint
     return advice.advise_openvino(source, localization, ref, x, spec.input_name, target, Path(folder),
                                   hint=ov_hint("fp16"))

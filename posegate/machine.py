@@ -13,8 +13,13 @@ import socket
 from functools import lru_cache
 from importlib import metadata
 
+import torch
+
+from posegate.backends import BACKENDS
+
 COMPARED = ("cpu", "cores", "accelerator", "system", "python", "packages")
-PACKAGES = ("torch", "onnxruntime", "openvino", "numpy", "tensorrt", "ais_bench", "torch_aie", "torch_npu")
+# besides what the backends run on (each names its own distributions): what every backend's host side uses
+HOST_PACKAGES = ("numpy",)
 
 
 def _cpu_model() -> str:
@@ -32,7 +37,6 @@ def _accelerator() -> str:
     if os.environ.get("POSEGATE_ACCELERATOR"):
         return os.environ["POSEGATE_ACCELERATOR"]
     try:
-        import torch
         if torch.cuda.is_available():
             return torch.cuda.get_device_name(0)
     except Exception:  # a broken CUDA install must not stop a CPU run
@@ -40,22 +44,39 @@ def _accelerator() -> str:
     return "none"
 
 
-def _version(name: str) -> str | None:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
+def packages(backends=None, lookup=metadata.version) -> dict[str, str]:
+    """{distribution: version} of every registered backend's installed distributions and the host's.
+
+    Read from package metadata (``lookup``), never by importing: a device library absent here, or broken,
+    must not stop a CPU run, and a distribution such as onnxruntime-gpu is named for what is installed.
+    """
+    if backends is None:
+        backends = BACKENDS.values()
+    found = {}
+    for name in HOST_PACKAGES:
+        try:
+            found[name] = lookup(name)
+        except metadata.PackageNotFoundError:
+            pass
+    for backend in backends:
+        found.update(backend.packages(lookup))
+    return dict(sorted(found.items()))
 
 
 @lru_cache(maxsize=1)
 def fingerprint() -> dict:
+    return describe(packages())
+
+
+def describe(installed: dict[str, str]) -> dict:
+    """The fingerprint of this machine with ``installed`` as its packages."""
     info = {
         "cpu": _cpu_model(),
         "cores": os.cpu_count(),
         "accelerator": _accelerator(),
         "system": f"{platform.system()} {platform.machine()}",
         "python": platform.python_version(),
-        "packages": {p: v for p in PACKAGES if (v := _version(p))},
+        "packages": installed,
         "host": socket.gethostname(),
     }
     info["id"] = fingerprint_id(info)

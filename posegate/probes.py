@@ -14,9 +14,17 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from posegate.backends.openvino_backend import _HINTS
 from posegate.localize import Node
 
 _FLOATS = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)
+
+
+class CannotLocalize(RuntimeError):
+    """This backend or artifact offers no way to expose its intermediates here; the message says why.
+
+    Defined beside the probes (posegate.diagnose re-exports it) so posegate.device_probes can raise it
+    without importing diagnose, which dispatches to it."""
 
 
 class OrtProbe:
@@ -77,7 +85,7 @@ class OrtProbe:
         return model
 
     def run(self, x: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
-        import onnxruntime as ort
+        import onnxruntime as ort  # noqa: PLC0415 (optional engine, lazy)
         model = self.with_outputs(names)
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
@@ -90,7 +98,7 @@ class OvProbe:
     backend = "openvino"
 
     def __init__(self, path: Path, io, precision: str = "fp32"):
-        import openvino as ov
+        import openvino as ov  # noqa: PLC0415 (optional engine, lazy)
         self.path, self.io, self.precision = Path(path), io, precision
         self.core = ov.Core()
         self.hint = ov_hint(precision, self.core)
@@ -148,8 +156,7 @@ class OvProbe:
 
 def ov_hint(precision: str, core=None) -> str:
     """The inference precision the openvino backend's sessions ask the CPU for (its _HINTS rule)."""
-    import openvino as ov
-    from posegate.backends.openvino_backend import _HINTS
+    import openvino as ov  # noqa: PLC0415 (optional engine, lazy)
     caps = set((core or ov.Core()).get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
     return next(h for h in _HINTS.get(precision, ["f32"]) if h == "f32" or h.upper() in caps)
 

@@ -8,6 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+import numpy as np
+
+from posegate.metrics import margin
+from posegate.weights import build_model
+
 PRECISIONS = ("fp32", "fp16", "int8")
 # Quantised against real inputs' activation ranges: parity on synthetic noise says nothing about them.
 CALIBRATED = ("int8",)
@@ -38,7 +43,6 @@ class Threshold:
 
     def margin(self, measured: float) -> float:
         """Positive when the gate passes."""
-        from posegate.metrics import margin
         return margin(measured, self.value, self.direction)
 
     def passes(self, measured: float) -> bool:
@@ -88,15 +92,6 @@ class InputProfile:
         Backends with static shapes build one artifact per engine shape (a dynamic axis then becomes
         the profile's gears)."""
         return (batch * self.copies, *self.dims)
-
-
-@dataclass(frozen=True)
-class AtcSettings:
-    """ATC arguments a model needs beyond its ONNX file and profile (the seeds' extra flags)."""
-    input_format: str = "NCHW"
-    out_nodes: tuple[str, ...] = ()  # spec outputs ATC keeps, passed as their producer nodes (Conv_1818:0)
-    log: str | None = "error"
-    auto_tune_mode: str | None = None  # e.g. "RL,GA": seed 001's advice when the 310P is slow
 
 
 @dataclass(frozen=True)
@@ -167,9 +162,6 @@ class ModelSpec:
     # precision -> bound on a backend's results scored against the reference's own results (agreement
     # AP is a floor, the MPJPE between the two a ceiling: the metric says which)
     agreement: Mapping[str, float] = field(default_factory=dict)
-    # engines that can specialise build one static engine per input shape instead of running the
-    # dynamic graph (few distinct shapes, a dynamic path that is much slower: a free frame axis)
-    per_shape_engines: bool = False
     dynamic_step: int = 64  # how far the export test grows a dynamic axis to prove it is dynamic
     # a small valid input (after the batch axis) for the export sample and the export/convert smoke
     # runs, where a network is too heavy to probe at its profiles' sizes; None = the first profile's
@@ -180,8 +172,11 @@ class ModelSpec:
     seed: int = 0
     known_failures: Mapping[str, str] = field(default_factory=dict)  # test-id regex -> reason (strict xfail)
     expected_throughput: Mapping[str, Any] = field(default_factory=dict)  # seed tables, by device
+    training: Any = None  # a posegate.training.recipe.Recipe for a model the suite trains (python -m posegate.training)
     artifacts: tuple[ArtifactContract, ...] = ()  # converted models validated as given, not built
-    atc: AtcSettings = field(default_factory=AtcSettings)
+    # backend name -> that backend's settings object (its declared settings_type, e.g. AtcSettings for
+    # "ascend"); a backend not named uses its defaults. Checked when the spec registers (posegate.registry)
+    backend_settings: Mapping[str, Any] = field(default_factory=dict)
     notes: str = ""
 
     @property
@@ -230,7 +225,6 @@ class ModelSpec:
 
     def check_input(self, x, who: str) -> None:
         """A clear error for an engine input of the wrong kind, before any engine sees it."""
-        import numpy as np
         bad = [a for a, size in self.fixed_dims.items() if x.ndim == len(self.input_axes) and x.shape[a] != size]
         if x.dtype != np.float32 or x.ndim != len(self.input_axes) or bad:
             want = " x ".join(str(self.fixed_dims.get(i, self.input_axes[i])) for i in range(len(self.input_axes)))
@@ -238,5 +232,4 @@ class ModelSpec:
 
     def build(self, checkpoint=None):
         """The PyTorch network in eval mode: official weights from ``checkpoint`` or seeded random ones."""
-        from posegate.weights import build_model
         return build_model(self, checkpoint)

@@ -16,22 +16,28 @@ import pytest
 from onnx import TensorProto, helper
 
 from models import MODELS
-from posegate.backends import BACKENDS, EngineIO
+from posegate.backends import BACKENDS, Backend, EngineIO, ModelSource, Session, SessionInfo
 from posegate.backends import ascend_backend as asc
 from posegate.backends import atc as atc_tool
-from posegate.spec import AtcSettings, InputProfile
+from posegate.backends.atc import AtcSettings
+from posegate.cache import ArtifactCache
+from posegate.pipeline import Pipeline
+from posegate.spec import InputProfile
 from posegate.throughput import expected, per_second
 
 STAGE = "convert"
 pytestmark = pytest.mark.stage
 
 # The seeds' commands, verbatim but for the chip variable (001 HigherHRNet, 002 MSPN, 004 VideoPose3D).
-GEARS = "1024,512;960,512;896,512;832,512;768,512;704,512;640,512;576,512;512,512;512,576;512,640;512,704;512,768;512,832;512,896;512,960;512,1024"
-SEED_HIGHERHRNET = ('atc --framework=5 --model=models/pose_higher_hrnet_w32_512_bs1_dynamic.onnx  --output=models/pose_higher_hrnet_w32_512_bs1_dynamic '
+GEARS = ("1024,512;960,512;896,512;832,512;768,512;704,512;640,512;576,512;512,512;512,576;512,640;512,704;"
+         "512,768;512,832;512,896;512,960;512,1024")
+SEED_HIGHERHRNET = ('atc --framework=5 --model=models/pose_higher_hrnet_w32_512_bs1_dynamic.onnx  '
+                    '--output=models/pose_higher_hrnet_w32_512_bs1_dynamic '
                     '--input_format=NCHW --input_shape="input:1,3,-1,-1" --dynamic_image_size="' + GEARS + '"  '
                     '--out_nodes="Conv_1818:0;Conv_1851:0" --soc_version=Ascend${chip_name}')
 SEED_HIGHERHRNET_TUNED = SEED_HIGHERHRNET.replace("--soc_version", '--auto_tune_mode="RL,GA" --soc_version')
-SEED_MSPN = ('atc --framework=5 --model=MSPN.onnx --output=MSPN_bs1 --input_format=NCHW --input_shape="input:1,3,256,192" '
+SEED_MSPN = ('atc --framework=5 --model=MSPN.onnx --output=MSPN_bs1 --input_format=NCHW '
+             '--input_shape="input:1,3,256,192" '
              '--log=error --soc_version=Ascend${chip_name}')
 SEED_VP3D = ('atc --framework=5 --model=vp3d/vp3d.onnx --output=vp3d/vp3d_seq6115 --input_format=NCHW '
              '--input_shape="2d_poses:2,6115,17,2" --log=error --soc_version=Ascend${chip_name}')
@@ -47,16 +53,26 @@ NPU_SMI = """+------------------------------------------------------------------
 """
 
 
+DEFAULT_ATC = AtcSettings()
+
+
 def _seed(cmd: str) -> list[str]:
     return cmd.replace("${chip_name}", "310P3").split()
 
 
-def _spec(input_name, dims, gears=(), atc=AtcSettings(), axes=("batch", "channels", "height", "width"), outputs=("out",)):
+def _spec(input_name, dims, gears=(), atc=DEFAULT_ATC, axes=("batch", "channels", "height", "width"),
+          outputs=("out",)):
     base = MODELS["lightweight_openpose"]
     profile = InputProfile("p", dims, preprocess="ascend", batch_sizes=(1,), gears=gears,
                            perf_dims=tuple(d or 8 for d in dims))
-    return dataclasses.replace(base, input_name=input_name, profiles=(profile,), atc=atc, input_axes=axes,
+    return dataclasses.replace(base, input_name=input_name, profiles=(profile,), backend_settings={"ascend": atc},
+                               input_axes=axes,
                                output_names=outputs, artifacts=())
+
+
+def _atc_command(spec, *args, out_nodes=()):
+    """The command the ascend backend builds: with the settings the spec gives it."""
+    return atc_tool.atc_command(spec, *args, out_nodes=out_nodes, settings=BACKENDS["ascend"].settings_of(spec))
 
 
 def _onnx(tmp_path, names=("Conv_1818", "Conv_1851"), outputs=("heatmaps", "tagmaps")):
@@ -77,40 +93,43 @@ def test_plumbing_atc_command_equals_seed_higherhrnet_dynamic_image_size(tmp_pat
     gears = tuple(tuple(int(v) for v in g.split(",")) for g in GEARS.split(";"))
     spec = _spec("input", (3, None, None), gears, AtcSettings(out_nodes=("heatmaps", "tagmaps"), log=None),
                  outputs=("heatmaps", "tagmaps"))
-    nodes = atc_tool.producer_nodes(_onnx(tmp_path), spec.atc.out_nodes)
-    args = atc_tool.atc_command(spec, "x.onnx", "y", (1, 3, None, None), "310P3", "fp16", nodes)
+    settings = BACKENDS["ascend"].settings_of(spec)
+    nodes = atc_tool.producer_nodes(_onnx(tmp_path), settings.out_nodes)
+    args = _atc_command(spec, "x.onnx", "y", (1, 3, None, None), "310P3", "fp16", out_nodes=nodes)
     seed = _seed(SEED_HIGHERHRNET)
     assert _with_paths(args, "M", "O") == _with_paths(seed, "M", "O")
-    tuned = dataclasses.replace(spec, atc=dataclasses.replace(spec.atc, auto_tune_mode="RL,GA"))
-    args = atc_tool.atc_command(tuned, "x.onnx", "y", (1, 3, None, None), "310P3", "fp16", nodes)
+    tuned_settings = dataclasses.replace(settings, auto_tune_mode="RL,GA")
+    tuned = dataclasses.replace(spec, backend_settings={"ascend": tuned_settings})
+    args = _atc_command(tuned, "x.onnx", "y", (1, 3, None, None), "310P3", "fp16", out_nodes=nodes)
     assert _with_paths(args, "M", "O") == _with_paths(_seed(SEED_HIGHERHRNET_TUNED), "M", "O")
 
 
 def test_plumbing_atc_command_equals_seed_mspn_per_batch():
     spec = _spec("input", (3, 256, 192))
-    assert atc_tool.atc_command(spec, "MSPN.onnx", "MSPN_bs1", (1, 3, 256, 192), "310P3", "fp16") == _seed(SEED_MSPN)
-    bs8 = atc_tool.atc_command(spec, "MSPN.onnx", "MSPN_bs8", (8, 3, 256, 192), "310P3", "fp16")
+    assert _atc_command(spec, "MSPN.onnx", "MSPN_bs1", (1, 3, 256, 192), "310P3", "fp16") == _seed(SEED_MSPN)
+    bs8 = _atc_command(spec, "MSPN.onnx", "MSPN_bs8", (8, 3, 256, 192), "310P3", "fp16")
     assert '--input_shape="input:8,3,256,192"' in bs8 and "--output=MSPN_bs8" in bs8
 
 
 def test_plumbing_atc_command_equals_seed_videopose3d_static_frames():
     spec = _spec("2d_poses", (6115, 17, 2), axes=("batch", "frames", "joints", "xy"))
-    assert atc_tool.atc_command(spec, "vp3d/vp3d.onnx", "vp3d/vp3d_seq6115", (2, 6115, 17, 2), "310P3", "fp16") == _seed(SEED_VP3D)
+    args = _atc_command(spec, "vp3d/vp3d.onnx", "vp3d/vp3d_seq6115", (2, 6115, 17, 2), "310P3", "fp16")
+    assert args == _seed(SEED_VP3D)
     # the registered spec asks for that engine: batch 1 of the padded profile is 2 rows (original and mirrored)
     vp3d = MODELS["videopose3d_243"]
     shape = vp3d.profile("6115").engine_shape(1)
     assert shape == (2, 6115, 17, 2)
-    assert atc_tool.atc_command(vp3d, "vp3d/vp3d.onnx", "vp3d/vp3d_seq6115", shape, "310P3", "fp16") == _seed(SEED_VP3D)
+    assert _atc_command(vp3d, "vp3d/vp3d.onnx", "vp3d/vp3d_seq6115", shape, "310P3", "fp16") == _seed(SEED_VP3D)
 
 
 def test_plumbing_atc_other_gears_use_dynamic_dims_nd_and_precision_flag():
     spec = _spec("2d_poses", (None, 17, 2), gears=((243,), (6115,)), axes=("batch", "frames", "joints", "xy"))
-    args = atc_tool.atc_command(spec, "v.onnx", "o", (2, None, 17, 2), "310", "fp32")
+    args = _atc_command(spec, "v.onnx", "o", (2, None, 17, 2), "310", "fp32")
     assert "--input_format=ND" in args and '--input_shape="2d_poses:2,-1,17,2"' in args
     assert '--dynamic_dims="243;6115"' in args and "--precision_mode=force_fp32" in args
     assert args[-1] == "--soc_version=Ascend310"
     with pytest.raises(ValueError, match="need gears"):
-        atc_tool.atc_command(_spec("x", (3, 368, None)), "a", "b", (1, 3, 368, None), "310P3", "fp16")
+        _atc_command(_spec("x", (3, 368, None)), "a", "b", (1, 3, 368, None), "310P3", "fp16")
 
 
 def test_plumbing_atc_commands_of_every_registered_model_shape_and_precision():
@@ -122,7 +141,7 @@ def test_plumbing_atc_commands_of_every_registered_model_shape_and_precision():
                 continue
             for bs in p.batch_sizes + p.full_batch_sizes:
                 for prec in BACKENDS["ascend"].precisions:
-                    args = atc_tool.atc_command(spec, "m.onnx", "model", spec.engine_shape(p, bs), "310P3", prec)
+                    args = _atc_command(spec, "m.onnx", "model", spec.engine_shape(p, bs), "310P3", prec)
                     rows = bs * p.copies * getattr(spec.flow, "copies", 1)  # a flip test doubles the rows
                     shape = ",".join(str(d) for d in (rows, *p.dims))
                     assert f'--input_shape="{spec.input_name}:{shape}"' in args
@@ -161,7 +180,6 @@ print("ATC run success")
 
 
 def _source(spec, onnx_path):
-    from posegate.backends import ModelSource
     return ModelSource(spec, lambda: None, lambda opset: onnx_path)
 
 
@@ -176,6 +194,18 @@ def test_plumbing_convert_runs_atc_with_the_built_command(tmp_path, fake_atc):
     assert call["cwd"] == str(out) and '"' not in "".join(call["argv"])  # exec gets no shell quotes
     assert (out / "model.om").read_bytes() == b"OM" and "ATC run success" in (out / "atc.log").read_text()
     assert (out / "atc_command.txt").read_text().startswith("atc --framework=5")
+    assert "--log=error" in call["argv"]
+
+
+def test_plumbing_convert_takes_the_specs_atc_settings(tmp_path, fake_atc):
+    spec = _spec("input", (3, 4, 4), atc=AtcSettings(out_nodes=("tagmaps",), log=None, auto_tune_mode="RL,GA"),
+                 outputs=("heatmaps", "tagmaps"))
+    out = tmp_path / "artifact"
+    out.mkdir()
+    BACKENDS["ascend"].convert(_source(spec, _onnx(tmp_path)), out, "fp16", (1, 3, 4, 4))
+    argv = json.loads(fake_atc.read_text().splitlines()[0])["argv"]
+    assert "--out_nodes=Conv_1851:0" in argv and "--auto_tune_mode=RL,GA" in argv
+    assert not any(a.startswith("--log") for a in argv)
 
 
 def test_plumbing_failing_atc_is_an_error_with_its_log(tmp_path, fake_atc, monkeypatch):
@@ -456,9 +486,6 @@ def test_plumbing_supplied_om_needs_no_atc(tmp_path, monkeypatch):
 
 def test_plumbing_static_shape_backend_builds_and_caches_one_artifact_per_engine_shape(tmp_path, monkeypatch):
     """The path an OM takes through the pipeline: one conversion per (precision, batch, shape), cached."""
-    from posegate.backends import Backend, Session, SessionInfo
-    from posegate.cache import ArtifactCache
-    from posegate.pipeline import Pipeline
     calls = []
 
     class Echo(Session):
@@ -515,6 +542,6 @@ def test_plumbing_fp32_skips_on_the_fp16_only_310(monkeypatch):
 ])
 def test_plumbing_atc_fp32_is_named_for_what_the_chip_computes(chip, flag, execution):
     spec = _spec("input", (3, 256, 192))
-    args = atc_tool.atc_command(spec, "m.onnx", "o", (1, 3, 256, 192), chip, "fp32")
+    args = _atc_command(spec, "m.onnx", "o", (1, 3, 256, 192), chip, "fp32")
     assert flag in args and not any(a.startswith("--precision_mode") and a != flag for a in args)
     assert atc_tool.execution(chip, "fp32") == execution and atc_tool.execution(chip, "fp16") == "f16"

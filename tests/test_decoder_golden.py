@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
 
+from models import MODELS
+from models.higherhrnet_w32_512 import codec as higherhrnet_codec
 from posegate import decoder_golden as golden
 
 STAGE = "golden"
@@ -27,13 +29,14 @@ def _data(run_context, model):
         pytest.skip(f"supply {'/'.join(golden.FOLDER)}/{golden.FILES[model]} under --reference-dir "
                     "(the project's shared data folder holds it)")
     data = golden.open_cases(path)
-    assert golden.case_names(data) == list(golden.CASES[model]), f"{path}: unexpected cases {golden.case_names(data)}"
+    names = golden.case_names(data)
+    assert names == list(golden.CASES[model]), f"{path}: unexpected cases {names}"
     return data
 
 
 @pytest.mark.parametrize("model, case_name", CASES)
 def test_decoder_gives_upstreams_results(model, case_name, run_context, record):
-    cmp = golden.COMPARE[model](_data(run_context, model), case_name)
+    cmp = golden.COMPARE[model](_data(run_context, model), case_name, MODELS[model].flow.codec)
     record(golden_decoder=cmp.summary())
     assert cmp.ok, (f"{model} {case_name}: {len(cmp.problems)} differences from upstream, e.g. "
                     + "; ".join(cmp.problems[:5]))
@@ -48,14 +51,14 @@ def _scipy_pairs(cost):
                                                   ("zero-missing", "oracle")])
 def test_higherhrnet_departures_from_upstream_are_caught(departure, case_name, run_context, monkeypatch):
     """The three differences the suite's decoder once had each fail the golden comparison alone."""
-    from models.higherhrnet_w32_512 import codec
+    codec = higherhrnet_codec
     data = _data(run_context, "higherhrnet_w32_512")
     decode = codec.decode
     if departure == "scipy-assignment":  # another optimum among tied costs
         monkeypatch.setattr(codec, "match_by_tag", functools.partial(codec.match_by_tag, assign=_scipy_pairs))
     else:
         decode = functools.partial(codec.decode, **{departure.replace("-", "_"): True})
-    assert not golden.higherhrnet(data, case_name, decode=decode).ok
+    assert not golden.higherhrnet(data, case_name, codec, decode=decode).ok
 
 
 # ----------------------------------------------------------------------- the comparison can fail

@@ -7,11 +7,15 @@ extra_info. Timing assertions live here and nowhere else.
 from __future__ import annotations
 
 import time
+from functools import partial
 
 import numpy as np
 import pytest
 
 from fixtures.artifacts import skip_unavailable
+from models.mspn_2xstg import codec as mspn_codec
+from models.mspn_2xstg import recipe as mspn_recipe
+from posegate import decoder_golden as golden
 from posegate.backends import BACKENDS, REFERENCE
 from posegate.context import SYNTHETIC
 from posegate.parity import compare
@@ -44,7 +48,8 @@ def _session(case, pipeline, needs):
     """A loaded engine whose outputs passed parity: a fast wrong engine is never benchmarked."""
     skip_unavailable(case.backend, case)
     needs.stage("infer", model=case.model, backend=case.backend, precision=case.precision, shape=case.shape)
-    return needs(pipeline.session, case.spec, case.backend, case.precision, case.spec.engine_shape(case.profile, case.batch))
+    shape = case.spec.engine_shape(case.profile, case.batch)
+    return needs(pipeline.session, case.spec, case.backend, case.precision, shape)
 
 
 def _check_parity(case, pipeline, session, feeds, dataset):
@@ -126,10 +131,11 @@ def test_perf_end_to_end(case, benchmark, pipeline, run_context, needs, record):
 
 @pytest.mark.cases("decode_cost")
 def test_decode_cost(case, benchmark, pipeline, run_context, needs, record):
-    """Decoding must not dominate: a batch costs less to decode than ONNX Runtime's inference of it."""
+    """Decoding must not dominate: a batch costs less to decode than the baseline backend's inference of it
+    (--baseline-backend, ONNX Runtime by default: the case's backend)."""
     spec, profile = case.spec, case.profile
-    skip_unavailable("onnxruntime")
-    session = needs(pipeline.session, spec, "onnxruntime", "fp32")
+    skip_unavailable(case.backend)
+    session = needs(pipeline.session, spec, case.backend, case.precision)
     flow = spec.flow
     # random weights give noise maps with hundreds of peaks per channel: the decoder oracle's maps of the
     # same images (their real people) stand in for trained outputs where the flow has an oracle
@@ -147,13 +153,13 @@ def test_decode_cost(case, benchmark, pipeline, run_context, needs, record):
         b = next(pipeline.batches(spec, profile, dataset, len(samples), samples))
         outputs = session.run({spec.input_name: b.x})
         repeats = 3 if session.last_seconds < 1.0 else 1  # a call of a second or more is its own average
-        infer = min(_timed(lambda: session.run({spec.input_name: b.x}), session) for _ in range(repeats))
+        infer = min(_timed(lambda x=b.x: session.run({spec.input_name: x}), session) for _ in range(repeats))
         spent += infer * repeats
         if stand_in:
             maps, records, stride = flow.oracle_outputs(dataset, list(b.samples))
-            decode_fn = (lambda m=maps, r=records, s=stride, ids=list(b.samples): flow.decode(m, r, ids, s))
+            decode_fn = partial(flow.decode, maps, records, list(b.samples), stride)
         else:
-            decode_fn = (lambda o=outputs, r=b.records, ids=b.samples: pipeline.decode(spec, o, r, ids))
+            decode_fn = partial(pipeline.decode, spec, outputs, b.records, b.samples)
         decode = min(_timed(decode_fn) for _ in range(3))
         ratios.append(decode / infer)
         decodes.append(decode)
@@ -162,16 +168,16 @@ def test_decode_cost(case, benchmark, pipeline, run_context, needs, record):
     benchmark.pedantic(decode_fn, rounds=10, warmup_rounds=1)
     worst = max(ratios)
     benchmark.extra_info.update({"decode_over_infer": ratios, "worst_ratio": worst, "dataset": dataset.name,
-                                 "decode_seconds": decodes, "onnxruntime_infer_seconds": infers,
+                                 "decode_seconds": decodes, f"{case.backend}_infer_seconds": infers,
                                  "batch": case.batch, "weights": pipeline.weights_identity(spec),
                                  "decoded": "decoder-oracle maps" if stand_in else "network outputs"})
     record(metric="decode/infer time", value=worst, threshold=1.0, direction="max", margin=1.0 - worst,
            dataset=dataset.name)
     # the two times themselves, per batch of case.batch (the medians over the batches timed)
     record(metric=f"decode ms per batch of {case.batch}", value=1e3 * float(np.median(decodes)), dataset=dataset.name)
-    record(metric=f"onnxruntime infer ms per batch of {case.batch}", value=1e3 * float(np.median(infers)),
+    record(metric=f"{case.backend} infer ms per batch of {case.batch}", value=1e3 * float(np.median(infers)),
            dataset=dataset.name)
-    assert worst < 1.0, f"decoding costs {worst:.2f}x the ONNX Runtime inference on {dataset.name}"
+    assert worst < 1.0, f"decoding costs {worst:.2f}x the {case.backend} inference on {dataset.name}"
 
 
 def _timed(fn, session=None) -> float:
@@ -185,29 +191,29 @@ def test_mspn_decode_beats_upstreams_steps(flip, benchmark, run_context, record)
     """MSPN decoding of 64 crops costs less than upstream's own steps (recipe.py: test.py one crop and
     one joint at a time, one cv2.GaussianBlur per map), timed interleaved on this machine's inputs: the
     golden decoder cases' network outputs where the reference dir has them, else noisy Gaussians."""
-    from models.mspn_2xstg import codec, recipe
-    from posegate import decoder_golden as golden
     crops = 64
     path = run_context.reference_file(*golden.FOLDER, golden.FILES["mspn_2xstg"])
     if path is not None:
         data = golden.open_cases(path)
         maps = np.concatenate([data[f"{c}/heatmaps"] for c in golden.CASES["mspn_2xstg"]])
         mirrored = np.concatenate([data[f"{c}/heatmaps_flipped"] for c in golden.CASES["mspn_2xstg"]])
-        records = [r for c in golden.CASES["mspn_2xstg"] for r in golden.mspn_records(data, c)]
+        records = [r for c in golden.CASES["mspn_2xstg"] for r in golden.mspn_records(data, c, mspn_codec)]
         take = np.arange(crops) % len(maps)
         maps, mirrored, records = maps[take], mirrored[take], [records[i] for i in take]
     else:
         rng = np.random.default_rng(0)
-        yy, xx = np.mgrid[0:codec.HEATMAP_H, 0:codec.HEATMAP_W]
+        yy, xx = np.mgrid[0:mspn_codec.HEATMAP_H, 0:mspn_codec.HEATMAP_W]
         cx, cy = rng.uniform(0, 48, (2, 2, crops, 17, 1, 1))
         maps, mirrored = (255 * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / 8)
                           + rng.normal(size=(2, crops, 17, 64, 48)) * 5).astype(np.float32)
-        center, scale = codec.boxes_to_center_scale(rng.uniform(20, 200, (crops, 4)))
-        records = [codec.CropRecord(i, 640, 480, tuple(c), tuple(s), 0.9)
+        center, scale = mspn_codec.boxes_to_center_scale(rng.uniform(20, 200, (crops, 4)))
+        records = [mspn_codec.CropRecord(i, 640, 480, tuple(c), tuple(s), 0.9)
                    for i, (c, s) in enumerate(zip(center, scale))]
-    records = [codec.CropRecord(r.image_id, r.orig_w, r.orig_h, r.center, r.scale, r.det_score, flip) for r in records]
+    records = [mspn_codec.CropRecord(r.image_id, r.orig_w, r.orig_h, r.center, r.scale, r.det_score, flip)
+               for r in records]
     outputs = np.concatenate([maps, mirrored]) if flip else maps
-    ours, theirs = (lambda: codec.decode_crops(outputs, records)), (lambda: recipe.decode_crops(outputs, records))
+    ours = partial(mspn_codec.decode_crops, outputs, records)
+    theirs = partial(mspn_recipe.decode_crops, outputs, records)
     assert ours() == theirs()  # a fast decoder that is wrong is no win
     times = {"suite": [], "upstream": []}
     for _ in range(7):  # interleaved: both see the same load

@@ -96,7 +96,8 @@ def pipe(tmp_path, monkeypatch):
     monkeypatch.setattr(p, "onnx", lambda spec, opset: exported)
     monkeypatch.setattr(p, "torchscript", lambda spec, shape: exported)
     for backend in BACKENDS.values():  # probing a GPU or NPU for the cache key is not what is tested here
-        monkeypatch.setattr(backend, "artifact_settings", lambda precision, name=backend.name: {"backend": name})
+        monkeypatch.setattr(backend, "artifact_settings",
+                            lambda precision, spec=None, name=backend.name: {"backend": name})
     return p
 
 

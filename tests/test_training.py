@@ -7,6 +7,7 @@ batch, AMP finite, and the three-step weight hand-over.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import random
 from pathlib import Path
@@ -15,8 +16,16 @@ import numpy as np
 import pytest
 import torch
 
-from fixtures.training import mini  # noqa: F401  (the real mini images, a module fixture)
-from posegate.training import augment, checkpoints, labels as labels_mod, loss, optim, targets
+from models.lightweight_openpose import SPEC
+from models.lightweight_openpose.network import mobilenet_backbone
+from posegate.training import augment, checkpoints, distributed, loss, optim, targets, validate
+from posegate.training import labels as labels_mod
+from posegate.training.__main__ import main as cli_main
+from posegate.training.data import CocoTrainDataset, EndlessShardSampler, make_loader
+from posegate.training.loop import TrainConfig, build_network, train
+from posegate.training.parity import record_distributed, record_step
+from posegate.training.validate import validation_ap
+from posegate.weights import WeightsError, build_model
 
 STAGE = "train"
 pytestmark = pytest.mark.stage
@@ -246,7 +255,6 @@ def test_masked_l2_loss_by_hand():
 
 
 def test_optimizer_groups_cover_every_parameter_once_with_the_upstream_multipliers():
-    from posegate.training.loop import build_network
     net = build_network(3)
     opt = optim.make_optimizer(net, base_lr=1.0)
     where = {id(p): g for g in opt.param_groups for p in g["params"]}
@@ -282,7 +290,6 @@ def test_multistep_schedule_per_epoch():
 
 
 def test_sampler_shards_like_distributed_sampler_and_resumes_mid_epoch():
-    from posegate.training.data import EndlessShardSampler
     shards = [EndlessShardSampler(11, 2, rank=r, world=2, seed=5) for r in range(2)]
     assert shards[0].batches_per_epoch == 2  # 11 samples, 2 x 2 per step: drop_last keeps 8
     epoch0 = [shards[r].epoch_indices(0) for r in range(2)]
@@ -296,7 +303,6 @@ def test_sampler_shards_like_distributed_sampler_and_resumes_mid_epoch():
 
 
 def test_static_loss_scale_skips_an_overflowing_step():
-    from posegate.training import distributed
     p = torch.nn.Parameter(torch.ones(3))
     opt = torch.optim.Adam([p], lr=0.1)
     amp = distributed.Amp(torch.device("cpu"), "static", 16.0)
@@ -315,7 +321,6 @@ SMALL = 64  # input side of the machinery checks: 8x8 maps, enough to exercise e
 
 
 def _config(mini, tmp_path, **kw):
-    from posegate.training.loop import TrainConfig
     dataset, labels = mini
     base = dict(labels=labels, images=dataset.root / "val2017", out_dir=tmp_path, batch_size=2, crop=SMALL,
                 checkpoint_every=0, port_every=0, log_every=1000, log=_Sink())
@@ -331,7 +336,6 @@ class _Sink(list):
 
 
 def test_dataset_sample_shapes_and_ranges(mini, tmp_path):
-    from posegate.training.data import CocoTrainDataset
     dataset, labels = mini
     item = CocoTrainDataset(labels, dataset.root / "val2017", augment.train_chain((SMALL, SMALL)))[(0, 123)]
     n = SMALL // S
@@ -345,7 +349,6 @@ def test_dataset_sample_shapes_and_ranges(mini, tmp_path):
 
 
 def test_loss_decreases_overfitting_mini_images(mini, tmp_path):
-    from posegate.training.loop import train
     torch.set_num_threads(1)
     steps = 24
     result = train(_config(mini, tmp_path, batch_size=4, crop=SMALL, augment=False, base_lr=1e-3, max_iters=steps))
@@ -357,7 +360,6 @@ def test_loss_decreases_overfitting_mini_images(mini, tmp_path):
 
 def test_resume_continues_bit_exactly(mini, tmp_path):
     """Upstream checkpoint mid-epoch and port checkpoint at an epoch end both resume into the same run."""
-    from posegate.training.loop import train
     full = train(_config(mini, tmp_path / "a", max_iters=6, checkpoint_every=1, port_every=2,
                          milestones=(1, 2), base_lr=1e-3))
     final = torch.load(tmp_path / "a" / "checkpoint_iter_6.pth", weights_only=True)
@@ -379,11 +381,9 @@ def test_resume_continues_bit_exactly(mini, tmp_path):
 
 
 def test_ddp_two_processes_match_one_process_on_the_whole_batch(mini, tmp_path):
-    from posegate.training.parity import record_distributed, record_step
     cfg = _config(mini, tmp_path, batch_size=2, freeze_bn=True, scale_lr=False, log=None)
     ranks = record_distributed(cfg, tmp_path, 2)
     (tmp_path / "single").mkdir()
-    import dataclasses
     record_step(dataclasses.replace(cfg, batch_size=4), str(tmp_path / "single"))
     single = torch.load(tmp_path / "single" / "rank0.pt", weights_only=True)
     assert [r["world"] for r in ranks] == [2, 2] and single["world"] == 1
@@ -401,8 +401,6 @@ def test_ddp_two_processes_match_one_process_on_the_whole_batch(mini, tmp_path):
 
 @pytest.mark.parametrize("mode", ["auto", "static"])
 def test_amp_runs_and_stays_finite(mini, tmp_path, mode):
-    from posegate.training import distributed
-    from posegate.training.loop import build_network, train
     amp = distributed.Amp(torch.device("cpu"), mode)
     with amp.autocast():
         out = build_network(1)(torch.zeros(1, 3, SMALL, SMALL))
@@ -418,7 +416,6 @@ def test_amp_runs_and_stays_finite(mini, tmp_path, mode):
 
 def _fake_mobilenet(path: Path) -> dict:
     """A file in the ImageNet MobileNetV1 layout: 'module.model.*' backbone keys plus a classifier."""
-    from models.lightweight_openpose.network import mobilenet_backbone
     torch.manual_seed(7)
     backbone = mobilenet_backbone().state_dict()
     state = {f"module.model.{k}": v for k, v in backbone.items()}
@@ -428,9 +425,6 @@ def _fake_mobilenet(path: Path) -> dict:
 
 
 def test_three_step_hand_over(mini, tmp_path):
-    from models.lightweight_openpose import SPEC
-    from posegate.training.loop import train
-    from posegate.weights import build_model
     backbone = _fake_mobilenet(tmp_path / checkpoints.MOBILENET_FILE)
     one = train(_config(mini, tmp_path / "s1", step=1, mobilenet=tmp_path / checkpoints.MOBILENET_FILE,
                         max_iters=1, checkpoint_every=1))
@@ -456,14 +450,11 @@ def test_three_step_hand_over(mini, tmp_path):
 
 
 def test_step_two_without_previous_weights_is_refused(mini, tmp_path):
-    from posegate.training.loop import train
     with pytest.raises(ValueError, match="--init-weights"):
         train(_config(mini, tmp_path, step=2, max_iters=1))
 
 
 def test_foreign_file_is_refused_not_loaded_randomly(tmp_path):
-    from posegate.training.loop import build_network
-    from posegate.weights import WeightsError
     torch.save({"state_dict": {"fc.weight": torch.zeros(3)}}, tmp_path / "other.pth")
     with pytest.raises(WeightsError, match="no tensor matches"):
         checkpoints.load_weights(build_network(1), tmp_path / "other.pth")
@@ -477,7 +468,6 @@ def test_step_one_from_the_real_mobilenet(run_context):
     if path is None or not path.is_file():
         pytest.skip(f"needs the ImageNet MobileNetV1 weights: put {name} in --weights-dir "
                     f"({'not given' if run_context.weights_dir is None else run_context.weights_dir})")
-    from posegate.training.loop import build_network
     net = build_network(1)
     report = checkpoints.load_mobilenet(net, path)
     expected = [k for k in net.state_dict() if k.startswith("model.")]
@@ -487,13 +477,11 @@ def test_step_one_from_the_real_mobilenet(run_context):
 # ------------------------------------------------------------------- validation and the best model
 
 def test_validation_keeps_the_best_checkpoint(mini, tmp_path, monkeypatch):
-    from posegate.training import validate
-    from posegate.training.loop import train
     dataset, _ = mini
     aps = iter([0.10, 0.30, 0.20])
     snapshots = {}
 
-    def fake_ap(net, ds, ids, device):
+    def fake_ap(net, ds, ids, device, recipe=None):
         snapshots[len(snapshots) + 1] = {k: v.clone() for k, v in net.state_dict().items()}
         return next(aps)
     monkeypatch.setattr(validate, "validation_ap", fake_ap)
@@ -507,8 +495,6 @@ def test_validation_keeps_the_best_checkpoint(mini, tmp_path, monkeypatch):
 
 
 def test_validation_ap_on_real_images(mini):
-    from posegate.training.loop import build_network
-    from posegate.training.validate import validation_ap
     dataset, _ = mini
     torch.manual_seed(0)
     ap = validation_ap(build_network(1), dataset, dataset.image_ids[:1])
@@ -516,7 +502,6 @@ def test_validation_ap_on_real_images(mini):
 
 
 def test_persistent_loader_crosses_epochs_with_the_same_samples_as_without_workers(mini):
-    from posegate.training.data import CocoTrainDataset, EndlessShardSampler, make_loader
     dataset, labels = mini
     ds = CocoTrainDataset(labels, dataset.root / "val2017", augment.train_chain((SMALL, SMALL)))
 
@@ -533,13 +518,12 @@ def test_persistent_loader_crosses_epochs_with_the_same_samples_as_without_worke
 
 
 def test_command_prepares_labels_and_trains(mini, tmp_path, capsys):
-    from posegate.training.__main__ import main
     dataset, _ = mini
     labels = tmp_path / "prepared.json"
-    assert main(["prepare-labels", "--labels", str(dataset.annotation_file), "--out", str(labels)]) == 0
+    assert cli_main(["prepare-labels", "--labels", str(dataset.annotation_file), "--out", str(labels)]) == 0
     assert labels_mod.load_labels(labels) == labels_mod.load_labels(dataset.annotation_file)
     out = tmp_path / "run"
-    main(["train", "--labels", str(labels), "--images", str(dataset.root / "val2017"), "--out", str(out),
+    cli_main(["train", "--labels", str(labels), "--images", str(dataset.root / "val2017"), "--out", str(out),
           "--crop", str(SMALL), "--batch-size", "2", "--workers", "0", "--max-iters", "1", "--checkpoint-every", "1",
           "--log-every", "1", "--device", "cpu"])
     assert (out / "checkpoint_iter_1.pth").is_file()

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import pytest
 
+from models.lightweight_openpose import SPEC
 from posegate.datasets import KINDS
+from posegate.training.validate import validation_ap
+from posegate.weights import build_model
 
 STAGE = "accuracy"
 pytestmark = pytest.mark.accuracy
@@ -32,9 +35,6 @@ def test_trained_checkpoint_ap(step, run_context, record):
     if path is None or not path.is_file():
         pytest.skip(f"needs step {step}'s best checkpoint (model_best.pth of `python -m posegate.training train "
                     f"--step {step}`) saved as {name} in --weights-dir")
-    from models.lightweight_openpose import SPEC
-    from posegate.training.validate import validation_ap
-    from posegate.weights import build_model
     net = build_model(SPEC, path)
     ap = validation_ap(net, official[0])
     floor = SEED_AP[step] - SLACK

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from fixtures.training import mini  # noqa: F401  (the real mini images, a module fixture)
+from posegate.training.bench import throughput
+from posegate.training.loop import TrainConfig
 
 STAGE = "perf"
 pytestmark = pytest.mark.perf
@@ -18,14 +19,12 @@ MEASURED: dict[int, dict] = {}
 
 
 def _config(mini, out):
-    from posegate.training.loop import TrainConfig
     dataset, labels = mini
     return TrainConfig(labels=labels, images=dataset.root / "val2017", out_dir=out, batch_size=BATCH, crop=CROP,
                        max_iters=SKIP + TIMED, fps_skip=SKIP, log_every=10 ** 6, scale_lr=False)
 
 
 def _run(world, mini, tmp_path, benchmark, record):
-    from posegate.training.bench import throughput
     cfg = _config(mini, tmp_path)
     benchmark.group = "lightweight_openpose-training"
     row = benchmark.pedantic(lambda: throughput(cfg, world, tmp_path), rounds=1, iterations=1, warmup_rounds=0)
@@ -50,6 +49,5 @@ def test_training_throughput_one_process(mini, tmp_path, benchmark, record):
 def test_training_throughput_ddp_two_processes(mini, tmp_path, benchmark, record):
     """Scaling efficiency = FPS(2) / (2 x FPS(1)); the seed's 8 devices: 1800.7 / (8 x 216.2) = 1.04."""
     if 1 not in MEASURED:  # selected alone: measure the single process here, untimed by the benchmark
-        from posegate.training.bench import throughput
         MEASURED[1] = throughput(_config(mini, tmp_path / "one"), 1, tmp_path)
     _run(2, mini, tmp_path, benchmark, record)

@@ -12,11 +12,10 @@ dynamic profiles and the dataset-level accuracy layers (AP and metric parity per
 """
 from __future__ import annotations
 
-from posegate.flows import BottomUp
-from posegate.spec import Checkpoint, Golden, InputProfile, ModelSpec, Threshold, Tolerance
-
 from models.higherhrnet_w32_512 import codec
 from models.higherhrnet_w32_512.network import build_network
+from posegate.flows import BottomUp
+from posegate.spec import Checkpoint, Golden, InputProfile, ModelSpec, Threshold, Tolerance
 
 OUTPUTS = ("out_quarter", "out_half")
 DEFAULT_BUCKETS = ("512x512",)

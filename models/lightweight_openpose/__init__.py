@@ -1,11 +1,11 @@
 """Lightweight OpenPose inference (seed 000): COCO val2017 AP 0.403 at the Ascend port's 368x640."""
 from __future__ import annotations
 
+from models.lightweight_openpose import codec
+from models.lightweight_openpose.network import PoseEstimationWithMobileNet, build_network
 from posegate.flows import BottomUp
 from posegate.spec import Checkpoint, Golden, InputProfile, ModelSpec, Threshold, Tolerance
-
-from models.lightweight_openpose import codec
-from models.lightweight_openpose.network import build_network
+from posegate.training.recipe import Recipe
 
 OUTPUTS = ("stage1_heatmaps", "stage1_pafs", "stage2_heatmaps", "stage2_pafs")
 
@@ -32,7 +32,7 @@ def _tolerances():
             "int8": {o: int8_pafs if o.endswith("pafs") else int8_heatmaps for o in OUTPUTS}}
 
 
-def make_spec(name, version, build, checkpoint, thresholds, golden=None, notes="", artifacts=()):
+def make_spec(name, version, build, checkpoint, thresholds, golden=None, notes="", artifacts=(), training=None):
     """Everything but the network is shared by the Lightweight OpenPose family."""
     return ModelSpec(
         name=name, version=version, build_network=build, checkpoint=checkpoint,
@@ -44,7 +44,7 @@ def make_spec(name, version, build, checkpoint, thresholds, golden=None, notes="
         agreement={"fp32": 0.95, "fp16": 0.6, "int8": 0.5},
         thresholds=thresholds, golden=golden, opsets=(11, 17),
         expected_throughput={"Ascend310P3": {"368x640": {1: 338.76}}},
-        artifacts=artifacts, notes=notes,
+        artifacts=artifacts, notes=notes, training=training,
     )
 
 
@@ -54,7 +54,8 @@ SPEC = make_spec(
         filename="checkpoint_iter_370000.pth", container_key="state_dict", manifest="lightweight_openpose.json",
         # trained with 3 refinement stages; evaluation keeps one and drops the rest by name
         ignorable=(r"refinement_stages\.[1-9]\d*\.",),
-        how_to_get="the official checkpoint_iter_370000.pth of Daniil-Osokin/lightweight-human-pose-estimation.pytorch"),
+        how_to_get="the official checkpoint_iter_370000.pth of "
+                   "Daniil-Osokin/lightweight-human-pose-estimation.pytorch"),
     thresholds=(
         Threshold("AP", 0.403, "min", dataset="official", weights="official",
                   source="seed 000: Ascend 310P3 result on val2017", profiles=("368x640",)),
@@ -63,4 +64,6 @@ SPEC = make_spec(
     ),
     golden=Golden("lightweight_openpose.npz", {o: o for o in OUTPUTS},
                   recipe_sha256="a557d63665dc429adc690847af0c3d0110268f7880f230efe457f016cb106eec"),
+    # the three-step recipe trains this network (posegate.training): refinement stages -> network
+    training=Recipe(PoseEstimationWithMobileNet, preprocess=codec.preprocess, decode=codec.decode),
 )

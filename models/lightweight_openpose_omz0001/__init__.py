@@ -4,10 +4,9 @@ Same inputs, codec, metric and tolerances as ``lightweight_openpose``; only the 
 """
 from __future__ import annotations
 
-from posegate.spec import ArtifactContract, Checkpoint, InputProfile, Threshold
-
 from models.lightweight_openpose import make_spec
 from models.lightweight_openpose_omz0001.network import build_network
+from posegate.spec import ArtifactContract, Checkpoint, InputProfile, Threshold
 
 SPEC = make_spec(
     "lightweight_openpose_omz0001", "1", build_network,

@@ -5,11 +5,10 @@ flip test, the seed's figures) and ``256x192-flip`` upstream's (each crop batche
 """
 from __future__ import annotations
 
-from posegate.flows import TopDown
-from posegate.spec import Checkpoint, Golden, InputProfile, ModelSpec, Threshold, Tolerance
-
 from models.mspn_2xstg import codec
 from models.mspn_2xstg.network import build_network
+from posegate.flows import TopDown
+from posegate.spec import Checkpoint, Golden, InputProfile, ModelSpec, Threshold, Tolerance
 
 OUTPUT = "output"
 SEED_BATCHES = (1, 4, 8, 16, 32, 64)  # the seed's throughput table
@@ -41,7 +40,8 @@ SPEC = ModelSpec(
     checkpoint=Checkpoint(
         filename="mspn_2xstg_coco.pth", container_key="model", manifest="mspn_2xstg.json",
         how_to_get="the official MSPN 2-stage COCO checkpoint mspn_2xstg_coco.pth (megvii-research/MSPN release; "
-                   "the seed downloads it from ascend-repo-modelzoo .../model/1_PyTorch_PTH/MSPN/PTH/mspn_2xstg_coco.pth)"),
+                   "the seed downloads it from ascend-repo-modelzoo "
+                   ".../model/1_PyTorch_PTH/MSPN/PTH/mspn_2xstg_coco.pth)"),
     input_name="input", output_names=(OUTPUT,), color="BGR", profiles=PROFILES,
     flow=TopDown(codec, OUTPUT),
     metric="AP", precisions=("fp32", "fp16"),

@@ -8,11 +8,10 @@ its own. No trained weights are available here: seeded weights, tensor parity an
 """
 from __future__ import annotations
 
-from posegate.flows import TopDown
-from posegate.spec import Checkpoint, InputProfile, ModelSpec, Threshold, Tolerance
-
 from models.simplebaseline_res50 import codec
 from models.simplebaseline_res50.network import build_network
+from posegate.flows import TopDown
+from posegate.spec import Checkpoint, InputProfile, ModelSpec, Threshold, Tolerance
 
 OUTPUT = "heatmaps"
 DIMS = (3, codec.INPUT_H, codec.INPUT_W)

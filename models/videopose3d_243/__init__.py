@@ -7,11 +7,11 @@ engine call holds 2 rows per sequence and throughput counts every frame of both,
 """
 from __future__ import annotations
 
-from posegate.flows import Sequences
-from posegate.spec import Checkpoint, Golden, InputProfile, ModelSpec, Threshold, Tolerance
-
 from models.videopose3d_243 import codec
 from models.videopose3d_243.network import build_network
+from posegate.backends.openvino_backend import OpenVinoSettings
+from posegate.flows import Sequences
+from posegate.spec import Checkpoint, Golden, InputProfile, ModelSpec, Threshold, Tolerance
 
 OUTPUT = "3d_preds"  # the port's names
 INPUT = "2d_poses"
@@ -58,7 +58,8 @@ SPEC = ModelSpec(
     # between predictions, bf16 0.008 and 0.43 mm
     metric_parity={"fp32": 0.01, "fp16": 0.5},
     agreement={"fp32": 0.01, "fp16": 2.0},
-    dynamic_step=64, per_shape_engines=True,
+    dynamic_step=64,
+    backend_settings={"openvino": OpenVinoSettings(per_shape_engines=True)},
     # padded equals unpadded, so each gate holds for both profiles; each belongs to the weights it was
     # measured with
     thresholds=(

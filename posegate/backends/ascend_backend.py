@@ -21,8 +21,16 @@ from pathlib import Path
 
 import numpy as np
 
-from posegate.backends.atc import (AtcError, atc_command, chip_name, computes_fp32, execution, producer_nodes,
-                                   run_atc)
+from posegate.backends.atc import (
+    AtcError,
+    AtcSettings,
+    atc_command,
+    chip_name,
+    computes_fp32,
+    execution,
+    producer_nodes,
+    run_atc,
+)
 from posegate.backends.base import Backend, Session, SessionInfo
 
 ATC_OPSET = 11  # seed 001: ATC supports ONNX opset 11
@@ -156,7 +164,7 @@ class AisSession(Session):
         if problem:
             raise ValueError(problem)
         if infer_session is None:
-            from ais_bench.infer.interface import InferSession as infer_session
+            from ais_bench.infer.interface import InferSession as infer_session  # noqa: PLC0415 (optional engine, lazy)
         self.process = process or ACL
         self.sess = infer_session(device_id, str(om))
         self.process.opened(self.sess)
@@ -207,6 +215,8 @@ class AisSession(Session):
 
 class AscendBackend(Backend):
     name = "ascend"
+    distributions = ("ais_bench",)
+    settings_type = AtcSettings
     precisions = ("fp16", "fp32")
     static_shapes = True
     opset = ATC_OPSET
@@ -218,7 +228,7 @@ class AscendBackend(Backend):
 
     def open_unavailable_reason(self):
         try:
-            import ais_bench.infer.interface  # noqa: F401
+            import ais_bench.infer.interface  # noqa: F401, PLC0415 (optional engine, lazy)
         except ImportError as e:
             return f"ais_bench is not importable ({e}); see requirements-ascend.txt"
         chip, why = chip_name()
@@ -247,8 +257,8 @@ class AscendBackend(Backend):
         chip, _ = chip_name()
         return f"Ascend{chip}" if chip else None
 
-    def artifact_settings(self, precision):
-        return {**super().artifact_settings(precision), "soc": self.device()}
+    def artifact_settings(self, precision, spec=None):
+        return {**super().artifact_settings(precision, spec), "soc": self.device()}
 
     def convert(self, source, out_dir, precision, shape):
         spec = source.spec
@@ -259,8 +269,9 @@ class AscendBackend(Backend):
         if problem and "writable" not in problem:
             raise AtcError(f"the artifact cache cannot hold OMs for ais_bench: {problem}")
         onnx_path = source.onnx_path(self.opset)
-        nodes = producer_nodes(onnx_path, spec.atc.out_nodes) if spec.atc.out_nodes else ()
-        args = atc_command(spec, onnx_path, "model", shape, chip, precision, nodes)
+        settings = self.settings_of(spec)
+        nodes = producer_nodes(onnx_path, settings.out_nodes) if settings.out_nodes else ()
+        args = atc_command(spec, onnx_path, "model", shape, chip, precision, nodes, settings)
         (out_dir / "atc_command.txt").write_text(" ".join(args) + "\n")
         run_atc(args, out_dir)
 

@@ -10,13 +10,26 @@ import os
 import re
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
+
+import onnx
 
 CHIP_ENV = "POSEGATE_ASCEND_CHIP"  # e.g. 310P3: convert on a host without an NPU (ATC itself needs none)
 
 
 class AtcError(RuntimeError):
     """ATC failed; the message ends with its log."""
+
+
+@dataclass(frozen=True)
+class AtcSettings:
+    """ATC arguments a model needs beyond its ONNX file and profile (the seeds' extra flags); a spec gives
+    them as ``backend_settings={"ascend": AtcSettings(...)}``."""
+    input_format: str = "NCHW"
+    out_nodes: tuple[str, ...] = ()  # spec outputs ATC keeps, passed as their producer nodes (Conv_1818:0)
+    log: str | None = "error"
+    auto_tune_mode: str | None = None  # e.g. "RL,GA": seed 001's advice when the 310P is slow
 
 
 # ------------------------------------------------------------------------------------------- chip
@@ -78,7 +91,6 @@ def execution(chip: str | None, precision: str) -> str:
 
 def producer_nodes(onnx_path: Path, outputs) -> list[str]:
     """'Node:index' of the node writing each named graph output: ATC's --out_nodes form."""
-    import onnx
     graph = onnx.load(str(onnx_path), load_external_data=False).graph
     found = {}
     for node in graph.node:
@@ -97,9 +109,9 @@ def _profile_for(spec, shape):
     raise ValueError(f"{spec.name}: no input profile has dims {shape[1:]}")
 
 
-def atc_command(spec, onnx_path, output_stem, shape, chip: str, precision: str, out_nodes=()) -> list[str]:
+def atc_command(spec, onnx_path, output_stem, shape, chip: str, precision: str, out_nodes=(),
+                settings: AtcSettings = AtcSettings()) -> list[str]:
     """The ATC argument list for one engine shape; a dynamic axis becomes the profile's gears."""
-    settings = spec.atc
     profile = _profile_for(spec, shape)
     dynamic = [i for i, d in enumerate(shape) if d is None]
     dims = ",".join("-1" if d is None else str(d) for d in shape)

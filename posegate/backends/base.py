@@ -9,8 +9,10 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
-from typing import Callable
+from types import MappingProxyType
+from typing import Callable, Mapping
 
 import numpy as np
 
@@ -118,7 +120,7 @@ class Session(ABC):
         """The engine's own {name: dims} of inputs and outputs, None for a dynamic dim."""
         raise NotImplementedError(f"{self.info.backend} sessions do not report their signature")
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (a hook: a session holding no resources has nothing to free)
         pass
 
     def __enter__(self):
@@ -138,6 +140,15 @@ class Backend(ABC):
     full_only: bool = False  # True: its cases run only in the --full selection (a build of minutes)
     exports: str = "onnx"  # what convert starts from: "onnx" (at ``opset``) or "torchscript" (a trace)
     takes_gears: bool = True  # False: a static-shape backend that cannot serve a dynamic profile's gears either
+    # the distributions whose versions identify this engine in the machine fingerprint; any of them may be
+    # the installed one (onnxruntime-gpu provides the module onnxruntime), absent ones are left out
+    distributions: tuple[str, ...] = ()
+    # test-id regex -> reason: this engine's own known failures on any model (strict xfails), as the ONNX
+    # backend test runner lets a backend exclude what it cannot run; a spec's own known_failures add to them
+    known_failures: Mapping[str, str] = MappingProxyType({})
+    # the type of the per-model settings this backend reads (a spec's backend_settings[name]); None: none
+    settings_type: type | None = None
+    settings_change_artifacts: bool = True  # False: the settings act when loading only, not in the cache key
 
     def unavailable_reason(self) -> str | None:
         """None when usable here, else why not (a missing package, tool or device)."""
@@ -163,6 +174,32 @@ class Backend(ABC):
     def version(self) -> str:
         return ""
 
+    def packages(self, lookup=metadata.version) -> dict[str, str]:
+        """{distribution: version} of the installed distributions this engine runs on, read from package
+        metadata so an absent (or broken) device library is never imported."""
+        found = {}
+        for name in self.distributions:
+            try:
+                found[name] = lookup(name)
+            except metadata.PackageNotFoundError:
+                pass
+        return found
+
+    def settings_of(self, spec):
+        """The settings ``spec`` gives this backend, else the backend's defaults (None: it takes none)."""
+        given = getattr(spec, "backend_settings", {}).get(self.name)
+        if given is not None:
+            return given
+        return self.settings_type() if self.settings_type is not None else None
+
+    def settings_problem(self, value) -> str | None:
+        """Why ``value`` cannot be this backend's settings (None: it can)."""
+        if self.settings_type is None:
+            return f"{self.name} takes no settings"
+        if not isinstance(value, self.settings_type):
+            return f"{self.name} settings must be a {self.settings_type.__name__}, not {type(value).__name__}"
+        return None
+
     def device(self) -> str | None:
         """The device's name as the specs' expected_throughput tables key it ("Ascend310P3", "T4")."""
         return None
@@ -178,6 +215,11 @@ class Backend(ABC):
         """A session on a converted model supplied as a file (``--artifact``), not built by ``convert``."""
         raise NotImplementedError(f"{self.name} cannot open a supplied artifact")
 
-    def artifact_settings(self, precision: str) -> dict:
-        """Everything besides the ONNX file that changes the converted artifact (part of its cache key)."""
-        return {"backend": self.name, "version": self.version(), "precision": precision, "opset": self.opset}
+    def artifact_settings(self, precision: str, spec=None) -> dict:
+        """Everything besides the ONNX file that changes the converted artifact (part of its cache key);
+        with ``spec``, the model's settings for this backend too (a new ATC flag is a new OM)."""
+        fields = {"backend": self.name, "version": self.version(), "precision": precision, "opset": self.opset}
+        settings = self.settings_of(spec) if spec is not None and self.settings_change_artifacts else None
+        if settings is not None:
+            fields["model_settings"] = repr(settings)
+        return fields

@@ -6,16 +6,14 @@ import functools
 import shutil
 import subprocess
 
+import torch
+
 
 @functools.lru_cache(maxsize=1)
 def cuda_device() -> tuple[str | None, str]:
     """(GPU name, why not): through torch when it has CUDA, else `nvidia-smi -L` (asked once per run)."""
-    try:
-        import torch
-        if torch.cuda.is_available():
-            return torch.cuda.get_device_name(0), ""
-    except ImportError:
-        pass
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0), ""
     if shutil.which("nvidia-smi") is None:
         return None, "no CUDA device (torch.cuda.is_available() is False and nvidia-smi is not on PATH)"
     try:

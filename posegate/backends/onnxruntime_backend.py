@@ -14,7 +14,7 @@ def dims_of(shape) -> list:
 class OrtSession(Session):
     def __init__(self, spec, path, precision, io=None, providers=("CPUExecutionProvider",), provider_options=None,
                  backend="onnxruntime", execution="f32", log_severity=3):
-        import onnxruntime as ort
+        import onnxruntime as ort  # noqa: PLC0415 (optional engine, lazy)
         opts = ort.SessionOptions()
         opts.log_severity_level = log_severity  # 2 (warnings) where a provider's failure must be read
         kwargs = {"provider_options": provider_options} if provider_options else {}
@@ -35,18 +35,20 @@ class OrtSession(Session):
 
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
+    # one module, several distributions: the CPU wheel, the CUDA one, Intel's OpenVINO-EP one
+    distributions = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino")
     # The CPU provider has no fp16 kernels for these convolutions; fp16 belongs to the device backends.
     precisions = ("fp32",)
 
     def unavailable_reason(self):
         try:
-            import onnxruntime  # noqa: F401
+            import onnxruntime  # noqa: F401, PLC0415 (optional engine, lazy)
         except ImportError as e:
             return f"onnxruntime is not importable ({e}); pip install onnxruntime"
         return None
 
     def version(self):
-        import onnxruntime
+        import onnxruntime  # noqa: PLC0415 (optional engine, lazy)
         return onnxruntime.__version__
 
     def convert(self, source, out_dir, precision, shape):

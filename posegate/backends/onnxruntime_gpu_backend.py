@@ -76,7 +76,7 @@ class OrtGpuSession(OrtSession):
         self.device_type = device_type
 
     def _stage(self, x):
-        import onnxruntime as ort
+        import onnxruntime as ort  # noqa: PLC0415 (optional engine, lazy)
         binding = self.sess.io_binding()
         value = ort.OrtValue.ortvalue_from_numpy(x, self.device_type, 0)
         binding.bind_ortvalue_input(self.io.input, value)
@@ -95,10 +95,11 @@ class OrtGpuSession(OrtSession):
 
 class OrtGpuBackend(Backend):
     provider = ""
+    distributions = ("onnxruntime-gpu", "onnxruntime", "tensorrt", "tensorrt-cu12", "tensorrt-cu13")
 
     def unavailable_reason(self):
         try:
-            import onnxruntime
+            import onnxruntime  # noqa: PLC0415 (optional engine, lazy)
         except ImportError as e:
             return f"onnxruntime is not importable ({e})"
         if self.provider not in onnxruntime.get_available_providers():
@@ -108,7 +109,7 @@ class OrtGpuBackend(Backend):
         return None if gpu else why
 
     def version(self):
-        import onnxruntime
+        import onnxruntime  # noqa: PLC0415 (optional engine, lazy)
         return onnxruntime.__version__
 
     def device(self):
@@ -176,14 +177,14 @@ class OrtTensorRtBackend(OrtGpuBackend):
                     f"clear it): start the run with {TF32_ENV}=0 for fp32 parity")
         return None
 
-    def artifact_settings(self, precision):
+    def artifact_settings(self, precision, spec=None):
         # the engines cached beside the artifact depend on the TF32 override, the GPU and TensorRT's version
         try:
-            import tensorrt
+            import tensorrt  # noqa: PLC0415 (optional engine, lazy)
             trt_version = tensorrt.__version__
         except ImportError:
             trt_version = None
-        return {**super().artifact_settings(precision), "execution": trt_execution(precision),
+        return {**super().artifact_settings(precision, spec), "execution": trt_execution(precision),
                 "gpu": cuda_device()[0], "tensorrt": trt_version}
 
     def options(self, spec, precision, engine_cache=None):
@@ -201,7 +202,7 @@ class OrtTensorRtBackend(OrtGpuBackend):
 
     def _session(self, *args, **kwargs):
         try:  # the pip TensorRT wheels put libnvinfer where the provider finds it only once imported
-            import tensorrt  # noqa: F401
+            import tensorrt  # noqa: F401, PLC0415 (optional engine, lazy)
         except ImportError:
             pass  # a system TensorRT on the library path serves too; the fallback check says if not
         return super()._session(*args, **kwargs)

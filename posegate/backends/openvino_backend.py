@@ -2,6 +2,7 @@
 counterpart of ATC's ONNX -> OM step; a supplied IR (an INT8 one included) opens as it is."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from posegate.backends.base import Backend, Session, SessionInfo
@@ -12,13 +13,22 @@ from posegate.backends.base import Backend, Session, SessionInfo
 _HINTS = {"fp32": ["f32"], "fp16": ["f16", "bf16", "f32"], "int8": ["f32"]}
 
 
+@dataclass(frozen=True)
+class OpenVinoSettings:
+    """What a model asks of OpenVINO beyond its IR: ``backend_settings={"openvino": OpenVinoSettings(...)}``."""
+    # compile one static model per input shape met instead of running the dynamic graph (few distinct
+    # shapes, a dynamic path that is much slower: VideoPose3D's free frame axis)
+    per_shape_engines: bool = False
+
+
 class OvSession(Session):
-    def __init__(self, spec, xml, precision, io=None):
-        import openvino as ov
+    def __init__(self, spec, xml, precision, io=None, settings: OpenVinoSettings = OpenVinoSettings()):
+        import openvino as ov  # noqa: PLC0415 (optional engine, lazy)
         core = ov.Core()
         caps = set(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
         hint = next(h for h in _HINTS[precision] if h == "f32" or h.upper() in caps)
         self._core, self._xml, self._config, self._static = core, str(xml), {"INFERENCE_PRECISION_HINT": hint}, {}
+        self._per_shape = settings.per_shape_engines
         self.compiled = core.compile_model(str(xml), "CPU", self._config)
         self.request = self.compiled.create_infer_request()
         actual = self.compiled.get_property("INFERENCE_PRECISION_HINT")
@@ -33,7 +43,7 @@ class OvSession(Session):
     def _run(self, x):
         if self.problem:
             raise ValueError(self.problem)
-        request = self._static_request(x.shape) if self.spec.per_shape_engines else self.request
+        request = self._static_request(x.shape) if self._per_shape else self.request
         res = request.infer({self.io.input: x})
         values = list(res.values())
         return [values[i] for i in self.order]
@@ -62,26 +72,29 @@ class OvSession(Session):
 
 class OpenVinoBackend(Backend):
     name = "openvino"
+    distributions = ("openvino",)
+    settings_type = OpenVinoSettings
+    settings_change_artifacts = False  # per-shape engines are compiled from the same IR when loading
     precisions = ("fp32", "fp16")
 
     def unavailable_reason(self):
         try:
-            import openvino  # noqa: F401
+            import openvino  # noqa: F401, PLC0415 (optional engine, lazy)
         except ImportError as e:
             return f"openvino is not importable ({e}); pip install openvino"
         return None
 
     def version(self):
-        import openvino
+        import openvino  # noqa: PLC0415 (optional engine, lazy)
         return openvino.__version__
 
     def convert(self, source, out_dir, precision, shape):
-        import openvino as ov
+        import openvino as ov  # noqa: PLC0415 (optional engine, lazy)
         model = ov.convert_model(str(source.onnx_path(self.opset)))
         ov.save_model(model, str(out_dir / "model.xml"), compress_to_fp16=(precision == "fp16"))
 
     def load(self, artifact_dir, source, precision):
-        return OvSession(source.spec, artifact_dir / "model.xml", precision)
+        return OvSession(source.spec, artifact_dir / "model.xml", precision, settings=self.settings_of(source.spec))
 
     def open(self, path, spec, precision, io):
         path = Path(path)
@@ -92,4 +105,4 @@ class OpenVinoBackend(Backend):
             path = xmls[0]
         if path.suffix != ".xml" or not path.with_suffix(".bin").is_file():
             raise ValueError(f"{path}: an OpenVINO IR is a .xml file with its .bin beside it")
-        return OvSession(spec, path, precision, io)
+        return OvSession(spec, path, precision, io, self.settings_of(spec))

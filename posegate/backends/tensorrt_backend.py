@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from posegate.backends.base import Backend, Session, SessionInfo
 from posegate.backends.nvidia import cuda_device, seed_device_name, shape_range
@@ -66,7 +67,6 @@ class TorchCuda:
     """Device buffers, stream and events through torch's CUDA (the engine only sees raw addresses)."""
 
     def __init__(self):
-        import torch
         self.torch = torch
         self.stream = torch.cuda.Stream()
         self.name = torch.cuda.get_device_name(0)
@@ -108,7 +108,7 @@ class TrtSession(Session):
 
     def __init__(self, spec, engine_path, precision, io=None, execution=None, trt=None, device=None):
         if trt is None:
-            import tensorrt as trt
+            import tensorrt as trt  # noqa: PLC0415 (optional engine, lazy)
         self.trt = trt
         self.device = device or TorchCuda()
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
@@ -206,29 +206,30 @@ def _unavailable(module: str, pip: str) -> str | None:
 
 class TensorRtBackend(Backend):
     name = "tensorrt"
+    # the "tensorrt" meta package installs tensorrt-cu12 / tensorrt-cu13; a wheel may come alone
+    distributions = ("tensorrt", "tensorrt-cu12", "tensorrt-cu13")
     precisions = ("fp32", "fp16")
 
     def unavailable_reason(self):
         reason = _unavailable("tensorrt", "tensorrt-cu13")
         if reason is None:
-            import torch
             if not torch.cuda.is_available():
                 return "torch has no CUDA here: TensorRT sessions keep their buffers in torch CUDA tensors"
         return reason
 
     def version(self):
-        import tensorrt
+        import tensorrt  # noqa: PLC0415 (optional engine, lazy)
         return tensorrt.__version__
 
     def device(self):
         return seed_device_name(cuda_device()[0])
 
-    def artifact_settings(self, precision):
+    def artifact_settings(self, precision, spec=None):
         # an engine is specific to the GPU model it was built on; "tf32": False since TF32 was cleared
-        return {**super().artifact_settings(precision), "gpu": cuda_device()[0], "tf32": False}
+        return {**super().artifact_settings(precision, spec), "gpu": cuda_device()[0], "tf32": False}
 
     def convert(self, source, out_dir, precision, shape):
-        import tensorrt as trt
+        import tensorrt as trt  # noqa: PLC0415 (optional engine, lazy)
         spec = source.spec
         built = build_engine(trt, source.onnx_path(self.opset), out_dir / "model.engine", spec.input_name,
                              precision, shape_range(spec))

@@ -68,6 +68,7 @@ class TorchAieSession(Session):
 
 class TorchAieBackend(Backend):
     name = "torch-aie"
+    distributions = ("torch", "torch_aie", "torch_npu")
     precisions = ("fp16", "fp32")
     static_shapes = True
     takes_gears = False
@@ -105,8 +106,8 @@ class TorchAieBackend(Backend):
         chip, _ = chip_name()
         return f"Ascend{chip}" if chip else None
 
-    def artifact_settings(self, precision):
-        return {**super().artifact_settings(precision), "soc": self.device(), "optimization_level": 0}
+    def artifact_settings(self, precision, spec=None):
+        return {**super().artifact_settings(precision, spec), "soc": self.device(), "optimization_level": 0}
 
     def convert(self, source, out_dir, precision, shape):
         aie, npu = self._libraries()

@@ -14,6 +14,7 @@ class TorchSession(TorchModuleSession):
 
 class TorchBackend(Backend):
     name = "torch"
+    distributions = ("torch",)
     precisions = ("fp32",)
     converts = False
     reference = True

@@ -35,13 +35,15 @@ def use_cache(folder: Path, env=os.environ) -> None:
 
 def fx_cache_counts() -> dict:
     """Inductor's FX graph cache hits and misses so far in this process (a miss is a real compile)."""
-    from torch._dynamo.utils import counters  # torch's own counters; no public API exposes them
+    # torch's own counters (no public API exposes them); importing torch._dynamo costs about a second
+    from torch._dynamo.utils import counters  # noqa: PLC0415 (only torch-compile runs need it)
     return {"fxgraph_cache_hit": counters["inductor"]["fxgraph_cache_hit"],
             "fxgraph_cache_miss": counters["inductor"]["fxgraph_cache_miss"]}
 
 
 class TorchCompileBackend(Backend):
     name = "torch-compile"
+    distributions = ("torch",)
     precisions = ("fp32",)
     exports = "module"  # compiles the eager network itself
     static_shapes = True
@@ -56,7 +58,7 @@ class TorchCompileBackend(Backend):
     def version(self):
         return str(torch.__version__)
 
-    def artifact_settings(self, precision):
+    def artifact_settings(self, precision, spec=None):
         return {"backend": self.name, "version": self.version(), "precision": precision, "mode": "inductor",
                 "fullgraph": True, "device": pick_device()}
 

@@ -19,13 +19,14 @@ TRACED = "model.ts"
 
 class TorchScriptBackend(Backend):
     name = "torchscript"
+    distributions = ("torch",)
     precisions = ("fp32",)
     exports = "torchscript"
 
     def version(self):
         return str(torch.__version__)
 
-    def artifact_settings(self, precision):
+    def artifact_settings(self, precision, spec=None):
         return {"backend": self.name, "version": self.version(), "precision": precision, "freeze": True,
                 "device": pick_device()}
 

@@ -109,7 +109,7 @@ class Builds:
         shape = shape if backend.static_shapes else None
         exported = self.stages.exported(spec, backend_name, shape)
         fields = {backend.exports: file_digest(exported) if exported else self.stages.weights_identity(spec),
-                  "settings": backend.artifact_settings(precision),
+                  "settings": backend.artifact_settings(precision, spec),
                   "shape": shape, "spec_version": spec.version}
 
         def build():

@@ -93,7 +93,7 @@ class Predictor:
     def engine_identity(self, spec, backend_name: str, precision: str) -> dict:
         """The backend's settings, and a supplied artifact's file digests and contract when one fills the slot."""
         bound = self.artifacts.get((spec.name, backend_name, precision))
-        settings = BACKENDS[backend_name].artifact_settings(precision)
+        settings = BACKENDS[backend_name].artifact_settings(precision, spec)
         if bound is None or bound.path is None:
             return settings
         files = sorted(bound.path.parent.glob(bound.path.stem + ".*")) if bound.path.is_file() else \

@@ -14,8 +14,12 @@ import json
 import sys
 from pathlib import Path
 
+from posegate import registry
+from posegate.datasets.coco import CocoKeypointDataset
+from posegate.training import distributed, optim
 from posegate.training import labels as labels_mod
-from posegate.training import optim
+from posegate.training.loop import TrainConfig, train_process
+from posegate.training.recipe import default_recipe
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -43,6 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--mobilenet", type=Path, help="step 1: mobilenet_sgd_68.848.pth.tar")
     t.add_argument("--init-weights", type=Path, help="steps 2, 3: the previous step's model_best.pth")
     t.add_argument("--resume", type=Path, help="continue a run from one of its checkpoints (either layout)")
+    t.add_argument("--models-package", default="models",
+                   help="the package whose model specs register; the one declaring a training recipe is trained")
     t.add_argument("--val", type=Path, help="a COCO folder (annotations/person_keypoints_val2017.json + val2017/)")
     t.add_argument("--val-images", type=int, help="validate on its first N image ids only (a quicker check)")
     t.add_argument("--batch-size", type=int, default=80, help="per process")
@@ -66,10 +72,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _config(a):
-    from posegate.training.loop import TrainConfig
     val = None
     if a.val:
-        from posegate.datasets.coco import CocoKeypointDataset
         val = CocoKeypointDataset(a.val)
     return TrainConfig(labels=a.labels, images=a.images, out_dir=a.out, step=a.step, mobilenet=a.mobilenet,
                        init_weights=a.init_weights, resume=a.resume, batch_size=a.batch_size,
@@ -77,7 +81,8 @@ def _config(a):
                        epochs=a.epochs, crop=a.crop, workers=a.workers, seed=a.seed,
                        checkpoint_every=a.checkpoint_every, port_every=a.port_every, val_dataset=val,
                        val_images=a.val_images, amp=a.amp, static_scale=a.loss_scale, device=a.device,
-                       max_iters=a.max_iters, log_every=a.log_every)
+                       max_iters=a.max_iters, log_every=a.log_every,
+                       recipe=default_recipe(registry.load_package(a.models_package)))
 
 
 def main(argv=None) -> int:
@@ -95,10 +100,8 @@ def main(argv=None) -> int:
             (a.out / "val2017").symlink_to(a.images.resolve(), target_is_directory=True)
         print(f"{target}: {len(subset['images'])} images, {len(subset['annotations'])} annotations")
     else:
-        from posegate.training.loop import train_process
         cfg = _config(a)
         if a.nproc > 1:
-            from posegate.training import distributed
             distributed.spawn(train_process, a.nproc, cfg)  # the target must be importable by the children
         else:
             train_process(cfg)

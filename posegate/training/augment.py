@@ -121,8 +121,8 @@ class CropPad:
 
 def swap_left_right(kpts: list) -> list:
     kpts = list(kpts)
-    for r, l in zip(RIGHT, LEFT):
-        kpts[r], kpts[l] = kpts[l], kpts[r]
+    for right, left in zip(RIGHT, LEFT):
+        kpts[right], kpts[left] = kpts[left], kpts[right]
     return kpts
 
 

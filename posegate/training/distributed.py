@@ -25,7 +25,7 @@ def default_device() -> str:
     if torch.cuda.is_available():
         return "cuda"
     if has_npu():
-        import torch_npu  # noqa: F401  (registers the npu device)
+        import torch_npu  # noqa: F401, PLC0415 (optional: registers the npu device)
         if torch.npu.is_available():
             return "npu"
     return "cpu"

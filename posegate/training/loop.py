@@ -15,10 +15,11 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from models.lightweight_openpose.network import PoseEstimationWithMobileNet
-from posegate.training import augment, checkpoints, distributed, loss as losses_mod, optim
+from posegate.training import augment, checkpoints, distributed, optim, validate
+from posegate.training import loss as losses_mod
 from posegate.training.data import CocoTrainDataset, EndlessShardSampler, make_loader
 from posegate.training.labels import load_labels
+from posegate.training.recipe import Recipe, default_recipe
 
 STEP_REFINEMENT_STAGES = {1: 1, 2: 1, 3: 3}
 
@@ -54,6 +55,12 @@ class TrainConfig:
     log_every: int = 100
     fps_skip: int = 10  # first iterations left out of the FPS, as the port does
     log: object = None  # stream for progress lines (default stderr); rank 0 only
+    recipe: Recipe | None = None  # the model's network and codec; None: the registered model's (resolved here,
+    # in the parent, so DDP's spawned processes receive it with the config)
+
+    def __post_init__(self):
+        if self.recipe is None:
+            self.recipe = default_recipe()
 
 
 @dataclass
@@ -75,10 +82,10 @@ class TrainResult:
         return self.images_per_iter / (sum(times) / len(times)) if times else float("nan")
 
 
-def build_network(step: int) -> PoseEstimationWithMobileNet:
+def build_network(step: int, recipe: Recipe | None = None) -> torch.nn.Module:
     if step not in STEP_REFINEMENT_STAGES:
         raise ValueError(f"step {step}: expected 1, 2 or 3")
-    return PoseEstimationWithMobileNet(num_refinement_stages=STEP_REFINEMENT_STAGES[step])
+    return (recipe or default_recipe()).network(STEP_REFINEMENT_STAGES[step])
 
 
 def initial_weights(net, cfg: TrainConfig, say) -> checkpoints.LoadReport | None:
@@ -135,7 +142,7 @@ def train(cfg: TrainConfig, world: distributed.World | None = None, on_step=None
     world = world or distributed.init(cfg.device)
     out = Path(cfg.out_dir)
     torch.manual_seed(cfg.seed)  # the same fresh weights on every process, before DDP broadcasts rank 0's
-    net = build_network(cfg.step)
+    net = build_network(cfg.step, cfg.recipe)
     result = TrainResult()
     labels = cfg.labels if isinstance(cfg.labels, list) else load_labels(cfg.labels)
     transforms = (augment.train_chain((cfg.crop, cfg.crop)) if cfg.augment
@@ -223,8 +230,7 @@ def _epoch_end(cfg, world, net, optimizer, scheduler, amp, epoch, iteration, res
         ap = None
         if cfg.val_dataset is not None:
             ids = cfg.val_dataset.image_ids[:cfg.val_images] if cfg.val_images else None
-            from posegate.training.validate import validation_ap
-            ap = validation_ap(net, cfg.val_dataset, ids, world.device)
+            ap = validate.validation_ap(net, cfg.val_dataset, ids, world.device, recipe=cfg.recipe)
             result.aps.append((epoch, ap))
             log(f"[train] epoch {epoch} validation AP {ap:.4f} on {cfg.val_dataset.name}")
         best = ap is not None and (result.best_ap is None or ap > result.best_ap)
