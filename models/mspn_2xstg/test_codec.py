@@ -257,3 +257,11 @@ def test_batched_decoder_equals_upstreams_steps_crop_by_crop(flip):
     recs = [codec.CropRecord(i, 640, 480, tuple(np.float32(c).tolist()), tuple(np.float32(s).tolist()), 0.7, flip)
             for i, (c, s) in enumerate(zip(center, scale))]
     assert codec.decode_crops(maps.astype(np.float32), recs) == recipe.decode_crops(maps.astype(np.float32), recs)
+
+
+def test_finalize_keeps_every_person_as_upstream_does():
+    # upstream's test.py runs no OKS-NMS: two near-duplicates of one image both reach COCOeval
+    kp = np.c_[np.linspace(100, 200, 17), np.linspace(50, 300, 17), np.full(17, 0.9)]
+    results = [{"image_id": 1, "category_id": 1, "keypoints": (kp + d).ravel().tolist(), "score": s}
+               for d, s in (((0, 0, 0), 0.9), ((1, 1, 0), 0.7))]
+    assert codec.finalize(results) == results
