@@ -159,25 +159,14 @@ def train(cfg: TrainConfig, world: distributed.World | None = None, on_step=None
     optimizer = optim.make_optimizer(net, cfg.base_lr * (world.size if cfg.scale_lr else 1))
     scheduler = optim.make_scheduler(optimizer, cfg.milestones)
     amp = distributed.Amp(world.device, cfg.amp, cfg.static_scale)
-    epoch = iteration = 0
-    if cfg.resume:
-        point = checkpoints.restore(cfg.resume, net, optimizer, scheduler, ipe)
-        epoch, iteration, result.best_ap = point.epoch, point.iteration, point.ap
-        amp.load_state_dict(point.amp_state)
-        log(f"[train] resumed from {cfg.resume} at epoch {epoch + 1}, iteration {iteration}")
-    pos = iteration - epoch * ipe
-    if not 0 <= pos <= ipe:
-        raise ValueError(f"{cfg.resume}: iteration {iteration} does not lie in epoch {epoch} "
-                         f"({ipe} iterations per epoch); resume with the batch size and data it was saved with")
+    epoch, iteration, pos = _resume(cfg, net, optimizer, scheduler, amp, ipe, result, log)
     sampler.start_epoch, sampler.start_batch = epoch, pos * cfg.batches_per_iter
     model = distributed.wrap(net, world)
     batches = iter(make_loader(CocoTrainDataset(labels, cfg.images, transforms), sampler, cfg.workers))
     result.images_per_iter = cfg.batch_size * cfg.batches_per_iter * world.size
     model.train()
     if cfg.freeze_bn:
-        for m in net.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.eval()
+        _freeze_batch_norm(net)
     last = time.perf_counter()
     while True:
         if pos == ipe:
@@ -187,15 +176,7 @@ def train(cfg: TrainConfig, world: distributed.World | None = None, on_step=None
         if epoch >= cfg.epochs or iteration >= stop:
             break
         optimizer.zero_grad(set_to_none=True)
-        parts = None
-        for _ in range(cfg.batches_per_iter):
-            batch = _to(next(batches), world.device)
-            with amp.autocast():
-                outputs = model(batch["image"])
-            stage = losses_mod.stage_losses(outputs, batch)
-            amp.backward(sum(stage) / cfg.batches_per_iter)
-            values = [v.item() / cfg.batches_per_iter for v in stage]
-            parts = values if parts is None else [a + b for a, b in zip(parts, values)]
+        parts = _accumulate(model, batches, cfg, world, amp)
         if on_step is not None:
             on_step(iteration + 1, net)
         amp.step(optimizer)
@@ -213,6 +194,44 @@ def train(cfg: TrainConfig, world: distributed.World | None = None, on_step=None
         log(f"[train] done: {iteration} iterations, {result.fps(cfg.fps_skip):.1f} img/s"
             + (f", best AP {result.best_ap:.4f}" if result.best_ap is not None else ""))
     return result
+
+
+def _resume(cfg, net, optimizer, scheduler, amp, ipe, result, log) -> tuple[int, int, int]:
+    """Epoch, iteration and position in the epoch to start at: zero, or a checkpoint's (restored into the
+    network, optimizer, scheduler and loss scaler)."""
+    epoch = iteration = 0
+    if cfg.resume:
+        point = checkpoints.restore(cfg.resume, net, optimizer, scheduler, ipe)
+        epoch, iteration, result.best_ap = point.epoch, point.iteration, point.ap
+        amp.load_state_dict(point.amp_state)
+        log(f"[train] resumed from {cfg.resume} at epoch {epoch + 1}, iteration {iteration}")
+    pos = iteration - epoch * ipe
+    if not 0 <= pos <= ipe:
+        raise ValueError(f"{cfg.resume}: iteration {iteration} does not lie in epoch {epoch} "
+                         f"({ipe} iterations per epoch); resume with the batch size and data it was saved with")
+    return epoch, iteration, pos
+
+
+def _freeze_batch_norm(net) -> None:
+    # the running statistics stay those of the initial weights (upstream's fine-tuning steps)
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.eval()
+
+
+def _accumulate(model, batches, cfg, world, amp) -> list[float]:
+    """Forward and backward over one iteration's ``batches_per_iter`` batches; their per-stage losses,
+    averaged over the batches as the accumulated gradient is."""
+    parts = None
+    for _ in range(cfg.batches_per_iter):
+        batch = _to(next(batches), world.device)
+        with amp.autocast():
+            outputs = model(batch["image"])
+        stage = losses_mod.stage_losses(outputs, batch)
+        amp.backward(sum(stage) / cfg.batches_per_iter)
+        values = [v.item() / cfg.batches_per_iter for v in stage]
+        parts = values if parts is None else [a + b for a, b in zip(parts, values)]
+    return parts
 
 
 def train_process(cfg: TrainConfig) -> None:
