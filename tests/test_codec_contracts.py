@@ -21,43 +21,35 @@ pytestmark = pytest.mark.stage
 CONTRACTS = (codec_contracts.BOTTOM_UP, codec_contracts.TOP_DOWN, codec_contracts.SEQUENCES)
 
 
+class _IdentityMaps:
+    """The records' point mappings (identity: the contract checks they exist, not what they compute)."""
+
+    def to_input(self, xy):
+        return np.asarray(xy, np.float64)
+
+    def to_original(self, xy):
+        return np.asarray(xy, np.float64)
+
+
 @dataclass(frozen=True)
-class _Crop:
+class _Crop(_IdentityMaps):
     image_id: int
     orig_w: int
     orig_h: int
     window: tuple = (0.0, 0.0, 1.0, 1.0)
 
-    def to_input(self, xy):
-        return np.asarray(xy, np.float64)
-
-    def to_original(self, xy):
-        return np.asarray(xy, np.float64)
-
 
 @dataclass(frozen=True)
-class _CropWithoutWindow:
+class _CropWithoutWindow(_IdentityMaps):
     image_id: int
     orig_w: int
     orig_h: int
 
-    def to_input(self, xy):
-        return np.asarray(xy, np.float64)
-
-    def to_original(self, xy):
-        return np.asarray(xy, np.float64)
-
 
 @dataclass(frozen=True)
-class _Image:
+class _Image(_IdentityMaps):
     orig_w: int
     orig_h: int
-
-    def to_input(self, xy):
-        return np.asarray(xy, np.float64)
-
-    def to_original(self, xy):
-        return np.asarray(xy, np.float64)
 
 
 def _topdown_codec(name="models.handmade.codec", record=_Crop, **replace) -> types.ModuleType:
