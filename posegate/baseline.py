@@ -19,6 +19,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from posegate.atomic import write_text
 from posegate.metrics import METRICS, margin
 
 FORMAT = "posegate-accuracy-baseline/1"
@@ -82,6 +83,24 @@ def _number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def entry_problem(k: str, entry) -> str | None:
+    """Why a baseline entry cannot be compared with (None when it can): every stored figure is an error,
+    a score or a rate, finite and not negative (a cosine lies in [-1, 1])."""
+    if not isinstance(entry, dict):
+        return f"is a {type(entry).__name__}, not an object with a 'value'"
+    v = entry.get("value")
+    if not _number(v):
+        return f"value {v!r} is not a number"
+    if not math.isfinite(v):
+        return f"value {v} is not finite"
+    lowest = -1.0 if k.rsplit("::", 1)[-1].startswith("cosine[") else 0.0
+    if v < lowest:
+        return f"value {v} is below {lowest:g}"
+    if lowest < 0 and v > 1:
+        return f"value {v} is above 1 (a cosine)"
+    return None
+
+
 def key(test_name: str, metric: str) -> str:
     return f"{test_name}::{metric}"
 
@@ -113,21 +132,35 @@ class AccuracyBaseline:
             raise ValueError(f"{path} is not a posegate accuracy baseline (format {got!r}, expected {FORMAT!r}); "
                              "a pytest-benchmark file goes to --throughput-baseline")
         entries = data.get("entries", {})
-        bad = [k for k, v in entries.items() if not isinstance(v, dict) or not _number(v.get("value"))] \
-            if isinstance(entries, dict) else ["entries"]
+        if not isinstance(entries, dict):
+            raise ValueError(f"accuracy baseline {path}: 'entries' is a {type(entries).__name__}, not an object; "
+                             "save it again with --save-accuracy-baseline")
+        bad = [(k, why) for k, v in entries.items() if (why := entry_problem(k, v))]
         if bad:
-            raise ValueError(f"accuracy baseline {path}: malformed entries ({', '.join(map(str, bad[:3]))}: each needs "
-                             "a numeric 'value'); save it again with --save-accuracy-baseline")
+            more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+            raise ValueError(f"accuracy baseline {path}: entry {bad[0][0]!r}: {bad[0][1]}{more}; "
+                             "save it again with --save-accuracy-baseline")
         return cls(entries, data.get("machine"), path)
+
+    def tests(self) -> set[str]:
+        """The test names (with their case ids) the entries belong to."""
+        return {k.rsplit("::", 1)[0] for k in self.entries}
+
+    def metrics_of(self, test_name: str) -> set[str]:
+        return {k.rsplit("::", 1)[1] for k in self.entries if k.rsplit("::", 1)[0] == test_name}
 
     def add(self, test_name: str, m: Measurement) -> None:
         self.entries[key(test_name, m.name)] = asdict(m)
 
     def save(self, path, machine: dict) -> None:
+        """Written whole or not at all (posegate.atomic); a value the loader would refuse is never written."""
+        bad = [(k, why) for k, v in self.entries.items() if (why := entry_problem(k, v))]
+        if bad:
+            raise ValueError(f"accuracy baseline {path} not written: {bad[0][0]} {bad[0][1]}")
         created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        Path(path).write_text(json.dumps({"format": FORMAT, "created": created,
-                                          "machine": machine, "entries": dict(sorted(self.entries.items()))},
-                                         indent=1, default=str))
+        write_text(path, json.dumps({"format": FORMAT, "created": created, "machine": machine,
+                                     "entries": dict(sorted(self.entries.items()))}, indent=1, default=str),
+                   "accuracy baseline")
 
     def compare(self, test_name: str, m: Measurement, spec=None, precision=None) -> Verdict:
         k = key(test_name, m.name)

@@ -49,7 +49,12 @@ def add(parser) -> None:
               help="person boxes of top-down models: the dataset's detections/*.json (default, the official "
                    "protocol) or its ground-truth boxes; env POSEGATE_BOXES")
     addoption("--accuracy-baseline", metavar="PATH", help="compare every metric and parity error with this baseline")
-    addoption("--save-accuracy-baseline", metavar="PATH", help="write this run's metrics as a baseline")
+    addoption("--save-accuracy-baseline", metavar="PATH",
+              help="write this run's metrics as a baseline, only after a complete run that measured something and "
+                   "had no failure")
+    addoption("--overwrite-baseline", action="store_true",
+              help="allow --save-accuracy-baseline to replace the --accuracy-baseline this run gates against "
+                   "(written only if the run passes the gate)")
     addoption("--throughput-baseline", metavar="PATH",
               help="a pytest-benchmark JSON (--benchmark-json or autosave) whose samples/s are the baseline")
     addoption("--save-visuals", metavar="DIR",

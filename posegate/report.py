@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from posegate.atomic import write_text
 from posegate.cases import STAGES
 from posegate.parity import describe_nonfinite, nonfinite_text
 
@@ -83,9 +84,12 @@ class Summary:
             out.append(row)
         return out
 
+    def json_text(self) -> str:
+        return json.dumps({"rows": self.rows(), "tests": [t.__dict__ for t in self.tests.values()]},
+                          indent=1, default=str)
+
     def write_json(self, path: Path) -> None:
-        Path(path).write_text(json.dumps({"rows": self.rows(), "tests": [t.__dict__ for t in self.tests.values()]},
-                                         indent=1, default=str))
+        write_text(path, self.json_text(), "posegate report")
 
     def lines(self) -> list[str]:
         rows = self.rows()

@@ -33,6 +33,18 @@ def validity(rounds: int, total_seconds: float, spread: float, parity_ok: bool =
     return why
 
 
+def rate_problem(extra_info: dict) -> str | None:
+    """Why a stored benchmark's samples/s cannot be a floor (None when it can, or when it has none)."""
+    if "samples_per_second" not in extra_info:
+        return None
+    v = extra_info["samples_per_second"]
+    if not isinstance(v, (int, float)) or isinstance(v, bool):
+        return f"samples_per_second {v!r} is not a number"
+    if not math.isfinite(v) or v <= 0:
+        return f"samples_per_second {v} is not a positive finite rate"
+    return None
+
+
 @dataclass(frozen=True)
 class Comparison:
     status: str  # ok | regressed | new | not-comparable | invalid
@@ -75,7 +87,16 @@ class ThroughputBaseline:
                              "{name, stats, extra_info}); take it again with --benchmark-json")
         machine = data["machine_info"].get("posegate") or {}
         results = {b["name"]: b.get("extra_info", {}) for b in data["benchmarks"]}
+        bad = [(name, why) for name, info in results.items() if (why := rate_problem(info))]
+        if bad:
+            more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+            raise ValueError(f"throughput baseline {path}: benchmark {bad[0][0]!r}: {bad[0][1]}{more}; "
+                             "take it again with --benchmark-json")
         return cls(path, machine, results)
+
+    def tests(self) -> set[str]:
+        """The benchmarks (test names with their case ids) this baseline can gate."""
+        return {name for name, info in self.results.items() if "samples_per_second" in info}
 
     def compare(self, name: str, rate: float, valid: bool, machine: dict, floor: float) -> Comparison:
         if not valid:
