@@ -138,7 +138,7 @@ class AccuracyBaseline:
         bad = [(k, why) for k, v in entries.items() if (why := entry_problem(k, v))]
         if bad:
             more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
-            raise ValueError(f"accuracy baseline {path}: entry {bad[0][0]!r}: {bad[0][1]}{more}; "
+            raise ValueError(f"accuracy baseline {path}: malformed entries: {bad[0][0]!r} {bad[0][1]}{more}; "
                              "save it again with --save-accuracy-baseline")
         return cls(entries, data.get("machine"), path)
 

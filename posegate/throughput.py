@@ -90,7 +90,7 @@ class ThroughputBaseline:
         bad = [(name, why) for name, info in results.items() if (why := rate_problem(info))]
         if bad:
             more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
-            raise ValueError(f"throughput baseline {path}: benchmark {bad[0][0]!r}: {bad[0][1]}{more}; "
+            raise ValueError(f"throughput baseline {path}: malformed benchmark {bad[0][0]!r}: {bad[0][1]}{more}; "
                              "take it again with --benchmark-json")
         return cls(path, machine, results)
 
