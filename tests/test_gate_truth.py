@@ -15,9 +15,12 @@ import math
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 
+from fixtures import gate
+from fixtures.options import SELECTED
 from posegate import atomic, digests
 from posegate.baseline import AccuracyBaseline
 from posegate.context import REPO
@@ -42,8 +45,9 @@ CASE = SimpleNamespace(id="{CASE}")
 PARAM = pytest.mark.parametrize("which", [CASE.id])
 
 
-def build():
-    if MODE in ("build-failure", "deselected-prerequisite"):
+def build(dependant=False):
+    # "flaky": the dependant's build fails where the stage test's own passed (a worker-local failure)
+    if MODE in ("build-failure", "deselected-prerequisite") or (MODE == "flaky" and dependant):
         raise StageFailed("convert", "test_convert", CASE, OSError(28, "No space left on device"))
     return 0.5 if MODE == "regressed" else 0.75
 '''
@@ -73,7 +77,7 @@ def data():
 def test_accuracy(which, needs, record, data):
     if MODE == "crash":
         raise RuntimeError("the decoder crashed")
-    value = needs(build)
+    value = needs(build, dependant=True)
     if MODE == "interrupt":
         raise KeyboardInterrupt
     if MODE != "unmeasured":
@@ -213,6 +217,23 @@ def test_a_skip_counts_only_where_the_failed_stage_test_runs_and_fails(suite, tm
     assert "1 failed, 1 passed, 1 skipped" in out, out  # the convert test fails, its dependant skips
     ret, out = suite("build-failure", "-m", "accuracy")  # issue 27: 'N skipped, exit 0' before
     assert ret == 1 and "1 failed, 1 passed" in out, out
+    ret, out = suite("flaky", "-m", "accuracy or stage")  # the stage test passed: the skip would hide a failure
+    assert ret == 1 and "2 passed, 1 skipped" in out, out
+    assert (f"posegate: test_accuracy[{CASE}] skipped because test_convert[{CASE}] failed, but "
+            f"test_convert[{CASE}] did not fail in this run: nothing reports the failure") in out, out
+
+
+def test_under_xdist_the_controller_takes_the_selection_from_what_the_workers_collected(tmp_path):
+    """The xdist controller collects nothing: the workers' node ids are the selection it gates."""
+    base = AccuracyBaseline({f"test_accuracy[{CASE}]::AP": {"value": 0.75}}, path=tmp_path / "b.json")
+    config = SimpleNamespace(stash={gate.ACCURACY: base, gate.THROUGHPUT: None})
+    gate.pytest_xdist_node_collection_finished(SimpleNamespace(config=config),
+                                               [f"tests/test_fake_accuracy.py::test_accuracy[{CASE}]"])
+    assert config.stash[SELECTED] == {f"test_accuracy[{CASE}]"}
+    assert gate.unmeasured_entries(config, []) == [f"not measured: test_accuracy[{CASE}]: AP (did not run)"]
+    config = SimpleNamespace(stash={gate.ACCURACY: base, gate.THROUGHPUT: None})
+    with pytest.raises(pytest.UsageError, match=r"none of its 1 tests is selected in this run \(1 selected\)"):
+        gate.pytest_xdist_node_collection_finished(SimpleNamespace(config=config), ["tests/t.py::test_other[x]"])
 
 
 # ---- item 2: outputs never overwrite inputs or each other; every write is whole or absent ---------------
