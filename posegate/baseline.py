@@ -142,12 +142,21 @@ class AccuracyBaseline:
                              "save it again with --save-accuracy-baseline")
         return cls(entries, data.get("machine"), path)
 
+    def _by_test(self) -> dict[str, set[str]]:
+        if getattr(self, "_index", (None, -1))[1] != len(self.entries):  # asked once per test: index it
+            index: dict[str, set[str]] = {}
+            for k in self.entries:
+                test, metric = k.rsplit("::", 1)
+                index.setdefault(test, set()).add(metric)
+            self._index = (index, len(self.entries))
+        return self._index[0]
+
     def tests(self) -> set[str]:
         """The test names (with their case ids) the entries belong to."""
-        return {k.rsplit("::", 1)[0] for k in self.entries}
+        return set(self._by_test())
 
     def metrics_of(self, test_name: str) -> set[str]:
-        return {k.rsplit("::", 1)[1] for k in self.entries if k.rsplit("::", 1)[0] == test_name}
+        return set(self._by_test().get(test_name, ()))
 
     def add(self, test_name: str, m: Measurement) -> None:
         self.entries[key(test_name, m.name)] = asdict(m)

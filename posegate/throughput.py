@@ -96,7 +96,9 @@ class ThroughputBaseline:
 
     def tests(self) -> set[str]:
         """The benchmarks (test names with their case ids) this baseline can gate."""
-        return {name for name, info in self.results.items() if "samples_per_second" in info}
+        if getattr(self, "_tests", None) is None:  # asked once per test
+            self._tests = {name for name, info in self.results.items() if "samples_per_second" in info}
+        return self._tests
 
     def compare(self, name: str, rate: float, valid: bool, machine: dict, floor: float) -> Comparison:
         if not valid:
