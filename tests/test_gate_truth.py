@@ -13,8 +13,10 @@ import errno
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -80,6 +82,10 @@ def test_accuracy(which, needs, record, data):
     value = needs(build, dependant=True)
     if MODE == "interrupt":
         raise KeyboardInterrupt
+    if MODE.startswith("wait-for-ctrl-c:"):  # tell the test driving this run, then wait for its SIGINT
+        import pathlib, time
+        pathlib.Path(MODE.split(":", 1)[1]).write_text("measuring")
+        time.sleep(120)
     if MODE != "unmeasured":
         record(metric="AP", value=value, direction="min", **IDENT)
 
@@ -360,6 +366,34 @@ def test_a_measurement_the_loader_would_refuse_is_never_saved(tmp_path):
     with pytest.raises(ValueError, match=r"not written: t\[m-onnxruntime-fp32\]::AP value nan is not finite"):
         b.save(tmp_path / "b.json", {})
     assert not (tmp_path / "b.json").exists()
+
+
+def test_ctrl_c_in_a_real_process_leaves_the_baseline_as_it_was(tmp_path):
+    """A real SIGINT, as a terminal's Ctrl-C sends it, while a test measures: exit 2, the file untouched."""
+    (tmp_path / "conftest.py").write_text(CONFTEST)
+    flag = tmp_path / "flag"
+    for name, text in SUITE.items():
+        (tmp_path / name).write_text(text.replace("{mode}", f"wait-for-ctrl-c:{flag}"))
+    base = tmp_path / "accuracy.json"
+    base.write_text("the night before")
+    env = {k: v for k, v in os.environ.items() if k not in ("POSEGATE_DATA_ROOT", "POSEGATE_WEIGHTS_DIR",
+                                                            "PYTEST_ADDOPTS", "PYTEST_XDIST_WORKER")}
+    env["PYTHONPATH"] = str(REPO)
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-p", "no:cacheprovider",
+                             "-p", "no:xdist", "-m", "accuracy", f"--cache-dir={tmp_path / 'cache'}",
+                             f"--save-accuracy-baseline={base}"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not flag.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 2, out
+    assert "accuracy baseline not saved: the run was interrupted" in out, out
+    assert base.read_text() == "the night before"
 
 
 # ---- the real suite: the issue's empty artifact -----------------------------------------------------------
