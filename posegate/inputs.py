@@ -8,10 +8,11 @@ import os
 import tempfile
 from pathlib import Path
 
+from posegate.cache import CacheDirError, claim
 from posegate.datasets.coco import DatasetError
 from posegate.datasets.discovery import discover
 from posegate.training.checkpoints import MOBILENET_FILE
-from posegate.weights import file_digest
+from posegate.weights import file_digest, not_a_regular_file
 
 
 class InputError(ValueError):
@@ -37,13 +38,24 @@ def check_weights_dir(path: Path | None, specs) -> list[Path]:
         raise InputError(f"--weights-dir={path}: does not exist or is not a folder; point it at the folder "
                          "holding the checkpoints by their official file names, or leave it out for seeded weights")
     names = expected_weight_files(specs)
-    found = [path / n for n in names if (path / n).exists()]
+    found = [path / n for n in names if os.path.lexists(path / n)]
+    folders = _artifact_folders(specs)
+    for file in found:
+        problem = not_a_regular_file(file)
+        if problem and not (file.name in folders and file.is_dir()):
+            raise InputError(f"--weights-dir={path}: {file.name} {problem}; the suite never falls back to seeded "
+                             "weights for a file that is there: fix it or remove it")
     if not found:
         present = sorted(p.name for p in path.iterdir())[:4]
         raise InputError(f"--weights-dir={path}: holds none of the checkpoint files this suite knows "
                          f"({', '.join(names[:5])}, ...); it has {present or 'nothing'}. Name the files as "
                          "the README lists, or point at the right folder")
     return found
+
+
+def _artifact_folders(specs) -> set[str]:
+    """The weights-dir names that are converted models supplied as folders (an OpenVINO IR folder)."""
+    return {str(c.path) for spec in specs for c in getattr(spec, "artifacts", ()) or () if getattr(c, "path", None)}
 
 
 def check_data_root(path: Path | None) -> list:
@@ -93,14 +105,19 @@ def check_reference_dir(path: Path | None, given: bool) -> None:
                          "golden/)")
 
 
-def check_cache_dir(path: Path, option: str = "--cache-dir") -> None:
+def check_cache_dir(path: Path, option: str = "--cache-dir", own: bool = False) -> None:
     """The cache (or a shard folder) must take files: said once here, not as a failure in every test that
-    builds something."""
+    builds something. With ``own`` the folder must also be the suite's (``posegate.cache.claim``): a
+    folder holding other things is refused, never written or cleaned."""
     try:
         path.mkdir(parents=True, exist_ok=True)
+        if own:
+            claim(path)
         fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=path)
         os.close(fd)
         os.unlink(probe)
+    except CacheDirError as e:
+        raise InputError(f"{option}={e}") from None
     except OSError as e:
         raise InputError(f"{option}={path}: not writable ({e.strerror or e}); choose a folder this user can "
                          "write, e.g. --cache-dir=/tmp/posegate-cache") from None

@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import math
+import os
 from functools import cached_property
 from pathlib import Path
 from typing import NamedTuple
@@ -74,6 +75,8 @@ def read_annotation_file(path: Path) -> tuple[dict, str]:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
+        if path.is_symlink():
+            raise DatasetError(f"{path}: is a symbolic link to {os.readlink(path)}, which does not exist") from None
         raise DatasetError(
             f"{path}: annotation file is missing; a COCO keypoint dataset needs "
             f"{ANNOTATION_FILE.as_posix()} (the official person_keypoints_val2017.json from "
@@ -334,7 +337,7 @@ def recognise(folder: Path) -> CocoKeypointDataset | None:
     instead of being skipped silently.
     """
     try:
-        claimed = (Path(folder) / ANNOTATION_FILE).is_file()
+        claimed = os.path.lexists(Path(folder) / ANNOTATION_FILE)  # a link to nothing claims it too
     except OSError:
         return None
     return CocoKeypointDataset(folder) if claimed else None
