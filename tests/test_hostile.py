@@ -374,23 +374,34 @@ def test_a_replaced_image_invalidates_cached_predictions(tmp_path):
 
 # ---- orphan temporary folders ------------------------------------------------------------------------
 
+def _own_temp(folder: Path) -> Path:
+    """A temporary folder as the suite makes one: marked with its own file and text."""
+    folder.mkdir(parents=True)
+    (folder / cache_mod.TEMP_MARKER).write_text(cache_mod.TEMP_TEXT)
+    return folder
+
+
+def _age(*paths: Path) -> None:
+    old = time.time() - 2 * cache_mod.ORPHAN_AGE_S
+    for path in paths:
+        for p in [*path.rglob("*"), path]:
+            os.utime(p, (old, old), follow_symlinks=False)
+
+
 def test_orphan_temp_folders_are_cleaned_but_not_a_live_build(tmp_path):
+    cache_mod.claim(tmp_path)
     entry_dir = tmp_path / "artifacts" / "onnx" / "ab"
-    entry_dir.mkdir(parents=True)
     orphan, live, young = entry_dir / ".abcdef01-x1", entry_dir / ".12345678-x2", entry_dir / ".99999999-x3"
     staged = tmp_path / "datasets" / "coco-keypoints" / ".synthetic.tmp-x4"
     for folder, lock in ((orphan, "abcdef01aa.lock"), (live, "12345678bb.lock"), (young, "99999999cc.lock"),
                          (staged, "../.synthetic.lock")):
-        folder.mkdir(parents=True)
+        _own_temp(folder)
         (folder / "half.bin").write_bytes(b"x")
         (folder.parent / lock).resolve().touch()
-    old = time.time() - 2 * cache_mod.ORPHAN_AGE_S
-    for folder in (orphan, live, staged):
-        os.utime(folder / "half.bin", (old, old))
-        os.utime(folder, (old, old))
+    _age(orphan, live, staged)
     kept = entry_dir / "0123abcd" / "model.onnx"  # a finished entry is never touched
     _file(kept)
-    os.utime(kept, (old, old))
+    _age(kept.parent)
     with FileLock(str(entry_dir / "12345678bb.lock")):
         # the lock is per process: ask from another one, as a second pytest session would
         ctx = multiprocessing.get_context("fork")
@@ -401,6 +412,50 @@ def test_orphan_temp_folders_are_cleaned_but_not_a_live_build(tmp_path):
         proc.join(30)
     assert removed == [".abcdef01-x1", ".synthetic.tmp-x4"]
     assert live.is_dir() and young.is_dir() and kept.is_file() and not orphan.exists() and not staged.exists()
+
+
+def test_the_clean_up_removes_only_folders_the_suite_marked_in_its_own_subfolders(tmp_path):
+    """Named like a leftover, old, unlocked, but not the suite's: a user's ``.config.old-2024/``, a folder
+    whose marker is a link or carries other text, a marked folder outside artifacts/ and datasets/, and
+    one reached through a link: none is removed. The control (a marked one beside them) is."""
+    cache_mod.claim(tmp_path)
+    sets = tmp_path / "datasets" / "coco-keypoints"
+    user = _file(sets / ".config.old-2024" / "settings.ini").parent
+    wrong_text = _file(sets / ".a.tmp-1" / cache_mod.TEMP_MARKER, "mine").parent
+    linked_marker = sets / ".b.tmp-2"
+    linked_marker.mkdir()
+    (linked_marker / cache_mod.TEMP_MARKER).symlink_to(_file(tmp_path / "outside.txt", cache_mod.TEMP_TEXT))
+    top_level = _own_temp(tmp_path / ".c.tmp-3")
+    elsewhere = _own_temp(tmp_path / "ledger" / ".d.tmp-4")
+    outside = _own_temp(tmp_path.parent / f"{tmp_path.name}-outside" / ".e.tmp-5")
+    (sets / "link").symlink_to(outside.parent, target_is_directory=True)
+    control = _own_temp(sets / ".f.tmp-6")
+    _age(user, wrong_text, linked_marker, top_level, elsewhere, outside, control)
+    removed = cache_mod.clean_orphans(tmp_path)
+    assert removed == [control]
+    for folder in (user, wrong_text, linked_marker, top_level, elsewhere, outside):
+        assert folder.is_dir(), folder
+
+
+def test_a_folder_holding_other_things_is_never_cleaned(tmp_path):
+    """``--cache-dir=~``: refused at start (the table's row), and even called directly the clean-up does
+    nothing in a folder the suite never claimed."""
+    config = _own_temp(tmp_path / "artifacts" / ".config.old-2024")
+    _age(config)
+    assert cache_mod.clean_orphans(tmp_path) == [] and config.is_dir()
+
+
+def test_a_cache_of_the_previous_version_is_adopted_and_kept_warm(tmp_path):
+    """A cache made before the marker (only the suite's own names at its top) keeps its entries: it is
+    marked, not refused; its unmarked leftovers are left alone."""
+    old = tmp_path / "cache"
+    entry = _file(old / "artifacts" / "onnx" / "ab" / ("ab" + "0" * 62) / "model.onnx")
+    leftover = _file(old / "artifacts" / "onnx" / "ab" / ".abcdef01-x" / "half.bin").parent
+    _file(old / "digests.json", "{}")
+    (old / "ledger").mkdir()
+    _age(leftover)
+    assert cache_mod.claim(old) == "adopted" and cache_mod.claim(old) == "own"
+    assert cache_mod.clean_orphans(old) == [] and entry.is_file() and leftover.is_dir()
 
 
 # ---- end to end: pytest itself, exit 4 and one clear line --------------------------------------------
