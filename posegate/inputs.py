@@ -8,6 +8,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from posegate.backends import BACKENDS
 from posegate.cache import CacheDirError, claim
 from posegate.datasets.coco import DatasetError
 from posegate.datasets.discovery import discover
@@ -94,9 +95,20 @@ def _deeper_roots(path: Path) -> list[Path]:
 def check_artifacts(context, specs) -> None:
     """Each --artifact file exists and names a known model and backend (bound once, here)."""
     for (model, backend, _), path in context.supplied.items():
-        if not path.exists():
+        if not os.path.lexists(path):
             raise InputError(f"--artifact {model}:{backend}={path}: no such file")
-    context.artifacts(specs)
+    for bound in context.artifacts(specs).values():
+        if bound.path is None:
+            continue
+        given = f"--artifact {bound.model}:{bound.contract.backend}" if bound.origin == "--artifact" else \
+            f"--weights-dir {bound.model}:{bound.contract.backend}"
+        problem = not_a_regular_file(bound.path) if not bound.path.is_dir() else None
+        if problem and "not a regular file" not in problem:  # a link to nothing or a loop
+            raise InputError(f"{given}={bound.path}: {problem}")
+        backend = BACKENDS.get(bound.contract.backend)
+        problem = backend.supplied_path_problem(bound.path) if backend is not None else None
+        if problem:
+            raise InputError(f"{given}={bound.path}: {problem}")
 
 
 def check_reference_dir(path: Path | None, given: bool) -> None:
@@ -127,13 +139,40 @@ def check_output_file(option: str, value: str | None) -> None:
     """A file the run will write at its end must be writable now, not after an hour of tests."""
     if not value:
         return
-    path = Path(value).expanduser().resolve()
+    path = _resolved(option, value)
     if path.is_dir():
         raise InputError(f"{option}={value}: is a folder; give a file path")
     if not path.parent.is_dir():
         raise InputError(f"{option}={value}: folder {path.parent} does not exist")
     if not os.access(path.parent, os.W_OK):
         raise InputError(f"{option}={value}: folder {path.parent} is not writable")
+
+
+def check_output_dir(option: str, value: str | None) -> None:
+    """A folder the run will write into (pictures, advice) must be one, or be creatable, now."""
+    if not value:
+        return
+    path = _resolved(option, value)
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{option}={value}: is a file, not a folder; give a folder path")
+    ancestor = path
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise InputError(f"{option}={value}: {ancestor} is a file, so the folder cannot be made there")
+    if not os.access(ancestor, os.W_OK):
+        raise InputError(f"{option}={value}: folder {ancestor} is not writable")
+
+
+def _resolved(option: str, value: str) -> Path:
+    given = Path(value).expanduser()
+    try:
+        path = given.resolve()
+    except (RuntimeError, OSError) as e:  # RuntimeError: a link loop, on Python < 3.13
+        raise InputError(f"{option}={value}: is or passes through a symbolic link loop ({e})") from None
+    if os.path.lexists(given) and not os.path.exists(given):
+        raise InputError(f"{option}={value}: is a symbolic link to nothing or a loop; fix or remove it")
+    return path
 
 
 def header_lines(context, specs) -> list[str]:
