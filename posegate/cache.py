@@ -196,9 +196,13 @@ def claim(cache_dir: Path) -> str:
     ``"adopted"`` (a cache of an earlier version, now marked); CacheDirError for anything else."""
     cache_dir = Path(cache_dir)
     marker = cache_dir / CACHE_MARKER
+    names = sorted(os.listdir(cache_dir))
+    for name in sorted(_LEGACY_NAMES - {"digests.json"}):
+        if os.path.lexists(cache_dir / name) and not (cache_dir / name).is_dir():
+            raise CacheDirError(f"{cache_dir}: its {name} is not a folder (a link to nothing, a loop or a file); "
+                                "remove it")
     if marker.is_file() and not marker.is_symlink():
         return "own"
-    names = sorted(os.listdir(cache_dir))
     foreign = [n for n in names if n not in _LEGACY_NAMES and not n.startswith(_LEGACY_PREFIXES)]
     if foreign:
         shown = ", ".join(foreign[:4]) + (f", ... ({len(foreign)} in all)" if len(foreign) > 4 else "")

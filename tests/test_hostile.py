@@ -12,9 +12,11 @@ import multiprocessing
 import os
 import pickle
 import shutil
+import struct
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import cv2
@@ -27,7 +29,7 @@ from models import MODELS
 from posegate import cache as cache_mod
 from posegate import inputs, serial, shards
 from posegate.baseline import AccuracyBaseline
-from posegate.cache import ArtifactCache
+from posegate.cache import ArtifactBuildError, ArtifactCache
 from posegate.context import RunContext
 from posegate.datasets import h36m_synthetic, synthetic
 from posegate.datasets.coco import ANNOTATION_FILE, CocoKeypointDataset, DatasetError
@@ -197,6 +199,91 @@ def _artifacts(option: str):
     inputs.check_artifacts(RunContext.from_options(cache_dir="/nonexistent", artifacts=[option]), MODELS.values())
 
 
+def _link(path: Path, target) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.symlink_to(target)
+    return path
+
+
+def _loop(folder: Path, name: str = "loop") -> Path:
+    """``name`` -> ``name-b`` -> ``name``: a link loop."""
+    _link(folder / f"{name}-b", folder / name)
+    return _link(folder / name, folder / f"{name}-b")
+
+
+OMZ_PTH = "lightweight_openpose_omz0001.pth"
+
+
+def _home_like(tmp: Path) -> Path:
+    """What ``--cache-dir=~`` points at: a user's things, one named like an old leftover."""
+    old = _file(tmp / "home" / ".config.old-2024" / "settings.ini").parent
+    os.utime(old, (time.time() - 86400, time.time() - 86400))
+    _file(tmp / "home" / "notes.txt")
+    return tmp / "home"
+
+
+def _png_declaring(height: int, width: int) -> bytes:
+    """A PNG whose header (with a valid CRC) declares height x width: a decompression bomb's first bytes."""
+    ihdr = b"IHDR" + struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    small = cv2.imencode(".png", np.zeros((4, 4, 3), np.uint8))[1].tobytes()
+    return small[:8] + struct.pack(">I", 13) + ihdr + struct.pack(">I", zlib.crc32(ihdr)) + small[33:]
+
+
+def _jpeg_declaring(path: Path, height: int, width: int) -> None:
+    """The image's own JPEG with its frame header (SOF0) rewritten to declare height x width."""
+    raw = bytearray(path.read_bytes())
+    at = raw.find(b"\xff\xc0")
+    raw[at + 5:at + 9] = struct.pack(">HH", height, width)
+    path.write_bytes(bytes(raw))
+
+
+def _read_only_mid_run(tmp: Path):
+    """The cache's kind folder replaced by a file after the session started: every write there fails for
+    real (this box runs as root, so a chmod would not bite)."""
+    cache = ArtifactCache(tmp / "c")
+    _file(tmp / "c" / "onnx")
+    return cache.get_or_build("onnx", {"x": 1}, lambda d: (d / "model.onnx").write_bytes(b"x"))
+
+
+def _tampered_shard(folder: Path, tmp: Path) -> None:
+    path = shards.write(folder, "m-ort", "d" * 16, 1, 1, [1, 2, 3], ["a", "b", "c"])
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 3] ^= 0xFF
+    path.write_bytes(bytes(raw))
+
+
+def _renamed_shard(folder: Path, tmp: Path) -> None:
+    shards.write(folder, "m-ort", "d" * 16, 1, 2, [1, 2], ["a", "b"])
+    one = folder / shards.name("m-ort", "d" * 16, 1, 2)
+    shutil.copy(one, folder / shards.name("m-ort", "d" * 16, 2, 2))
+
+
+def _image_entry(**changes):
+    return _edit_annotations(lambda d: {**d, "images": [{**d["images"][0], **changes}, *d["images"][1:]]})
+
+
+def _annotation_entry(**changes):
+    return _edit_annotations(lambda d: {**d, "annotations": [{**d["annotations"][0], **changes},
+                                                             *d["annotations"][1:]]})
+
+
+def _keypoint(index: int, value):
+    def change(d):
+        ann = dict(d["annotations"][0])
+        ann["keypoints"] = [*ann["keypoints"][:index], value, *ann["keypoints"][index + 1:]]
+        return {**d, "annotations": [ann, *d["annotations"][1:]]}
+    return _edit_annotations(change)
+
+
+def _annotations_link(root: Path) -> None:
+    (root / ANNOTATION_FILE).unlink()
+    (root / ANNOTATION_FILE).symlink_to(root / "gone.json")
+
+
+def _from_options(**options):
+    return _call(lambda t: RunContext.from_options(**{k: v(t) for k, v in options.items()}))
+
+
 BENCH = {"machine_info": {}, "benchmarks": [{"name": "t", "extra_info": {}}]}
 ROWS = {
     # checkpoints
@@ -233,7 +320,7 @@ ROWS = {
     "shard-other-data": (_shard(lambda f, t: shards.write(f, "m-ort", "e" * 16, 1, 1, [1, 2, 3], [1, 2, 3])),
                          shards.ShardError, "made from other data"),
     "shard-other-samples": (_shard(lambda f, t: shards.write(f, "m-ort", "d" * 16, 1, 1, [1, 2, 4], [1, 2, 3])),
-                            shards.ShardError, "they were made from other data"),
+                            shards.ShardError, "its 3 samples are not samples 0 to 2"),
     "shard-mixed-n": (_shard(lambda f, t: (shards.write(f, "m-ort", "d" * 16, 1, 2, [1, 2], [1, 2]),
                                            shards.write(f, "m-ort", "d" * 16, 2, 3, [3], [3]))),
                       shards.ShardError, "disagree on N"),
@@ -299,6 +386,86 @@ ROWS = {
                                   "expected MODEL:BACKEND[:PRECISION]=PATH"),
     "boxes-env-bad": (_call(lambda t: RunContext.from_options(boxes="gt")), ValueError, "expected 'detections'"),
     "shard-option-bad": (_call(lambda t: shards.parse("3/2")), ValueError, "expected K/N"),
+    # ---- issue 27: the cache touches only what it made ----
+    "cache-dir-holds-other-things": (_call(lambda t: inputs.check_cache_dir(_home_like(t), own=True)),
+                                     inputs.InputError, "is not empty and is not a posegate cache"),
+    "cache-subfolder-is-a-loop": (_call(lambda t: ((t / "c").mkdir(), cache_mod.claim(t / "c"),
+                                                   _loop(t / "c", "artifacts"),
+                                                   inputs.check_cache_dir(t / "c", own=True))),
+                                  inputs.InputError, "its artifacts is not a folder"),
+    # ---- no silent fallback through links or special files ----
+    "ckpt-dangling-link": (_weights(lambda t: _link(t / "w" / OMZ_PTH, "/mnt/unmounted/" + OMZ_PTH).parent),
+                           inputs.InputError, f"{OMZ_PTH} is a symbolic link to /mnt/unmounted/{OMZ_PTH}, which "
+                                              "does not exist"),
+    "ckpt-dangling-link-read": (_call(lambda t: read_checkpoint(_link(t / "x.pth", t / "gone.pth"))), WeightsError,
+                                "x.pth: is a symbolic link to"),
+    "ckpt-is-a-folder": (_weights(lambda t: _file(t / "w" / OMZ_PTH / "inside").parent.parent), inputs.InputError,
+                         f"{OMZ_PTH} is a folder, not a regular file"),
+    "ckpt-is-dev-zero": (_weights(lambda t: _link(t / "w" / OMZ_PTH, "/dev/zero").parent), inputs.InputError,
+                         f"{OMZ_PTH} is a character device, not a regular file"),
+    "ckpt-is-a-loop": (_weights(lambda t: _loop(t / "w", OMZ_PTH).parent), inputs.InputError,
+                       f"{OMZ_PTH} cannot be read"),
+    "data-root-dataset-dangling-link": (_root(lambda t, c: _link(t / "root" / "coco", t / "unmounted").parent),
+                                        inputs.InputError, "coco: is a symbolic link to"),
+    "data-root-dataset-loop": (_root(lambda t, c: _loop(t / "root", "coco").parent), inputs.InputError,
+                               "coco: is a symbolic link loop"),
+    "data-root-is-a-dangling-link": (_from_options(data_root=lambda t: _link(t / "data", t / "unmounted")),
+                                     ValueError, "--data-root=", ),
+    "annotation-file-dangling-link": (_coco(_annotations_link), DatasetError,
+                                      "person_keypoints_val2017.json: is a symbolic link to"),
+    # ---- datasets are validated, not believed ----
+    "coco-image-id-string": (_coco(_image_entry(id="1")), DatasetError, "image #0 (id '1') has id '1' (str), not an "
+                                                                         "integer"),
+    "coco-image-id-float": (_coco(_image_entry(id=1.0)), DatasetError, "has id 1.0 (float), not an integer"),
+    "coco-annotation-image-id-string": (_coco(_annotation_entry(image_id="1")), DatasetError,
+                                        "has image_id '1' (str), not an integer"),
+    "coco-file-name-null": (_coco(_image_entry(file_name=None)), DatasetError,
+                            "has file_name None, not a relative path inside val2017/"),
+    "coco-file-name-absolute": (_coco(_image_entry(file_name="/etc/passwd")), DatasetError,
+                                "has file_name '/etc/passwd', not a relative path"),
+    "coco-file-name-dotdot": (_coco(_image_entry(file_name="../annotations/person_keypoints_val2017.json")),
+                              DatasetError, "has file_name '../annotations/"),
+    "coco-height-zero": (_coco(_image_entry(height=0)), DatasetError, "has height 0, not a positive integer"),
+    "coco-width-string": (_coco(_image_entry(width="640")), DatasetError, "has width '640', not a positive integer"),
+    "coco-duplicate-image-id": (_coco(_edit_annotations(lambda d: {**d, "images": [*d["images"], d["images"][0]]})),
+                                DatasetError, "is listed twice"),
+    "coco-keypoint-nan": (_coco(_keypoint(3, float("nan"))), DatasetError,
+                          "has keypoint value nan at index 3 (left_eye), not a finite number"),
+    "coco-area-inf": (_coco(_annotation_entry(area=float("inf"))), DatasetError, "has area inf"),
+    "coco-bbox-nan": (_coco(_annotation_entry(bbox=[1.0, 2.0, float("nan"), 4.0])), DatasetError,
+                      "has bbox [1.0, 2.0, nan, 4.0], not 4 finite numbers"),
+    "coco-visibility-3": (_coco(_keypoint(2, 3)), DatasetError, "has visibility 3 for nose, not 0, 1 or 2"),
+    "coco-detections-name-no-image": (_coco(_write_detections(_det(image_id=999))), DatasetError,
+                                      "1 of the 1 detections name no image of"),
+    "coco-png-header-20000x20000": (_image(lambda p: p.write_bytes(_png_declaring(20000, 20000))), DatasetError,
+                                    "its header declares 20000x20000 pixels (400 Mpx), more than the limit"),
+    "coco-jpeg-header-over-limit": (_image(lambda p: _jpeg_declaring(p, 9000, 9000)), DatasetError,
+                                    "its header declares 9000x9000 pixels"),
+    # ---- one line, never INTERNALERROR ----
+    "data-root-is-a-loop": (_from_options(data_root=lambda t: _loop(t)), ValueError,
+                            "is or passes through a symbolic link loop"),
+    "cache-dir-is-a-loop": (_from_options(cache_dir=lambda t: _loop(t) / "cache"), ValueError,
+                            "--cache-dir="),
+    "cache-unwritable-mid-run": (_call(_read_only_mid_run), ArtifactBuildError, "onnx: the cache"),
+    "report-path-through-a-loop": (_call(lambda t: inputs.check_output_file("--report-json", str(_loop(t) / "r.json"))),
+                                   inputs.InputError, "symbolic link loop"),
+    "save-visuals-is-a-file": (_call(lambda t: inputs.check_output_dir("--save-visuals", str(_file(t / "v")))),
+                               inputs.InputError, "is a file, not a folder"),
+    "save-visuals-under-a-file": (_call(lambda t: inputs.check_output_dir("--save-visuals", str(_file(t / "v") / "d"))),
+                                  inputs.InputError, "is a file, so the folder cannot be made there"),
+    "artifact-is-a-folder": (_call(lambda t: _artifacts(f"lightweight_openpose:onnxruntime={_file(t / 'm' / 'x')}/..")),
+                             inputs.InputError, "is a folder; onnxruntime takes a model file"),
+    "artifact-is-dev-zero": (_call(lambda t: _artifacts("lightweight_openpose:onnxruntime=/dev/zero")),
+                             inputs.InputError, "/dev/zero: is not a regular file"),
+    "artifact-ir-without-bin": (_call(lambda t: _artifacts(f"lightweight_openpose:openvino={_file(t / 'm.xml')}")),
+                                inputs.InputError, "an OpenVINO IR is a .xml file with its .bin beside it"),
+    "shard-tampered-bytes": (_shard(_tampered_shard), shards.ShardError,
+                             "m-ort.dddddddddddddddd.shard1of1.npz is unreadable or foreign"),
+    "shard-renamed": (_shard(_renamed_shard, samples=(1, 2, 3, 4)), shards.ShardError,
+                      "shard2of2.npz is unreadable or foreign (records shard 1/2, its name says otherwise)"),
+    "shard-edited-samples": (_shard(lambda f, t: (shards.write(f, "m-ort", "d" * 16, 1, 2, [1, 2], [1, 2]),
+                                                  shards.write(f, "m-ort", "d" * 16, 2, 2, [4], [4]))),
+                             shards.ShardError, "shard2of2.npz: its 1 samples are not samples 2 to 2"),
     # baselines
     "accuracy-baseline-not-json": (_baseline(AccuracyBaseline, "{"), ValueError, "is not JSON"),
     "accuracy-baseline-wrong-kind": (_baseline(AccuracyBaseline, BENCH), ValueError,

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import struct
 
-# COCO's largest image is 640x640 (0.4 Mpx); 64 Mpx (8192x8192, 192 MB decoded as BGR) leaves room for
+# COCO's largest image is 640x640 (0.4 Mpx); 64 Mpx (8000x8000, 192 MB decoded as BGR) leaves room for
 # any camera a pose dataset uses while refusing decompression bombs before they are decoded.
-MAX_IMAGE_PIXELS = 64 * 1024 * 1024
+MAX_IMAGE_PIXELS = 64_000_000
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _SOF = {m for m in range(0xC0, 0xD0)} - {0xC4, 0xC8, 0xCC}
