@@ -31,7 +31,7 @@ from posegate import inputs, serial, shards
 from posegate.baseline import AccuracyBaseline
 from posegate.cache import ArtifactBuildError, ArtifactCache
 from posegate.context import RunContext
-from posegate.datasets import h36m_synthetic, synthetic
+from posegate.datasets import h36m_synthetic, image_header, synthetic
 from posegate.datasets.coco import ANNOTATION_FILE, CocoKeypointDataset, DatasetError
 from posegate.datasets.h36m import FILE_3D, H36mDataset
 from posegate.pipeline import Pipeline
@@ -216,9 +216,8 @@ OMZ_PTH = "lightweight_openpose_omz0001.pth"
 
 def _home_like(tmp: Path) -> Path:
     """What ``--cache-dir=~`` points at: a user's things, one named like an old leftover."""
-    old = _file(tmp / "home" / ".config.old-2024" / "settings.ini").parent
-    os.utime(old, (time.time() - 86400, time.time() - 86400))
     _file(tmp / "home" / "notes.txt")
+    _age(_file(tmp / "home" / ".config.old-2024" / "settings.ini").parent)  # what the old clean-up removed
     return tmp / "home"
 
 
@@ -503,6 +502,23 @@ def test_the_payloads_are_real(tmp_path):
     assert (tmp_path / MARKER).exists()
 
 
+# ---- the faithful case of the header check: real images pass, and their headers tell their true size ----
+
+def test_image_headers_give_the_decoded_size_of_real_images(coco_set, tmp_path):
+    """The pixel limit reads sizes from headers before decoding; on the synthetic set, on PNGs and on the
+    shared COCO images (baseline and progressive JPEGs, EXIF) the header's size is the decoded one."""
+    paths = sorted((coco_set / "val2017").glob("*.jpg"))
+    paths += sorted(Path(REPO.parent / "shared" / "data" / "coco-val2017-mini" / "val2017").glob("*.jpg"))
+    image = np.random.default_rng(0).integers(0, 255, (37, 53, 3), np.uint8)
+    for ext, flags in ((".png", []), (".jpg", [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])):
+        cv2.imwrite(str(tmp_path / f"x{ext}"), image, flags)
+        paths.append(tmp_path / f"x{ext}")
+    for path in paths:
+        decoded = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+        assert image_header.size(path.read_bytes()) == decoded.shape[:2], path
+    assert len(paths) >= 5
+
+
 # ---- a warm cache never hides changed data ---------------------------------------------------------
 
 def test_a_replaced_image_changes_the_identity_even_with_its_mtime_restored(coco_set, tmp_path):
@@ -643,14 +659,23 @@ def _one_clear_line(run, fragment):
     assert len([line for line in out.splitlines() if line.startswith("ERROR")]) == 1, out
 
 
-# three subprocesses in all (seconds each on a 2-core box); the table covers the rest in-process
-@pytest.mark.parametrize("kind", ["baseline-folder", "corrupt-throughput-baseline"])
+# five subprocesses in all (seconds each on a 2-core box); the table covers the rest in-process
+@pytest.mark.parametrize("kind", ["baseline-folder", "corrupt-throughput-baseline", "cache-dir-holds-other-things",
+                                  "data-root-is-a-loop"])
 def test_pytest_stops_with_one_line_and_exit_4(kind, tmp_path):
     if kind == "baseline-folder":
         args, fragment = [f"--accuracy-baseline={tmp_path}"], "is a folder"
-    else:
+    elif kind == "corrupt-throughput-baseline":
         args, fragment = [f"--throughput-baseline={_file(tmp_path / 'b.json', '[1,')}"], "is not JSON"
+    elif kind == "cache-dir-holds-other-things":  # --cache-dir=~: refused, and nothing in it is touched
+        home = _home_like(tmp_path)
+        args, fragment = [f"--cache-dir={home}"], "is not empty and is not a posegate cache"
+    else:  # before: INTERNALERROR from pathlib's RuntimeError
+        args, fragment = [f"--data-root={_loop(tmp_path)}"], "is or passes through a symbolic link loop"
     _one_clear_line(_pytest([*args, "tests/test_registry.py"], tmp_path), fragment)
+    if kind == "cache-dir-holds-other-things":
+        assert (home / ".config.old-2024" / "settings.ini").is_file() and sorted(os.listdir(home)) == [
+            ".config.old-2024", "notes.txt"]
 
 
 def test_path_options_work_with_a_space(tmp_path, coco_set):
