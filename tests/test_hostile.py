@@ -515,7 +515,7 @@ def test_image_headers_give_the_decoded_size_of_real_images(coco_set, tmp_path):
         paths.append(tmp_path / f"x{ext}")
     for path in paths:
         decoded = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
-        assert image_header.size(path.read_bytes()) == decoded.shape[:2], path
+        assert image_header.header_size(path.read_bytes()) == decoded.shape[:2], path
     assert len(paths) >= 5
 
 

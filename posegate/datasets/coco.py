@@ -21,7 +21,7 @@ import numpy as np
 from pycocotools.coco import COCO
 
 from posegate import digests
-from posegate.datasets import image_header
+from posegate.datasets.image_header import MAX_IMAGE_PIXELS, header_size
 
 ANNOTATION_FILE = Path("annotations") / "person_keypoints_val2017.json"
 IMAGE_DIR = "val2017"
@@ -262,16 +262,16 @@ def _truncated(raw: bytes) -> bool:
 
 
 def check_image_header(raw: bytes, path: Path) -> None:
-    """Refuse an image whose header declares more than ``image_header.MAX_IMAGE_PIXELS`` pixels, or that
+    """Refuse an image whose header declares more than ``MAX_IMAGE_PIXELS`` pixels, or that
     has no JPEG or PNG header to read it from, before any decoder allocates for it."""
-    declared = image_header.size(raw)
+    declared = header_size(raw)
     if declared is None:
         raise DatasetError(f"{path}: cannot be decoded as a JPEG or PNG (no readable header; starts with "
                            f"{raw[:8]!r}); download it again")
     height, width = declared
-    if height * width > image_header.MAX_IMAGE_PIXELS:
+    if height * width > MAX_IMAGE_PIXELS:
         raise DatasetError(f"{path}: its header declares {width}x{height} pixels ({height * width / 1e6:.0f} Mpx), "
-                           f"more than the limit of {image_header.MAX_IMAGE_PIXELS / 1e6:.0f} Mpx "
+                           f"more than the limit of {MAX_IMAGE_PIXELS / 1e6:.0f} Mpx "
                            "(posegate.datasets.image_header.MAX_IMAGE_PIXELS); not decoded")
 
 

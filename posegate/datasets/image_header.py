@@ -19,7 +19,7 @@ _SOF = {m for m in range(0xC0, 0xD0)} - {0xC4, 0xC8, 0xCC}
 _STANDALONE = {0x01, *range(0xD0, 0xD9)}  # TEM, RSTn, SOI: markers without a length
 
 
-def size(raw: bytes) -> tuple[int, int] | None:
+def header_size(raw: bytes) -> tuple[int, int] | None:
     """(height, width) declared by a JPEG or PNG header, or None when there is none to read."""
     if raw[:8] == PNG_SIGNATURE:
         if len(raw) < 24 or raw[12:16] != b"IHDR":
