@@ -620,6 +620,13 @@ def test_the_clean_up_removes_only_folders_the_suite_marked_in_its_own_subfolder
         assert folder.is_dir(), folder
 
 
+def test_generated_sets_carry_no_temporary_marker(coco_set, h36m_set):
+    """A staged set is marked while it is written and unmarked before it is renamed into place."""
+    for root in (coco_set, h36m_set):
+        assert root.is_dir() and not (root / cache_mod.TEMP_MARKER).exists(), root
+        assert not list(root.parent.glob(".*.tmp-*")) and not list(root.parent.glob(".*.old-*")), root
+
+
 def test_a_folder_holding_other_things_is_never_cleaned(tmp_path):
     """``--cache-dir=~``: refused at start (the table's row), and even called directly the clean-up does
     nothing in a folder the suite never claimed."""
