@@ -41,10 +41,10 @@ def check_weights_dir(path: Path | None, specs) -> list[Path]:
     names = expected_weight_files(specs)
     found = [path / n for n in names if os.path.lexists(path / n)]
     folders = _artifact_folders(specs)
-    for file in found:
-        problem = not_a_regular_file(file)
-        if problem and not (file.name in folders and file.is_dir()):
-            raise InputError(f"--weights-dir={path}: {file.name} {problem}; the suite never falls back to seeded "
+    for name in names:
+        problem = not_a_regular_file(path / name) if os.path.lexists(path / name) else None
+        if problem and not (name in folders and (path / name).is_dir()):
+            raise InputError(f"--weights-dir={path}: {name} {problem}; the suite never falls back to seeded "
                              "weights for a file that is there: fix it or remove it")
     if not found:
         present = sorted(p.name for p in path.iterdir())[:4]
@@ -102,9 +102,8 @@ def check_artifacts(context, specs) -> None:
             continue
         given = f"--artifact {bound.model}:{bound.contract.backend}" if bound.origin == "--artifact" else \
             f"--weights-dir {bound.model}:{bound.contract.backend}"
-        problem = not_a_regular_file(bound.path) if not bound.path.is_dir() else None
-        if problem and "not a regular file" not in problem:  # a link to nothing or a loop
-            raise InputError(f"{given}={bound.path}: {problem}")
+        if not os.path.exists(bound.path):  # a link to nothing or a loop
+            raise InputError(f"{given}={bound.path}: {not_a_regular_file(bound.path)}")
         backend = BACKENDS.get(bound.contract.backend)
         problem = backend.supplied_path_problem(bound.path) if backend is not None else None
         if problem:
