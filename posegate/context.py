@@ -15,8 +15,26 @@ REPO = Path(__file__).resolve().parent.parent
 SYNTHETIC = "synthetic"
 
 
-def _path(value) -> Path | None:
-    return Path(value).expanduser().resolve() if value else None
+def _path(value, option: str = "path") -> Path | None:
+    """The absolute path of an option's value; a link loop or a link to nothing is an error naming the
+    option and the link (an unmounted share must not read as "not given")."""
+    if not value:
+        return None
+    given = Path(value).expanduser()
+    try:
+        resolved = given.resolve()
+    except (RuntimeError, OSError) as e:  # RuntimeError: Python < 3.13 on a loop
+        raise ValueError(f"{option}={value}: is or passes through a symbolic link loop ({e}); "
+                         "point it at a real folder") from None
+    if os.path.lexists(given) and not os.path.exists(given):
+        try:
+            target = os.readlink(given)
+        except OSError:
+            target = "?"
+        what = "a symbolic link loop" if os.path.lexists(resolved) or target == "?" else \
+            f"a symbolic link to {target}, which does not exist (an unmounted share?)"
+        raise ValueError(f"{option}={value}: is {what}; point it at a real folder")
+    return resolved
 
 
 @dataclass
@@ -33,9 +51,9 @@ class RunContext:
     @classmethod
     def from_options(cls, data_root=None, weights_dir=None, reference_dir=None, cache_dir=None, full=False,
                      boxes=None, artifacts=()):
-        data_root = _path(data_root or os.environ.get("POSEGATE_DATA_ROOT"))
-        weights_dir = _path(weights_dir or os.environ.get("POSEGATE_WEIGHTS_DIR"))
-        reference_dir = _path(reference_dir or os.environ.get("POSEGATE_REFERENCE_DIR"))
+        data_root = _path(data_root or os.environ.get("POSEGATE_DATA_ROOT"), "--data-root")
+        weights_dir = _path(weights_dir or os.environ.get("POSEGATE_WEIGHTS_DIR"), "--weights-dir")
+        reference_dir = _path(reference_dir or os.environ.get("POSEGATE_REFERENCE_DIR"), "--reference-dir")
         if reference_dir is None:
             # The reference files (manifests/, golden/) ship beside the data; the project's shared
             # folder is the default so a plain `pytest` still checks layouts and golden outputs.
@@ -43,7 +61,7 @@ class RunContext:
                 if candidate and (candidate / "manifests").is_dir():
                     reference_dir = candidate
                     break
-        cache_dir = _path(cache_dir or os.environ.get("POSEGATE_CACHE_DIR")) or REPO / ".posegate_cache"
+        cache_dir = _path(cache_dir or os.environ.get("POSEGATE_CACHE_DIR"), "--cache-dir") or REPO / ".posegate_cache"
         boxes = boxes or os.environ.get("POSEGATE_BOXES") or "detections"
         if boxes not in ("detections", "ground-truth"):
             raise ValueError(f"POSEGATE_BOXES={boxes!r}: expected 'detections' or 'ground-truth'")

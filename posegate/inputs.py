@@ -8,10 +8,12 @@ import os
 import tempfile
 from pathlib import Path
 
+from posegate.backends import BACKENDS
+from posegate.cache import CacheDirError, claim
 from posegate.datasets.coco import DatasetError
 from posegate.datasets.discovery import discover
 from posegate.training.checkpoints import MOBILENET_FILE
-from posegate.weights import file_digest
+from posegate.weights import file_digest, not_a_regular_file
 
 
 class InputError(ValueError):
@@ -37,13 +39,24 @@ def check_weights_dir(path: Path | None, specs) -> list[Path]:
         raise InputError(f"--weights-dir={path}: does not exist or is not a folder; point it at the folder "
                          "holding the checkpoints by their official file names, or leave it out for seeded weights")
     names = expected_weight_files(specs)
-    found = [path / n for n in names if (path / n).exists()]
+    found = [path / n for n in names if os.path.lexists(path / n)]
+    folders = _artifact_folders(specs)
+    for name in names:
+        problem = not_a_regular_file(path / name) if os.path.lexists(path / name) else None
+        if problem and not (name in folders and (path / name).is_dir()):
+            raise InputError(f"--weights-dir={path}: {name} {problem}; the suite never falls back to seeded "
+                             "weights for a file that is there: fix it or remove it")
     if not found:
         present = sorted(p.name for p in path.iterdir())[:4]
         raise InputError(f"--weights-dir={path}: holds none of the checkpoint files this suite knows "
                          f"({', '.join(names[:5])}, ...); it has {present or 'nothing'}. Name the files as "
                          "the README lists, or point at the right folder")
     return found
+
+
+def _artifact_folders(specs) -> set[str]:
+    """The weights-dir names that are converted models supplied as folders (an OpenVINO IR folder)."""
+    return {str(c.path) for spec in specs for c in getattr(spec, "artifacts", ()) or () if getattr(c, "path", None)}
 
 
 def check_data_root(path: Path | None) -> list:
@@ -82,9 +95,19 @@ def _deeper_roots(path: Path) -> list[Path]:
 def check_artifacts(context, specs) -> None:
     """Each --artifact file exists and names a known model and backend (bound once, here)."""
     for (model, backend, _), path in context.supplied.items():
-        if not path.exists():
+        if not os.path.lexists(path):
             raise InputError(f"--artifact {model}:{backend}={path}: no such file")
-    context.artifacts(specs)
+    for bound in context.artifacts(specs).values():
+        if bound.path is None:
+            continue
+        given = f"--artifact {bound.model}:{bound.contract.backend}" if bound.origin == "--artifact" else \
+            f"--weights-dir {bound.model}:{bound.contract.backend}"
+        if not os.path.exists(bound.path):  # a link to nothing or a loop
+            raise InputError(f"{given}={bound.path}: {not_a_regular_file(bound.path)}")
+        backend = BACKENDS.get(bound.contract.backend)
+        problem = backend.supplied_path_problem(bound.path) if backend is not None else None
+        if problem:
+            raise InputError(f"{given}={bound.path}: {problem}")
 
 
 def check_reference_dir(path: Path | None, given: bool) -> None:
@@ -93,14 +116,19 @@ def check_reference_dir(path: Path | None, given: bool) -> None:
                          "golden/)")
 
 
-def check_cache_dir(path: Path, option: str = "--cache-dir") -> None:
+def check_cache_dir(path: Path, option: str = "--cache-dir", own: bool = False) -> None:
     """The cache (or a shard folder) must take files: said once here, not as a failure in every test that
-    builds something."""
+    builds something. With ``own`` the folder must also be the suite's (``posegate.cache.claim``): a
+    folder holding other things is refused, never written or cleaned."""
     try:
         path.mkdir(parents=True, exist_ok=True)
+        if own:
+            claim(path)
         fd, probe = tempfile.mkstemp(prefix=".write-probe-", dir=path)
         os.close(fd)
         os.unlink(probe)
+    except CacheDirError as e:
+        raise InputError(f"{option}={e}") from None
     except OSError as e:
         raise InputError(f"{option}={path}: not writable ({e.strerror or e}); choose a folder this user can "
                          "write, e.g. --cache-dir=/tmp/posegate-cache") from None
@@ -110,13 +138,40 @@ def check_output_file(option: str, value: str | None) -> None:
     """A file the run will write at its end must be writable now, not after an hour of tests."""
     if not value:
         return
-    path = Path(value).expanduser().resolve()
+    path = _resolved(option, value)
     if path.is_dir():
         raise InputError(f"{option}={value}: is a folder; give a file path")
     if not path.parent.is_dir():
         raise InputError(f"{option}={value}: folder {path.parent} does not exist")
     if not os.access(path.parent, os.W_OK):
         raise InputError(f"{option}={value}: folder {path.parent} is not writable")
+
+
+def check_output_dir(option: str, value: str | None) -> None:
+    """A folder the run will write into (pictures, advice) must be one, or be creatable, now."""
+    if not value:
+        return
+    path = _resolved(option, value)
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{option}={value}: is a file, not a folder; give a folder path")
+    ancestor = path
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise InputError(f"{option}={value}: {ancestor} is a file, so the folder cannot be made there")
+    if not os.access(ancestor, os.W_OK):
+        raise InputError(f"{option}={value}: folder {ancestor} is not writable")
+
+
+def _resolved(option: str, value: str) -> Path:
+    given = Path(value).expanduser()
+    try:
+        path = given.resolve()
+    except (RuntimeError, OSError) as e:  # RuntimeError: a link loop, on Python < 3.13
+        raise InputError(f"{option}={value}: is or passes through a symbolic link loop ({e})") from None
+    if os.path.lexists(given) and not os.path.exists(given):
+        raise InputError(f"{option}={value}: is a symbolic link to nothing or a loop; fix or remove it")
+    return path
 
 
 def header_lines(context, specs) -> list[str]:

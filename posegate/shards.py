@@ -71,16 +71,20 @@ def merge(folder: Path, label: str, digest: str, samples: list) -> list:
         why = f" (pickle shards {', '.join(legacy)} are never read: rerun the shards)" if legacy else ""
         raise ShardError(f"no shard of {label} in {folder}{why}: run each shard first with --shard=K/N "
                          f"--predictions-dir={folder}")
-    parts = {}
+    parts: dict[int, tuple[Path, dict]] = {}
     for f in found:
         try:
             part = serial.load(f)
-            if not isinstance(part, dict) or part.get("digest") != digest or part.get("label") != label:
-                raise ValueError("its recorded label or data digest differs from its name's")
-            parts[int(part["k"])] = part
+            problem = _part_problem(part, f, label, digest)
         except (ValueError, KeyError, TypeError) as e:
-            raise ShardError(f"shard file {f} is unreadable or foreign ({e}); rerun that shard") from None
-    counts = {p["of"] for p in parts.values()}
+            problem = str(e)
+        if problem:
+            raise ShardError(f"shard file {f} is unreadable or foreign ({problem}); rerun that shard") from None
+        if part["k"] in parts:
+            raise ShardError(f"shard files {parts[part['k']][0]} and {f} both hold shard {part['k']}; one was "
+                             "copied or edited: remove it and rerun that shard")
+        parts[part["k"]] = (f, part)
+    counts = {p["of"] for _, p in parts.values()}
     if len(counts) != 1:
         raise ShardError(f"shards of {label} in {folder} disagree on N: {sorted(counts)}; remove the stale ones")
     of = counts.pop()
@@ -88,8 +92,32 @@ def merge(folder: Path, label: str, digest: str, samples: list) -> list:
     if missing:
         raise ShardError(f"{label}: shard(s) {', '.join(f'{k}/{of}' for k in missing)} missing in {folder}; "
                          "run them before merging")
-    covered = [s for k in range(1, of + 1) for s in parts[k]["samples"]]
-    if covered != list(samples):
-        raise ShardError(f"{label}: the {of} shards in {folder} cover {len(covered)} samples, not the "
+    position = 0
+    for k in range(1, of + 1):
+        f, part = parts[k]
+        mine = part["samples"]
+        if mine != list(samples[position:position + len(mine)]):
+            raise ShardError(f"shard file {f}: its {len(mine)} samples are not samples {position} to "
+                             f"{position + len(mine) - 1} of this dataset in order; it was made from other data or "
+                             "edited: rerun that shard")
+        position += len(mine)
+    if position != len(samples):
+        raise ShardError(f"{label}: the {of} shards in {folder} cover {position} samples, not the "
                          f"{len(samples)} of this dataset in order; they were made from other data")
-    return [r for k in range(1, of + 1) for r in parts[k]["results"]]
+    return [r for k in range(1, of + 1) for r in parts[k][1]["results"]]
+
+
+def _part_problem(part, path: Path, label: str, digest: str) -> str | None:
+    """Why a shard file's contents do not match what its name and this run say (None: they do)."""
+    if not isinstance(part, dict):
+        return f"holds a {type(part).__name__}, not a shard record"
+    if part.get("digest") != digest or part.get("label") != label:
+        return "its recorded label or data digest differs from its name's"
+    k, of = part.get("k"), part.get("of")
+    if type(k) is not int or type(of) is not int or not 1 <= k <= of:
+        return f"records shard {k!r} of {of!r}, not K of N with 1 <= K <= N"
+    if not path.name.endswith(f".shard{k}of{of}{SUFFIX}"):
+        return f"records shard {k}/{of}, its name says otherwise"
+    if not isinstance(part.get("samples"), list) or not isinstance(part.get("results"), list):
+        return "its samples or results are not lists"
+    return None

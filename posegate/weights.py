@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import pickle
 import re
+import stat
 import zipfile
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -50,7 +52,29 @@ def _file_digest(path: str, size: int, mtime_ns: int, algo: str) -> str:
     return h.hexdigest()
 
 
+def not_a_regular_file(path: Path) -> str | None:
+    """Why ``path`` cannot be read as a checkpoint file (a link to nothing, a loop, a folder, a device
+    such as /dev/zero that would be hashed forever), or None for a regular file."""
+    path = Path(path)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        if path.is_symlink():
+            return f"is a symbolic link to {os.readlink(path)}, which does not exist (an unmounted share?)"
+        return "file not found"
+    except OSError as e:
+        return f"cannot be read ({e.strerror or e}; a symbolic link loop?)"
+    if stat.S_ISREG(st.st_mode):
+        return None
+    kind = "a folder" if stat.S_ISDIR(st.st_mode) else "a character device" if stat.S_ISCHR(st.st_mode) else \
+        "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a block device" if stat.S_ISBLK(st.st_mode) else "a socket"
+    return f"is {kind}, not a regular file"
+
+
 def file_digest(path: Path, algo: str = "sha256") -> str:
+    problem = not_a_regular_file(path)
+    if problem:
+        raise WeightsError(f"{path}: {problem}")
     st = Path(path).stat()
     return _file_digest(str(path), st.st_size, st.st_mtime_ns, algo)
 
@@ -93,8 +117,11 @@ def read_checkpoint(path: Path, allow_numpy: bool = False) -> object:
     keep the data loader's RNG state as one, and weights_only refuses them by default.
     """
     path = Path(path)
-    if not path.is_file():
+    if not os.path.lexists(path):
         raise WeightsError(f"{path}: checkpoint file not found")
+    problem = not_a_regular_file(path)
+    if problem:
+        raise WeightsError(f"{path}: {problem}")
     if path.stat().st_size == 0:
         raise WeightsError(f"{path}: checkpoint file is empty")
     with open(path, "rb") as f:

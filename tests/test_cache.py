@@ -1,13 +1,14 @@
 """The artifact cache: hits on a second run, atomic writes, corrupt entries rebuilt, one builder."""
 from __future__ import annotations
 
+import errno
 import multiprocessing as mp
 import os
 import time
 
 import pytest
 
-from posegate.cache import ArtifactCache
+from posegate.cache import ArtifactBuildError, ArtifactCache
 from posegate.pipeline import Pipeline
 
 STAGE = "export"
@@ -54,6 +55,29 @@ def test_failed_build_leaves_nothing(tmp_path):
         cache.get_or_build("thing", {"x": 1}, broken)
     leftovers = [p for p in (tmp_path / "c").rglob("*") if p.is_file() and not p.name.endswith(".lock")]
     assert leftovers == []
+
+
+def test_a_finished_entry_carries_no_temporary_marker(tmp_path):
+    """Temporary folders are marked as the suite's while they are built (the start-up clean-up removes
+    only marked ones); a finished entry is not one, and its file list is what the builder wrote."""
+    entry = ArtifactCache(tmp_path / "c").get_or_build("thing", {"x": 1}, _writer(tmp_path / "n.txt"))
+    assert sorted(p.name for p in entry.path.iterdir()) == ["a.bin", "posegate-entry.json"]
+
+
+def test_a_cache_that_cannot_be_written_fails_the_build_with_the_reason(tmp_path):
+    """A write refused inside the cache (full disk, read-only) is an ArtifactBuildError naming the cache;
+    a builder's own OSError about a file elsewhere keeps its type and message."""
+    cache = ArtifactCache(tmp_path / "c")
+
+    def full(d):
+        raise OSError(errno.ENOSPC, "No space left on device", str(d / "model.onnx"))
+    with pytest.raises(ArtifactBuildError, match=r"the cache .* cannot be written \(No space left on device"):
+        cache.get_or_build("thing", {"x": 1}, full)
+
+    def missing_input(d):
+        raise FileNotFoundError(errno.ENOENT, "No such file or directory", "/nonexistent/input.onnx")
+    with pytest.raises(FileNotFoundError, match="/nonexistent/input.onnx"):
+        cache.get_or_build("thing", {"x": 2}, missing_input)
 
 
 def _build_in_process(root, counter, queue):

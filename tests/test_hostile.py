@@ -12,9 +12,11 @@ import multiprocessing
 import os
 import pickle
 import shutil
+import struct
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import cv2
@@ -27,9 +29,9 @@ from models import MODELS
 from posegate import cache as cache_mod
 from posegate import inputs, serial, shards
 from posegate.baseline import AccuracyBaseline
-from posegate.cache import ArtifactCache
+from posegate.cache import ArtifactBuildError, ArtifactCache
 from posegate.context import RunContext
-from posegate.datasets import h36m_synthetic, synthetic
+from posegate.datasets import h36m_synthetic, image_header, synthetic
 from posegate.datasets.coco import ANNOTATION_FILE, CocoKeypointDataset, DatasetError
 from posegate.datasets.h36m import FILE_3D, H36mDataset
 from posegate.pipeline import Pipeline
@@ -197,6 +199,90 @@ def _artifacts(option: str):
     inputs.check_artifacts(RunContext.from_options(cache_dir="/nonexistent", artifacts=[option]), MODELS.values())
 
 
+def _link(path: Path, target) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.symlink_to(target)
+    return path
+
+
+def _loop(folder: Path, name: str = "loop") -> Path:
+    """``name`` -> ``name-b`` -> ``name``: a link loop."""
+    _link(folder / f"{name}-b", folder / name)
+    return _link(folder / name, folder / f"{name}-b")
+
+
+OMZ_PTH = "lightweight_openpose_omz0001.pth"
+
+
+def _home_like(tmp: Path) -> Path:
+    """What ``--cache-dir=~`` points at: a user's things, one named like an old leftover."""
+    _file(tmp / "home" / "notes.txt")
+    _age(_file(tmp / "home" / ".config.old-2024" / "settings.ini").parent)  # what the old clean-up removed
+    return tmp / "home"
+
+
+def _png_declaring(height: int, width: int) -> bytes:
+    """A PNG whose header (with a valid CRC) declares height x width: a decompression bomb's first bytes."""
+    ihdr = b"IHDR" + struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    small = cv2.imencode(".png", np.zeros((4, 4, 3), np.uint8))[1].tobytes()
+    return small[:8] + struct.pack(">I", 13) + ihdr + struct.pack(">I", zlib.crc32(ihdr)) + small[33:]
+
+
+def _jpeg_declaring(path: Path, height: int, width: int) -> None:
+    """The image's own JPEG with its frame header (SOF0) rewritten to declare height x width."""
+    raw = bytearray(path.read_bytes())
+    at = raw.find(b"\xff\xc0")
+    raw[at + 5:at + 9] = struct.pack(">HH", height, width)
+    path.write_bytes(bytes(raw))
+
+
+def _read_only_mid_run(tmp: Path):
+    """The cache's kind folder replaced by a file after the session started: every write there fails for
+    real (this box runs as root, so a chmod would not bite)."""
+    cache = ArtifactCache(tmp / "c")
+    _file(tmp / "c" / "onnx")
+    return cache.get_or_build("onnx", {"x": 1}, lambda d: (d / "model.onnx").write_bytes(b"x"))
+
+
+def _tampered_shard(folder: Path, tmp: Path) -> None:
+    path = shards.write(folder, "m-ort", "d" * 16, 1, 1, [1, 2, 3], ["a", "b", "c"])
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 3] ^= 0xFF
+    path.write_bytes(bytes(raw))
+
+
+def _renamed_shard(folder: Path, tmp: Path) -> None:
+    shards.write(folder, "m-ort", "d" * 16, 1, 2, [1, 2], ["a", "b"])
+    one = folder / shards.name("m-ort", "d" * 16, 1, 2)
+    shutil.copy(one, folder / shards.name("m-ort", "d" * 16, 2, 2))
+
+
+def _image_entry(**changes):
+    return _edit_annotations(lambda d: {**d, "images": [{**d["images"][0], **changes}, *d["images"][1:]]})
+
+
+def _annotation_entry(**changes):
+    return _edit_annotations(lambda d: {**d, "annotations": [{**d["annotations"][0], **changes},
+                                                             *d["annotations"][1:]]})
+
+
+def _keypoint(index: int, value):
+    def change(d):
+        ann = dict(d["annotations"][0])
+        ann["keypoints"] = [*ann["keypoints"][:index], value, *ann["keypoints"][index + 1:]]
+        return {**d, "annotations": [ann, *d["annotations"][1:]]}
+    return _edit_annotations(change)
+
+
+def _annotations_link(root: Path) -> None:
+    (root / ANNOTATION_FILE).unlink()
+    (root / ANNOTATION_FILE).symlink_to(root / "gone.json")
+
+
+def _from_options(**options):
+    return _call(lambda t: RunContext.from_options(**{k: v(t) for k, v in options.items()}))
+
+
 BENCH = {"machine_info": {}, "benchmarks": [{"name": "t", "extra_info": {}}]}
 ROWS = {
     # checkpoints
@@ -233,7 +319,7 @@ ROWS = {
     "shard-other-data": (_shard(lambda f, t: shards.write(f, "m-ort", "e" * 16, 1, 1, [1, 2, 3], [1, 2, 3])),
                          shards.ShardError, "made from other data"),
     "shard-other-samples": (_shard(lambda f, t: shards.write(f, "m-ort", "d" * 16, 1, 1, [1, 2, 4], [1, 2, 3])),
-                            shards.ShardError, "they were made from other data"),
+                            shards.ShardError, "its 3 samples are not samples 0 to 2"),
     "shard-mixed-n": (_shard(lambda f, t: (shards.write(f, "m-ort", "d" * 16, 1, 2, [1, 2], [1, 2]),
                                            shards.write(f, "m-ort", "d" * 16, 2, 3, [3], [3]))),
                       shards.ShardError, "disagree on N"),
@@ -299,6 +385,86 @@ ROWS = {
                                   "expected MODEL:BACKEND[:PRECISION]=PATH"),
     "boxes-env-bad": (_call(lambda t: RunContext.from_options(boxes="gt")), ValueError, "expected 'detections'"),
     "shard-option-bad": (_call(lambda t: shards.parse("3/2")), ValueError, "expected K/N"),
+    # ---- issue 27: the cache touches only what it made ----
+    "cache-dir-holds-other-things": (_call(lambda t: inputs.check_cache_dir(_home_like(t), own=True)),
+                                     inputs.InputError, "is not empty and is not a posegate cache"),
+    "cache-subfolder-is-a-loop": (_call(lambda t: ((t / "c").mkdir(), cache_mod.claim(t / "c"),
+                                                   _loop(t / "c", "artifacts"),
+                                                   inputs.check_cache_dir(t / "c", own=True))),
+                                  inputs.InputError, "its artifacts is not a folder"),
+    # ---- no silent fallback through links or special files ----
+    "ckpt-dangling-link": (_weights(lambda t: _link(t / "w" / OMZ_PTH, "/mnt/unmounted/" + OMZ_PTH).parent),
+                           inputs.InputError, f"{OMZ_PTH} is a symbolic link to /mnt/unmounted/{OMZ_PTH}, which "
+                                              "does not exist"),
+    "ckpt-dangling-link-read": (_call(lambda t: read_checkpoint(_link(t / "x.pth", t / "gone.pth"))), WeightsError,
+                                "x.pth: is a symbolic link to"),
+    "ckpt-is-a-folder": (_weights(lambda t: _file(t / "w" / OMZ_PTH / "inside").parent.parent), inputs.InputError,
+                         f"{OMZ_PTH} is a folder, not a regular file"),
+    "ckpt-is-dev-zero": (_weights(lambda t: _link(t / "w" / OMZ_PTH, "/dev/zero").parent), inputs.InputError,
+                         f"{OMZ_PTH} is a character device, not a regular file"),
+    "ckpt-is-a-loop": (_weights(lambda t: _loop(t / "w", OMZ_PTH).parent), inputs.InputError,
+                       f"{OMZ_PTH} cannot be read"),
+    "data-root-dataset-dangling-link": (_root(lambda t, c: _link(t / "root" / "coco", t / "unmounted").parent),
+                                        inputs.InputError, "coco: is a symbolic link to"),
+    "data-root-dataset-loop": (_root(lambda t, c: _loop(t / "root", "coco").parent), inputs.InputError,
+                               "coco: is a symbolic link loop"),
+    "data-root-is-a-dangling-link": (_from_options(data_root=lambda t: _link(t / "data", t / "unmounted")),
+                                     ValueError, "--data-root=", ),
+    "annotation-file-dangling-link": (_coco(_annotations_link), DatasetError,
+                                      "person_keypoints_val2017.json: is a symbolic link to"),
+    # ---- datasets are validated, not believed ----
+    "coco-image-id-string": (_coco(_image_entry(id="1")), DatasetError, "image #0 (id '1') has id '1' (str), not an "
+                                                                         "integer"),
+    "coco-image-id-float": (_coco(_image_entry(id=1.0)), DatasetError, "has id 1.0 (float), not an integer"),
+    "coco-annotation-image-id-string": (_coco(_annotation_entry(image_id="1")), DatasetError,
+                                        "has image_id '1' (str), not an integer"),
+    "coco-file-name-null": (_coco(_image_entry(file_name=None)), DatasetError,
+                            "has file_name None, not a relative path inside val2017/"),
+    "coco-file-name-absolute": (_coco(_image_entry(file_name="/etc/passwd")), DatasetError,
+                                "has file_name '/etc/passwd', not a relative path"),
+    "coco-file-name-dotdot": (_coco(_image_entry(file_name="../annotations/person_keypoints_val2017.json")),
+                              DatasetError, "has file_name '../annotations/"),
+    "coco-height-zero": (_coco(_image_entry(height=0)), DatasetError, "has height 0, not a positive integer"),
+    "coco-width-string": (_coco(_image_entry(width="640")), DatasetError, "has width '640', not a positive integer"),
+    "coco-duplicate-image-id": (_coco(_edit_annotations(lambda d: {**d, "images": [*d["images"], d["images"][0]]})),
+                                DatasetError, "is listed twice"),
+    "coco-keypoint-nan": (_coco(_keypoint(3, float("nan"))), DatasetError,
+                          "has keypoint value nan at index 3 (left_eye), not a finite number"),
+    "coco-area-inf": (_coco(_annotation_entry(area=float("inf"))), DatasetError, "has area inf"),
+    "coco-bbox-nan": (_coco(_annotation_entry(bbox=[1.0, 2.0, float("nan"), 4.0])), DatasetError,
+                      "has bbox [1.0, 2.0, nan, 4.0], not 4 finite numbers"),
+    "coco-visibility-3": (_coco(_keypoint(2, 3)), DatasetError, "has visibility 3 for nose, not 0, 1 or 2"),
+    "coco-detections-name-no-image": (_coco(_write_detections(_det(image_id=999))), DatasetError,
+                                      "1 of the 1 detections name no image of"),
+    "coco-png-header-20000x20000": (_image(lambda p: p.write_bytes(_png_declaring(20000, 20000))), DatasetError,
+                                    "its header declares 20000x20000 pixels (400 Mpx), more than the limit"),
+    "coco-jpeg-header-over-limit": (_image(lambda p: _jpeg_declaring(p, 9000, 9000)), DatasetError,
+                                    "its header declares 9000x9000 pixels"),
+    # ---- one line, never INTERNALERROR ----
+    "data-root-is-a-loop": (_from_options(data_root=lambda t: _loop(t)), ValueError,
+                            "is or passes through a symbolic link loop"),
+    "cache-dir-is-a-loop": (_from_options(cache_dir=lambda t: _loop(t) / "cache"), ValueError,
+                            "--cache-dir="),
+    "cache-unwritable-mid-run": (_call(_read_only_mid_run), ArtifactBuildError, "onnx: the cache"),
+    "report-path-through-a-loop": (_call(lambda t: inputs.check_output_file("--report-json", str(_loop(t) / "r.json"))),
+                                   inputs.InputError, "symbolic link loop"),
+    "save-visuals-is-a-file": (_call(lambda t: inputs.check_output_dir("--save-visuals", str(_file(t / "v")))),
+                               inputs.InputError, "is a file, not a folder"),
+    "save-visuals-under-a-file": (_call(lambda t: inputs.check_output_dir("--save-visuals", str(_file(t / "v") / "d"))),
+                                  inputs.InputError, "is a file, so the folder cannot be made there"),
+    "artifact-is-a-folder": (_call(lambda t: _artifacts(f"lightweight_openpose:onnxruntime={_file(t / 'm' / 'x')}/..")),
+                             inputs.InputError, "is a folder; onnxruntime takes a model file"),
+    "artifact-is-dev-zero": (_call(lambda t: _artifacts("lightweight_openpose:onnxruntime=/dev/zero")),
+                             inputs.InputError, "/dev/zero: is not a regular file"),
+    "artifact-ir-without-bin": (_call(lambda t: _artifacts(f"lightweight_openpose:openvino={_file(t / 'm.xml')}")),
+                                inputs.InputError, "an OpenVINO IR is a .xml file with its .bin beside it"),
+    "shard-tampered-bytes": (_shard(_tampered_shard), shards.ShardError,
+                             "m-ort.dddddddddddddddd.shard1of1.npz is unreadable or foreign"),
+    "shard-renamed": (_shard(_renamed_shard, samples=(1, 2, 3, 4)), shards.ShardError,
+                      "shard2of2.npz is unreadable or foreign (records shard 1/2, its name says otherwise)"),
+    "shard-edited-samples": (_shard(lambda f, t: (shards.write(f, "m-ort", "d" * 16, 1, 2, [1, 2], [1, 2]),
+                                                  shards.write(f, "m-ort", "d" * 16, 2, 2, [4], [4]))),
+                             shards.ShardError, "shard2of2.npz: its 1 samples are not samples 2 to 2"),
     # baselines
     "accuracy-baseline-not-json": (_baseline(AccuracyBaseline, "{"), ValueError, "is not JSON"),
     "accuracy-baseline-wrong-kind": (_baseline(AccuracyBaseline, BENCH), ValueError,
@@ -334,6 +500,23 @@ def test_the_payloads_are_real(tmp_path):
     """The control: plain pickle does run the rows' payload, so their refusals above mean something."""
     pickle.loads(pickle.dumps(_system(tmp_path)))
     assert (tmp_path / MARKER).exists()
+
+
+# ---- the faithful case of the header check: real images pass, and their headers tell their true size ----
+
+def test_image_headers_give_the_decoded_size_of_real_images(coco_set, tmp_path):
+    """The pixel limit reads sizes from headers before decoding; on the synthetic set, on PNGs and on the
+    shared COCO images (baseline and progressive JPEGs, EXIF) the header's size is the decoded one."""
+    paths = sorted((coco_set / "val2017").glob("*.jpg"))
+    paths += sorted(Path(REPO.parent / "shared" / "data" / "coco-val2017-mini" / "val2017").glob("*.jpg"))
+    image = np.random.default_rng(0).integers(0, 255, (37, 53, 3), np.uint8)
+    for ext, flags in ((".png", []), (".jpg", [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])):
+        cv2.imwrite(str(tmp_path / f"x{ext}"), image, flags)
+        paths.append(tmp_path / f"x{ext}")
+    for path in paths:
+        decoded = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+        assert image_header.header_size(path.read_bytes()) == decoded.shape[:2], path
+    assert len(paths) >= 5
 
 
 # ---- a warm cache never hides changed data ---------------------------------------------------------
@@ -374,23 +557,34 @@ def test_a_replaced_image_invalidates_cached_predictions(tmp_path):
 
 # ---- orphan temporary folders ------------------------------------------------------------------------
 
+def _own_temp(folder: Path) -> Path:
+    """A temporary folder as the suite makes one: marked with its own file and text."""
+    folder.mkdir(parents=True)
+    (folder / cache_mod.TEMP_MARKER).write_text(cache_mod.TEMP_TEXT)
+    return folder
+
+
+def _age(*paths: Path) -> None:
+    old = time.time() - 2 * cache_mod.ORPHAN_AGE_S
+    for path in paths:
+        for p in [*path.rglob("*"), path]:
+            os.utime(p, (old, old), follow_symlinks=False)
+
+
 def test_orphan_temp_folders_are_cleaned_but_not_a_live_build(tmp_path):
+    cache_mod.claim(tmp_path)
     entry_dir = tmp_path / "artifacts" / "onnx" / "ab"
-    entry_dir.mkdir(parents=True)
     orphan, live, young = entry_dir / ".abcdef01-x1", entry_dir / ".12345678-x2", entry_dir / ".99999999-x3"
     staged = tmp_path / "datasets" / "coco-keypoints" / ".synthetic.tmp-x4"
     for folder, lock in ((orphan, "abcdef01aa.lock"), (live, "12345678bb.lock"), (young, "99999999cc.lock"),
                          (staged, "../.synthetic.lock")):
-        folder.mkdir(parents=True)
+        _own_temp(folder)
         (folder / "half.bin").write_bytes(b"x")
         (folder.parent / lock).resolve().touch()
-    old = time.time() - 2 * cache_mod.ORPHAN_AGE_S
-    for folder in (orphan, live, staged):
-        os.utime(folder / "half.bin", (old, old))
-        os.utime(folder, (old, old))
+    _age(orphan, live, staged)
     kept = entry_dir / "0123abcd" / "model.onnx"  # a finished entry is never touched
     _file(kept)
-    os.utime(kept, (old, old))
+    _age(kept.parent)
     with FileLock(str(entry_dir / "12345678bb.lock")):
         # the lock is per process: ask from another one, as a second pytest session would
         ctx = multiprocessing.get_context("fork")
@@ -401,6 +595,57 @@ def test_orphan_temp_folders_are_cleaned_but_not_a_live_build(tmp_path):
         proc.join(30)
     assert removed == [".abcdef01-x1", ".synthetic.tmp-x4"]
     assert live.is_dir() and young.is_dir() and kept.is_file() and not orphan.exists() and not staged.exists()
+
+
+def test_the_clean_up_removes_only_folders_the_suite_marked_in_its_own_subfolders(tmp_path):
+    """Named like a leftover, old, unlocked, but not the suite's: a user's ``.config.old-2024/``, a folder
+    whose marker is a link or carries other text, a marked folder outside artifacts/ and datasets/, and
+    one reached through a link: none is removed. The control (a marked one beside them) is."""
+    cache_mod.claim(tmp_path)
+    sets = tmp_path / "datasets" / "coco-keypoints"
+    user = _file(sets / ".config.old-2024" / "settings.ini").parent
+    wrong_text = _file(sets / ".a.tmp-1" / cache_mod.TEMP_MARKER, "mine").parent
+    linked_marker = sets / ".b.tmp-2"
+    linked_marker.mkdir()
+    (linked_marker / cache_mod.TEMP_MARKER).symlink_to(_file(tmp_path / "outside.txt", cache_mod.TEMP_TEXT))
+    top_level = _own_temp(tmp_path / ".c.tmp-3")
+    elsewhere = _own_temp(tmp_path / "ledger" / ".d.tmp-4")
+    outside = _own_temp(tmp_path.parent / f"{tmp_path.name}-outside" / ".e.tmp-5")
+    (sets / "link").symlink_to(outside.parent, target_is_directory=True)
+    control = _own_temp(sets / ".f.tmp-6")
+    _age(user, wrong_text, linked_marker, top_level, elsewhere, outside, control)
+    removed = cache_mod.clean_orphans(tmp_path)
+    assert removed == [control]
+    for folder in (user, wrong_text, linked_marker, top_level, elsewhere, outside):
+        assert folder.is_dir(), folder
+
+
+def test_generated_sets_carry_no_temporary_marker(coco_set, h36m_set):
+    """A staged set is marked while it is written and unmarked before it is renamed into place."""
+    for root in (coco_set, h36m_set):
+        assert root.is_dir() and not (root / cache_mod.TEMP_MARKER).exists(), root
+        assert not list(root.parent.glob(".*.tmp-*")) and not list(root.parent.glob(".*.old-*")), root
+
+
+def test_a_folder_holding_other_things_is_never_cleaned(tmp_path):
+    """``--cache-dir=~``: refused at start (the table's row), and even called directly the clean-up does
+    nothing in a folder the suite never claimed."""
+    config = _own_temp(tmp_path / "artifacts" / ".config.old-2024")
+    _age(config)
+    assert cache_mod.clean_orphans(tmp_path) == [] and config.is_dir()
+
+
+def test_a_cache_of_the_previous_version_is_adopted_and_kept_warm(tmp_path):
+    """A cache made before the marker (only the suite's own names at its top) keeps its entries: it is
+    marked, not refused; its unmarked leftovers are left alone."""
+    old = tmp_path / "cache"
+    entry = _file(old / "artifacts" / "onnx" / "ab" / ("ab" + "0" * 62) / "model.onnx")
+    leftover = _file(old / "artifacts" / "onnx" / "ab" / ".abcdef01-x" / "half.bin").parent
+    _file(old / "digests.json", "{}")
+    (old / "ledger").mkdir()
+    _age(leftover)
+    assert cache_mod.claim(old) == "adopted" and cache_mod.claim(old) == "own"
+    assert cache_mod.clean_orphans(old) == [] and entry.is_file() and leftover.is_dir()
 
 
 # ---- end to end: pytest itself, exit 4 and one clear line --------------------------------------------
@@ -421,14 +666,23 @@ def _one_clear_line(run, fragment):
     assert len([line for line in out.splitlines() if line.startswith("ERROR")]) == 1, out
 
 
-# three subprocesses in all (seconds each on a 2-core box); the table covers the rest in-process
-@pytest.mark.parametrize("kind", ["baseline-folder", "corrupt-throughput-baseline"])
+# five subprocesses in all (seconds each on a 2-core box); the table covers the rest in-process
+@pytest.mark.parametrize("kind", ["baseline-folder", "corrupt-throughput-baseline", "cache-dir-holds-other-things",
+                                  "data-root-is-a-loop"])
 def test_pytest_stops_with_one_line_and_exit_4(kind, tmp_path):
     if kind == "baseline-folder":
         args, fragment = [f"--accuracy-baseline={tmp_path}"], "is a folder"
-    else:
+    elif kind == "corrupt-throughput-baseline":
         args, fragment = [f"--throughput-baseline={_file(tmp_path / 'b.json', '[1,')}"], "is not JSON"
+    elif kind == "cache-dir-holds-other-things":  # --cache-dir=~: refused, and nothing in it is touched
+        home = _home_like(tmp_path)
+        args, fragment = [f"--cache-dir={home}"], "is not empty and is not a posegate cache"
+    else:  # before: INTERNALERROR from pathlib's RuntimeError
+        args, fragment = [f"--data-root={_loop(tmp_path)}"], "is or passes through a symbolic link loop"
     _one_clear_line(_pytest([*args, "tests/test_registry.py"], tmp_path), fragment)
+    if kind == "cache-dir-holds-other-things":
+        assert (home / ".config.old-2024" / "settings.ini").is_file() and sorted(os.listdir(home)) == [
+            ".config.old-2024", "notes.txt"]
 
 
 def test_path_options_work_with_a_space(tmp_path, coco_set):

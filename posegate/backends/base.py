@@ -211,6 +211,15 @@ class Backend(ABC):
     def load(self, artifact_dir: Path | None, source: ModelSource, precision: str) -> Session:
         ...
 
+    def supplied_path_problem(self, path: Path) -> str | None:
+        """Why ``path`` cannot be a converted model for this backend, judged from what it is (checked at
+        start, before any test); None when it may be. Most engines take one regular file."""
+        if Path(path).is_dir():
+            return f"is a folder; {self.name} takes a model file"
+        if not Path(path).is_file():
+            return "is not a regular file (a device, a FIFO or a socket)"
+        return None
+
     def open(self, path: Path, spec, precision: str, io: EngineIO) -> Session:
         """A session on a converted model supplied as a file (``--artifact``), not built by ``convert``."""
         raise NotImplementedError(f"{self.name} cannot open a supplied artifact")

@@ -96,13 +96,23 @@ class OpenVinoBackend(Backend):
     def load(self, artifact_dir, source, precision):
         return OvSession(source.spec, artifact_dir / "model.xml", precision, settings=self.settings_of(source.spec))
 
-    def open(self, path, spec, precision, io):
+    def supplied_path_problem(self, path):
+        """An IR: its .xml file with the .bin beside it, or a folder holding exactly one such .xml."""
         path = Path(path)
         if path.is_dir():
             xmls = sorted(path.glob("*.xml"))
             if len(xmls) != 1:
-                raise ValueError(f"{path}: expected one IR .xml file in the folder, found {[p.name for p in xmls]}")
+                return f"expected one IR .xml file in the folder, found {[p.name for p in xmls]}"
             path = xmls[0]
-        if path.suffix != ".xml" or not path.with_suffix(".bin").is_file():
-            raise ValueError(f"{path}: an OpenVINO IR is a .xml file with its .bin beside it")
+        if not path.is_file() or path.suffix != ".xml" or not path.with_suffix(".bin").is_file():
+            return "an OpenVINO IR is a .xml file with its .bin beside it (or a folder holding one)"
+        return None
+
+    def open(self, path, spec, precision, io):
+        path = Path(path)
+        problem = self.supplied_path_problem(path)
+        if problem:
+            raise ValueError(f"{path}: {problem}")
+        if path.is_dir():
+            path = next(path.glob("*.xml"))
         return OvSession(spec, path, precision, io, self.settings_of(spec))

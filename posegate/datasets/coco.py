@@ -11,8 +11,9 @@ import hashlib
 import io
 import json
 import math
+import os
 from functools import cached_property
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import NamedTuple
 
 import cv2
@@ -20,6 +21,7 @@ import numpy as np
 from pycocotools.coco import COCO
 
 from posegate import digests
+from posegate.datasets.image_header import MAX_IMAGE_PIXELS, header_size
 
 ANNOTATION_FILE = Path("annotations") / "person_keypoints_val2017.json"
 IMAGE_DIR = "val2017"
@@ -74,6 +76,8 @@ def read_annotation_file(path: Path) -> tuple[dict, str]:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
+        if path.is_symlink():
+            raise DatasetError(f"{path}: is a symbolic link to {os.readlink(path)}, which does not exist") from None
         raise DatasetError(
             f"{path}: annotation file is missing; a COCO keypoint dataset needs "
             f"{ANNOTATION_FILE.as_posix()} (the official person_keypoints_val2017.json from "
@@ -113,15 +117,80 @@ def check_ground_truth(data, source) -> None:
             "use person_keypoints_*.json instead")
     _check_records(data["images"], _IMAGE_KEYS, "image", source)
     _check_records(anns, _ANNOTATION_KEYS, "annotation", source)
-    image_ids = {img["id"] for img in data["images"]}
-    for ann in anns:
-        if not isinstance(ann["keypoints"], list) or len(ann["keypoints"]) != 3 * len(KEYPOINT_NAMES):
+    image_ids: set[int] = set()
+    for index, img in enumerate(data["images"]):
+        problem = _image_problem(img)
+        if problem is None and img["id"] in image_ids:
+            problem = "is listed twice (a second entry would silently replace the first)"
+        if problem:
+            raise DatasetError(f"{source}: image #{index} (id {img['id']!r}) {problem}; fix the file or "
+                               "download it again")
+        image_ids.add(img["id"])
+    ann_ids: set[int] = set()
+    for index, ann in enumerate(anns):
+        if isinstance(ann["keypoints"], list) and len(ann["keypoints"]) != 3 * len(KEYPOINT_NAMES):
             raise DatasetError(
                 f"{source}: annotation {ann['id']} has {len(ann['keypoints'])} keypoint values, expected 51 "
                 "(17 x [x, y, v]); not a COCO person-keypoint file")
+        problem = _annotation_problem(ann)
+        if problem is None and ann["id"] in ann_ids:
+            problem = "is listed twice"
+        if problem:
+            raise DatasetError(f"{source}: annotation #{index} (id {ann['id']!r}) {problem}; fix the file or "
+                               "download it again")
+        ann_ids.add(ann["id"])
         if ann["image_id"] not in image_ids:
             raise DatasetError(f"{source}: annotation {ann['id']} refers to image {ann['image_id']}, "
                                "which is not in 'images'; the file is inconsistent, download it again")
+
+
+def _is_int(value) -> bool:
+    return type(value) is int  # not bool, not float, not "196141"
+
+
+def _finite(value) -> bool:
+    return type(value) is int or (type(value) is float and math.isfinite(value))
+
+
+def _image_problem(img: dict) -> str | None:
+    if not _is_int(img["id"]):
+        return f"has id {img['id']!r} ({type(img['id']).__name__}), not an integer"
+    name = img["file_name"]
+    if not isinstance(name, str) or not name or "\\" in name or "\x00" in name:
+        return f"has file_name {name!r}, not a relative path inside {IMAGE_DIR}/"
+    pure = PurePosixPath(name)
+    if pure.is_absolute() or PureWindowsPath(name).drive or any(part in ("..", ".") for part in name.split("/")) \
+            or "" in name.split("/"):
+        return f"has file_name {name!r}, not a relative path inside {IMAGE_DIR}/"
+    for key in ("height", "width"):
+        if not _is_int(img[key]) or img[key] <= 0:
+            return f"has {key} {img[key]!r}, not a positive integer"
+    return None
+
+
+def _annotation_problem(ann: dict) -> str | None:
+    for key in ("id", "image_id", "category_id", "num_keypoints"):
+        if not _is_int(ann[key]):
+            return f"has {key} {ann[key]!r} ({type(ann[key]).__name__}), not an integer"
+    if ann["iscrowd"] not in (0, 1) or not _is_int(ann["iscrowd"]):
+        return f"has iscrowd {ann['iscrowd']!r}, not 0 or 1"
+    keypoints = ann["keypoints"]
+    if not isinstance(keypoints, list):
+        return f"has keypoints of type {type(keypoints).__name__}, not a list"
+    bad = next((i for i, v in enumerate(keypoints) if not _finite(v)), None)
+    if bad is not None:
+        return (f"has keypoint value {keypoints[bad]!r} at index {bad} ({KEYPOINT_NAMES[bad // 3]}), "
+                "not a finite number")
+    visibility = keypoints[2::3]
+    bad = next((i for i, v in enumerate(visibility) if v not in (0, 1, 2)), None)
+    if bad is not None:
+        return f"has visibility {visibility[bad]!r} for {KEYPOINT_NAMES[bad]}, not 0, 1 or 2"
+    if not _finite(ann["area"]) or ann["area"] < 0:
+        return f"has area {ann['area']!r}, not a finite number >= 0"
+    box = ann["bbox"]
+    if not isinstance(box, list) or len(box) != 4 or not all(_finite(v) for v in box) or box[2] < 0 or box[3] < 0:
+        return f"has bbox {box!r}, not 4 finite numbers [x, y, w, h] with w, h >= 0"
+    return None
 
 
 def _check_records(records, keys, kind, source) -> None:
@@ -190,6 +259,20 @@ def _truncated(raw: bytes) -> bool:
     if raw[:8] == b"\x89PNG\r\n\x1a\n":
         return raw.rfind(b"IEND") < 0
     return False
+
+
+def check_image_header(raw: bytes, path: Path) -> None:
+    """Refuse an image whose header declares more than ``MAX_IMAGE_PIXELS`` pixels, or that
+    has no JPEG or PNG header to read it from, before any decoder allocates for it."""
+    declared = header_size(raw)
+    if declared is None:
+        raise DatasetError(f"{path}: cannot be decoded as a JPEG or PNG (no readable header; starts with "
+                           f"{raw[:8]!r}); download it again")
+    height, width = declared
+    if height * width > MAX_IMAGE_PIXELS:
+        raise DatasetError(f"{path}: its header declares {width}x{height} pixels ({height * width / 1e6:.0f} Mpx), "
+                           f"more than the limit of {MAX_IMAGE_PIXELS / 1e6:.0f} Mpx "
+                           "(posegate.datasets.image_header.MAX_IMAGE_PIXELS); not decoded")
 
 
 class CocoKeypointDataset:
@@ -301,7 +384,15 @@ class CocoKeypointDataset:
     def load_detections(self) -> list[dict]:
         if self.detections_file is None:
             raise DatasetError(f"{self._root / DETECTION_DIR}: holds no *.json person detection file")
-        return read_detections(self.detections_file)
+        detections = read_detections(self.detections_file)
+        foreign = [i for i, det in enumerate(detections) if det["image_id"] not in self._images]
+        if foreign:
+            first = detections[foreign[0]]["image_id"]
+            raise DatasetError(
+                f"{self.detections_file}: {len(foreign)} of the {len(detections)} detections name no image of "
+                f"{self.annotation_file} (the first: detection #{foreign[0]}, image_id {first}); they are "
+                "another set's boxes: use this set's detector results, or filter the file to its images")
+        return detections
 
     def load_image(self, image_id: int) -> np.ndarray:
         """The image as BGR uint8, in the raw pixel orientation the annotations use."""
@@ -315,6 +406,7 @@ class CocoKeypointDataset:
                 f"val2017 images in {path.parent} or use this dataset for annotation-only checks") from None
         if not raw or _truncated(raw):
             raise DatasetError(f"{path}: image file is truncated; download it again")
+        check_image_header(raw, path)
         # COCO was annotated on the stored pixels, so EXIF rotation must not be applied.
         image = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
         if image is None:
@@ -334,7 +426,7 @@ def recognise(folder: Path) -> CocoKeypointDataset | None:
     instead of being skipped silently.
     """
     try:
-        claimed = (Path(folder) / ANNOTATION_FILE).is_file()
+        claimed = os.path.lexists(Path(folder) / ANNOTATION_FILE)  # a link to nothing claims it too
     except OSError:
         return None
     return CocoKeypointDataset(folder) if claimed else None

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Callable
 
 from filelock import FileLock
+
+from posegate.cache import TEMP_MARKER, make_temp_dir
 
 MARKER = ".complete"
 
@@ -29,11 +30,12 @@ def build_once(root: Path, marker: str, write: Callable[[Path], None], what: str
             return root
         if root.exists() and not (root / MARKER).is_file() and any(root.iterdir()):
             raise error(f"{root}: exists and is not a {what}; choose an empty or new folder")
-        work = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
+        work = make_temp_dir(f".{root.name}.tmp-", root.parent)
         work.chmod(0o755)  # mkdtemp's private 0700 would otherwise become the dataset's mode
         try:
             write(work)
             (work / MARKER).write_text(marker)
+            (work / TEMP_MARKER).unlink()  # the finished set is no temporary folder
             _replace(work, root)
         finally:
             shutil.rmtree(work, ignore_errors=True)
@@ -49,7 +51,7 @@ def complete(root: Path, marker: str) -> bool:
 
 def _replace(work: Path, root: Path) -> None:
     if root.exists() and any(root.iterdir()):
-        stale = Path(tempfile.mkdtemp(prefix=f".{root.name}.old-", dir=root.parent))
+        stale = make_temp_dir(f".{root.name}.old-", root.parent)
         os.replace(root, stale / "set")
         try:
             os.replace(work, root)

@@ -5,6 +5,7 @@ dependants skip, naming the stage test that builds it (posegate.pipeline.origins
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import onnx
@@ -30,7 +31,7 @@ class Weights:
         if self.weights_dir is None:
             return None
         for name in (spec.checkpoint.filename, *spec.checkpoint.alternatives):
-            if (self.weights_dir / name).exists():
+            if os.path.lexists(self.weights_dir / name):  # a link to nothing is an error, never seeded weights
                 return self.weights_dir / name
         return None
 
