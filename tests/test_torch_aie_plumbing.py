@@ -174,9 +174,10 @@ def test_plumbing_torch_aie_static_shapes_only_and_310_310p_have_no_fp32(monkeyp
     assert backend.shape_problem(spec, InputProfile("368x640", (3, 368, 640), "x", (1,))) is None
     monkeypatch.setenv(atc_tool.CHIP_ENV, "310")
     assert backend.precision_problem("fp32") and backend.precision_problem("fp16") is None
-    # issue 25, 2: PrecisionPolicy.FP32 on the 310P meets cube units without fp32, as ATC's fp32 does
+    # issue 25, 2: PrecisionPolicy.FP32 on the 310P meets the same cube units as ATC's fp32
     monkeypatch.setenv(atc_tool.CHIP_ENV, "310P3")
-    assert "no fp32 cube units" in backend.precision_problem("fp32") and backend.precision_problem("fp16") is None
+    assert "not fp32 on its cube units" in backend.precision_problem("fp32")
+    assert backend.precision_problem("fp16") is None
     monkeypatch.setenv(aie_backend.DEVICE_ENV, "first")
     with pytest.raises(ValueError, match=aie_backend.DEVICE_ENV):
         aie_backend.device_id()

@@ -76,9 +76,9 @@ def _smi_chip(npu_smi: str | None, run=subprocess.run) -> tuple[str | None, str]
 # atlasatcparam_16_0069 "--precision_mode_v2" and atlasatcparam_16_0077 "--allow_hf32"):
 # - --precision_mode_v2 is accepted by every product line, the "Atlas inference series" (310P) included.
 #   Its origin keeps the graph's dtypes; an fp32 operator whose AI Core implementation has no fp32 runs
-#   as an fp32 AI CPU operator instead (an error where AI CPU has none either). The 310/310P cube units
-#   have no fp32 convolution, so there origin moves the convolutions off the AI Core onto AI CPU kernels:
-#   fp32 numbers, but not the engine a port ships, nor its speed.
+#   as an fp32 AI CPU operator instead (an error where AI CPU has none either). The reading taken here
+#   (issue 25's, not seen on a device) is that the 310/310P convolutions are such operators, so origin
+#   moves them off the AI Core onto AI CPU kernels: fp32 numbers, but not the engine a port ships.
 # - force_fp32 (= cube_fp16in_fp32out) makes matrix operators take fp16 inputs and accumulate into fp32
 #   where they have that kernel: fp16 arithmetic, not fp32 parity.
 # - On the Atlas A2/A3 chips (Ascend910B*, Ascend910_93*) origin keeps fp32 on the AI Core, but --allow_hf32
@@ -109,19 +109,20 @@ def computes_fp32(chip: str | None) -> bool:
 def fp32_problem(chip: str | None, backend: str) -> str | None:
     """Why ``backend`` cannot run fp32 parity on ``chip`` (None: it can, HF32 permitting on A2/A3).
 
-    The one rule for every Ascend backend: the 310 computes fp16 or int8 only; the 310P's cube units have
-    no fp32, so its "fp32" is fp16-input cube arithmetic (force_fp32, which MindIE-Torch's
-    PrecisionPolicy.FP32 "forces internal dtypes to float32" amounts to there) or AI CPU kernels (origin)."""
+    The one rule for every Ascend backend: the 310 computes fp16 or int8 only; the 310P's "fp32" is
+    fp16-input cube arithmetic (force_fp32) or AI CPU kernels (origin), and MindIE-Torch's
+    PrecisionPolicy.FP32 ("forces internal dtypes to float32") can only be one of the two there."""
     if not chip:
         return None
     bare = _bare(chip)
     if bare == "310":
         return f"{backend}: the Ascend310's cube unit computes fp16 (or int8) only: no fp32 build exists"
     if not computes_fp32(bare):
-        return (f"{backend}: the Ascend{bare} has no fp32 cube units: --precision_mode=force_fp32 "
-                "(cube_fp16in_fp32out) feeds them fp16, and --precision_mode_v2=origin moves fp32 convolutions "
-                "to AI CPU kernels (CANN ATC guide, --precision_mode_v2), so fp32 parity would not measure the "
-                "engine that ships; fp32 on the AI Core needs an Atlas A2/A3 chip (Ascend910B*, Ascend910_93*)")
+        return (f"{backend}: fp32 on the Ascend{bare} is not fp32 on its cube units: "
+                "--precision_mode=force_fp32 (cube_fp16in_fp32out) feeds them fp16, and "
+                "--precision_mode_v2=origin runs fp32 operators without an fp32 AI Core kernel on AI CPU (CANN "
+                "ATC guide, --precision_mode_v2), so fp32 parity would not measure the engine that ships; fp32 "
+                "on the AI Core needs an Atlas A2/A3 chip (Ascend910B*, Ascend910_93*)")
     return None
 
 
