@@ -624,6 +624,9 @@ def test_plumbing_a2_fp32_turns_hf32_off_and_believes_only_the_atc_log(tmp_path,
         assert "HF32" in session.info.precision_problem and "ge.exec.allow_hf32" in session.info.precision_problem
     else:
         assert session.info.precision_problem is None
+    # the flags are part of the cache key: an OM built before --allow_hf32=false is not reused for fp32
+    assert BACKENDS["ascend"].artifact_settings("fp32")["precision_flags"] == ["--precision_mode_v2=origin",
+                                                                               "--allow_hf32=false"]
 
 
 def test_plumbing_310p_fp32_skip_names_both_atc_modes(monkeypatch):

@@ -29,6 +29,7 @@ from posegate.backends.atc import (
     chip_name,
     computes_fp32,
     execution,
+    fp32_flags,
     fp32_problem,
     hf32_off_in,
     producer_nodes,
@@ -275,7 +276,11 @@ class AscendBackend(Backend):
         return f"Ascend{chip}" if chip else None
 
     def artifact_settings(self, precision, spec=None):
-        return {**super().artifact_settings(precision, spec), "soc": self.device()}
+        fields = {**super().artifact_settings(precision, spec), "soc": self.device()}
+        chip = chip_name()[0]
+        if precision == "fp32" and chip:  # an OM built before --allow_hf32=false must not answer for one after
+            fields["precision_flags"] = fp32_flags(chip)
+        return fields
 
     def convert(self, source, out_dir, precision, shape):
         spec = source.spec
