@@ -81,12 +81,13 @@ def _smi_chip(npu_smi: str | None, run=subprocess.run) -> tuple[str | None, str]
 #   moves them off the AI Core onto AI CPU kernels: fp32 numbers, but not the engine a port ships.
 # - force_fp32 (= cube_fp16in_fp32out) makes matrix operators take fp16 inputs and accumulate into fp32
 #   where they have that kernel: fp16 arithmetic, not fp32 parity.
-# - On the Atlas A2/A3 chips (Ascend910B*, Ascend910_93*) origin keeps fp32 on the AI Core, but --allow_hf32
-#   "defaults to FP32->HF32 for Conv operators" (Matmul: off). HF32 keeps fp32's range with an 11-bit
-#   mantissa, ~fp16's 10: the TF32 problem. The guide says the option takes effect with origin, that
-#   "ge.exec.allow_hf32" in the conversion log shows it took effect, and also that it is "reserved, not
-#   supported in the current version". So fp32 there passes --allow_hf32=false and is called f32 only when
-#   the ATC log shows the option; otherwise the OM is named hf32 and its fp32 parity skipped.
+# - On the Atlas A2/A3 chips (Ascend910B*, Ascend910_93*) origin keeps fp32 on the AI Core, but the
+#   default of --allow_hf32 (supported on A2/A3 only) converts FP32 to HF32 for Conv operators (Matmul:
+#   not). HF32 keeps fp32's range with an 11-bit mantissa, ~fp16's 10: the TF32 problem. The guide says
+#   the option acts only on operators left in fp32 (it advises origin), that "ge.exec.allow_hf32" in the
+#   conversion log shows it took effect, and also that it is "reserved, not supported in the current
+#   version". So fp32 there passes --allow_hf32=false and is called f32 only when the ATC log shows the
+#   option; otherwise the OM is named hf32 and its fp32 parity skipped.
 # So no 310/310P build is fp32 parity on the engine that ships: fp32_problem() says so, for every Ascend
 # backend (ascend, torch-aie) from this one place.
 ORIGIN_FP32_CHIPS = ("910B", "910_93")
@@ -130,10 +131,6 @@ def fp32_flags(chip: str) -> list[str]:
     if computes_fp32(chip):
         return ["--precision_mode_v2=origin", HF32_ON]
     return ["--precision_mode=force_fp32"]
-
-
-def fp32_flag(chip: str) -> str:
-    return fp32_flags(chip)[0]
 
 
 def hf32_off_in(log_text: str) -> bool:
