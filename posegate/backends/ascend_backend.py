@@ -47,7 +47,7 @@ DEVICE_ENV = "POSEGATE_ASCEND_DEVICE"
 # FileStat takes os.path.abspath, refuses a path over 4096 characters or with a component over 255, any
 # character outside PATH_WHITE_LIST_REGEX, a missing path, a symlink (os.path.islink), an owner that is
 # neither the process's euid nor one of its groups, READ_FILE_NOT_PERMITTED_STAT (S_IWGRP | S_IWOTH) and a
-# file its owner cannot read. The 2023 release checks none of this; the rules hold for both.
+# file its owner cannot read. The 2023 release checks none of this; the suite applies them for both.
 AIS_PATH_CHARS = re.compile(r"[^_A-Za-z0-9/.-]")
 AIS_MAX_PATH, AIS_MAX_NAME = 4096, 255
 # Issue 25 names "at most 32 '/'" among ais_bench's rules; no ais_bench source read for it has that rule
