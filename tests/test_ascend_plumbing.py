@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import stat
 import sys
 import types
@@ -157,20 +158,28 @@ def test_plumbing_npu_smi_table_gives_the_chip():
 
 @pytest.fixture
 def fake_atc(tmp_path, monkeypatch):
-    """An `atc` on PATH that records its argv and writes the OM (or fails, when FAKE_ATC_FAIL is set)."""
+    """An `atc` on PATH that records its argv (and the log variables it ran with) and writes the OM, or fails
+    when FAKE_ATC_FAIL is set. FAKE_ATC_OM names the file it writes ({stem}: the --output value; GE's
+    model_helper.cc names an OM carrying its .so binaries <stem>_<os>_<cpu>.om, or none: FAKE_ATC_OM="");
+    FAKE_ATC_HF32_LOG is a line it prints, as the INFO log that shows ge.exec.allow_hf32 would."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     calls = tmp_path / "atc_calls.jsonl"
     script = bin_dir / "atc"
     script.write_text(f"""#!{sys.executable}
 import json, os, sys
+env = {{k: os.environ.get(k) for k in ("ASCEND_SLOG_PRINT_TO_STDOUT", "ASCEND_GLOBAL_LOG_LEVEL")}}
 with open({str(calls)!r}, "a") as f:
-    f.write(json.dumps({{"argv": sys.argv[1:], "cwd": os.getcwd()}}) + "\\n")
+    f.write(json.dumps({{"argv": sys.argv[1:], "cwd": os.getcwd(), "env": env}}) + "\\n")
 if os.environ.get("FAKE_ATC_FAIL"):
     print("ATC run failed, E19010: No parser is registered for Op [Conv_1818, optype [ai.onnx::11::Foo]]")
     sys.exit(255)
+if os.environ.get("FAKE_ATC_HF32_LOG"):
+    print(os.environ["FAKE_ATC_HF32_LOG"])
 out = [a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--output=")][0]
-open(out + ".om", "wb").write(b"OM")
+name = os.environ.get("FAKE_ATC_OM", "{{stem}}.om").replace("{{stem}}", out)
+if name:
+    open(name, "wb").write(b"OM")
 print("ATC run success")
 """)
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
@@ -229,6 +238,31 @@ def test_ascend_backend_reports_why_it_is_unavailable_here():
     assert any(w in reason for w in ("atc", "ais_bench", "npu-smi", "NPU"))
 
 
+def _ais_bench_refuses(model_path) -> bool:
+    """The later ais_bench's model-path rules, as its InferSession applies them (interface_check.py
+    check_model_path_legality -> common/path_security_check.py check_path_legality(path, READ, suffix=["om"]),
+    Ascend's tools repo, ais-bench_workload/tool/ais_bench, 2023-2025): written from that source, never by
+    calling the adapter, so the two can disagree. The 32-'/' limit is issue 25's statement; no ais_bench
+    source read for it has that rule."""
+    path = os.path.abspath(str(model_path))  # FileStat.__init__
+    if len(path) > 4096 or any(len(name) > 255 for name in path.split("/")):  # is_legal_path_length
+        return True
+    if re.search(r"[^_A-Za-z0-9/.-]", path):  # PATH_WHITE_LIST_REGEX
+        return True
+    if path.count("/") > 32:
+        return True
+    if not os.path.exists(path) or os.path.islink(path):  # check_linux_permission: exists, is_softlink
+        return True
+    st = os.stat(path)
+    if not (st.st_uid == os.geteuid() or st.st_gid in os.getgroups()):  # is_user_or_group_owner
+        return True
+    if stat.S_IMODE(st.st_mode) & (stat.S_IWGRP | stat.S_IWOTH):  # READ_FILE_NOT_PERMITTED_STAT
+        return True
+    if not os.access(os.path.realpath(path), os.R_OK) or not st.st_mode & stat.S_IRUSR:
+        return True
+    return not stat.S_ISREG(st.st_mode) or os.path.splitext(path)[1] != ".om"  # is_file, suffix ["om"]
+
+
 class FakeInferSession:
     """ais_bench's InferSession over a pretend aclruntime, after github.com/Ascend/tools
     ais-bench_workload/tool/ais_bench: ais_bench/infer/interface.py and aclruntime's C++
@@ -239,18 +273,24 @@ class FakeInferSession:
     - "later": summary()/reset_summaryinfo(); infer() raises for an unknown mode and for dymhw on an
       input whose dims 2 and 3 are not both -1; free_resource(); a static finalize().
 
-    Both: the model path passes ais_bench's path check; a feed whose byte size differs from the
-    input's current size (the OM's, or the gear set by set_dynamic_hw/dims) is refused; exec_time_list
-    holds one float (ms) per call, as InferSumaryInfo's std::vector<float>. OMs by name: "dyn" has
-    dynamic H and W (--dynamic_image_size), "dims" a dynamic W (--dynamic_dims), others are static.
+    - "2023": exec_time_list holds one float (ms) per call (InferSumaryInfo's std::vector<float>, Ascend/tools
+      ModelInferenceProcessor.h); no path check in Python (interface.py hands model_path to aclruntime).
+    - "later": exec_time_list holds (start, end) pairs in ms from the session's zero point
+      (std::vector<pair<float, float>>, pushed as {start_time, end_time} in ModelInferenceProcessor::Execute;
+      benchmark_process.py takes end - start), and InferSession refuses a model path by its own rules
+      (_ais_bench_refuses, written from its path_security_check.py, not from the adapter).
+
+    Both: a feed whose byte size differs from the input's current size (the OM's, or the gear set by
+    set_dynamic_hw/dims) is refused. OMs by name: "dyn" has dynamic H and W (--dynamic_image_size), "dims"
+    a dynamic W (--dynamic_dims), others are static.
     """
     style = "later"
     instances = []
     process = {"finalized": 0}
 
     def __init__(self, device_id, model_path):
-        if asc.ais_path_problem(model_path):  # ais_bench checks the path itself (its own wording)
-            raise ValueError(f"The path {model_path} is invalid for ais_bench")
+        if self.style == "later" and _ais_bench_refuses(model_path):  # check_model_path_legality's wording
+            raise RuntimeError(f"om path:{model_path} is illegal. Please check.")
         self.device_id, self.om, self.calls, self.freed = device_id, model_path, [], False
         name = os.path.basename(model_path)
         self.in_shape = [1, 3, -1, -1] if "dyn" in name else [1, 3, 368, -1] if "dims" in name else [1, 3, 368, 640]
@@ -304,7 +344,11 @@ class FakeInferSession:
         if feeds[0].nbytes != self.realsize:  # CheckInVectorAndFillBaseTensor
             raise RuntimeError(f"Check i:0 name:data in size:{feeds[0].nbytes} needsize:{self.realsize} not match")
         self.calls.append((mode, [f.shape for f in feeds]))
-        self._times.append(2.5)
+        if self.style == "later":  # (start, end) from the zero point; end - start = 2.5 ms
+            start = 10.0 * len(self.calls)
+            self._times.append((start, start + 2.5))
+        else:
+            self._times.append(2.5)
         return [np.full((1, 38, 1, 2), 38, np.float32), np.full((1, 19, 1, 2), 19, np.float32)]
 
     def _summary(self):
@@ -536,12 +580,149 @@ def test_plumbing_fp32_skips_on_the_fp16_only_310(monkeypatch):
     assert BACKENDS["ascend"].precision_problem("fp32") is None
 
 
-@pytest.mark.parametrize("chip, flag, execution", [
-    ("310P3", "--precision_mode=force_fp32", "f16-in f32-out cube (force_fp32)"),
-    ("910B3", "--precision_mode_v2=origin", "f32"),
+@pytest.mark.parametrize("chip, flags, execution", [
+    ("310P3", ["--precision_mode=force_fp32"], "f16-in f32-out cube (force_fp32)"),
+    ("910B3", ["--precision_mode_v2=origin", "--allow_hf32=false"], "f32"),
 ])
-def test_plumbing_atc_fp32_is_named_for_what_the_chip_computes(chip, flag, execution):
+def test_plumbing_atc_fp32_is_named_for_what_the_chip_computes(chip, flags, execution):
     spec = _spec("input", (3, 256, 192))
     args = _atc_command(spec, "m.onnx", "o", (1, 3, 256, 192), chip, "fp32")
-    assert flag in args and not any(a.startswith("--precision_mode") and a != flag for a in args)
-    assert atc_tool.execution(chip, "fp32") == execution and atc_tool.execution(chip, "fp16") == "f16"
+    assert [a for a in args if a.startswith(("--precision_mode", "--allow_hf32"))] == flags
+    assert atc_tool.execution(chip, "fp32", hf32_off=True) == execution and atc_tool.execution(chip, "fp16") == "f16"
+
+
+# ------------------------------------------------------------------------------ issue 25, second reading
+
+def _convert(tmp_path, precision="fp16", name="artifact"):
+    spec = _spec("input", (3, 4, 4), outputs=("heatmaps", "tagmaps"))
+    out = tmp_path / name
+    out.mkdir()
+    BACKENDS["ascend"].convert(_source(spec, _onnx(tmp_path)), out, precision, (1, 3, 4, 4))
+    return spec, out
+
+
+@pytest.mark.parametrize("log_line, execution", [
+    ("[INFO] GE(1234,atc):2026-12-07 [option] ge.exec.allow_hf32 = false", "f32"),
+    ("", "hf32"),  # the log does not show the option took effect
+    ("[INFO] GE(1234,atc):2026-12-07 [option] ge.exec.allow_hf32 = true", "hf32"),
+])
+def test_plumbing_a2_fp32_turns_hf32_off_and_believes_only_the_atc_log(tmp_path, fake_atc, monkeypatch, ais,
+                                                                       log_line, execution):
+    """Issue 25, 1: on Atlas A2/A3 ATC converts fp32 Conv to HF32 by default; fp32 passes --allow_hf32=false
+    and is f32 only where the ATC log shows ge.exec.allow_hf32, else hf32 with fp32 parity skipped."""
+    monkeypatch.setenv(atc_tool.CHIP_ENV, "910B3")
+    monkeypatch.setenv("FAKE_ATC_HF32_LOG", log_line)
+    spec, out = _convert(tmp_path, "fp32")
+    call = json.loads(fake_atc.read_text().splitlines()[0])
+    assert "--precision_mode_v2=origin" in call["argv"] and "--allow_hf32=false" in call["argv"]
+    assert "--log=info" in call["argv"]  # the option's log line is not an error-level line
+    assert call["env"] == {"ASCEND_SLOG_PRINT_TO_STDOUT": "1", "ASCEND_GLOBAL_LOG_LEVEL": "1"}  # log to stdout
+    (out / "model.om").chmod(0o640)
+    session = BACKENDS["ascend"].load(out, _source(spec, None), "fp32")
+    assert session.info.execution == execution
+    if execution == "hf32":
+        assert "HF32" in session.info.precision_problem and "ge.exec.allow_hf32" in session.info.precision_problem
+    else:
+        assert session.info.precision_problem is None
+    # the flags are part of the cache key: an OM built before --allow_hf32=false is not reused for fp32
+    assert BACKENDS["ascend"].artifact_settings("fp32")["precision_flags"] == ["--precision_mode_v2=origin",
+                                                                               "--allow_hf32=false"]
+
+
+def test_plumbing_310p_fp32_skip_names_both_atc_modes(monkeypatch):
+    """Issue 25, 1: the 310P accepts --precision_mode_v2=origin (the ATC guide lists the inference series),
+    with fp32 convolutions on AI CPU kernels: the skip says so instead of claiming origin is refused."""
+    monkeypatch.setenv(atc_tool.CHIP_ENV, "310P3")
+    why = BACKENDS["ascend"].precision_problem("fp32")
+    assert "force_fp32" in why and "origin" in why and "AI CPU" in why
+    assert atc_tool.fp32_flags("310P3") == ["--precision_mode=force_fp32"]
+
+
+@pytest.mark.parametrize("chip", ["310", "310P3", "Ascend310P3", "910B3", "910_9391"])
+def test_plumbing_one_fp32_rule_for_every_ascend_backend(chip, monkeypatch):
+    """Issue 25, 2: ascend and torch-aie refuse fp32 on the same chips, with the same reason."""
+    monkeypatch.setenv(atc_tool.CHIP_ENV, chip)
+    got = {name: BACKENDS[name].precision_problem("fp32") for name in ("ascend", "torch-aie")}
+    refused = not atc_tool.computes_fp32(chip)
+    assert all(bool(v) == refused for v in got.values()), got
+    if refused:
+        assert got["ascend"].removeprefix("ascend") == got["torch-aie"].removeprefix("torch-aie")
+    assert all(BACKENDS[n].precision_problem("fp16") is None for n in got)
+
+
+def test_plumbing_atc_output_with_the_host_tag_is_accepted(tmp_path, fake_atc, monkeypatch, ais):
+    """Issue 25, 3: GE writes <stem>_<os>_<cpu>.om for an OM carrying its .so binaries (model_helper.cc)."""
+    monkeypatch.setenv("FAKE_ATC_OM", "{stem}_linux_x86_64.om")
+    spec, out = _convert(tmp_path)
+    assert (out / "model_linux_x86_64.om").is_file() and not (out / "model.om").exists()
+    assert asc.ais_path_problem(out / "model_linux_x86_64.om") is None  # written go-w like model.om
+    session = BACKENDS["ascend"].load(out, _source(spec, None), "fp16")
+    assert session.info.details["om"] == str(out / "model_linux_x86_64.om")
+
+
+@pytest.mark.parametrize("written, named", [("", "none"), ("other.om", "other.om")])
+def test_plumbing_atc_without_its_om_names_what_it_wrote(tmp_path, fake_atc, monkeypatch, written, named):
+    monkeypatch.setenv("FAKE_ATC_OM", written)
+    with pytest.raises(atc_tool.AtcError, match=rf"no model\.om or model_<os>_<cpu>\.om written .*{named}"):
+        _convert(tmp_path)
+
+
+A3_ROWS = ["| 0       910_9391          | OK            | 95.3         42                0    / 0       |",
+           "| 0     Ascend910_9392      | OK            | 178.7       37                0    / 0       |"]
+
+
+@pytest.mark.parametrize("row, chip", zip(A3_ROWS, ["910_9391", "910_9392"]))
+def test_plumbing_npu_smi_names_atlas_a3_chips(row, chip, tmp_path, monkeypatch, fake_atc):
+    """Issue 25, 4: both forms of an A3 row (bare and Ascend-prefixed) give the soc_version ATC takes."""
+    table = "\n".join(row if "310P3" in ln else ln for ln in NPU_SMI.splitlines())
+    assert atc_tool.parse_npu_smi(table) == chip
+    monkeypatch.delenv(atc_tool.CHIP_ENV)
+    smi = tmp_path / "bin" / "npu-smi"
+    smi.write_text(f"#!{sys.executable}\nprint({table!r})\n")
+    smi.chmod(smi.stat().st_mode | stat.S_IEXEC)
+    atc_tool._smi_chip.cache_clear()
+    try:
+        assert BACKENDS["ascend"].device() == f"Ascend{chip}"
+        args = _atc_command(_spec("input", (3, 256, 192)), "m.onnx", "o", (1, 3, 256, 192), chip, "fp32")
+        assert args[-1] == f"--soc_version=Ascend{chip}" and "--precision_mode_v2=origin" in args
+    finally:
+        atc_tool._smi_chip.cache_clear()
+
+
+def test_plumbing_ais_stand_in_path_rules_are_its_own(ais, tmp_path, monkeypatch):
+    """Issue 25, 7: the stand-in refuses by ais_bench's rules even where the adapter would let a path through,
+    and adapter and stand-in agree on every rule."""
+    good = _om(tmp_path, "good.om")
+    link = tmp_path / "link.om"
+    link.symlink_to(good)
+    odd = tmp_path / "my models"
+    odd.mkdir()
+    loose = _om(tmp_path, "loose.om")
+    loose.chmod(0o660)
+    unreadable = _om(tmp_path, "unreadable.om")
+    unreadable.chmod(0o200)
+    deep = tmp_path.joinpath(*["d"] * 33)
+    deep.mkdir(parents=True)
+    cases = {"symlink": link, "character": _om(odd, "m.om"), "group-writable": loose, "33 levels": _om(deep, "m.om"),
+             "unreadable": unreadable}
+    for why, path in cases.items():
+        assert _ais_bench_refuses(path), why
+        assert asc.ais_path_problem(path), why
+    assert not _ais_bench_refuses(good) and asc.ais_path_problem(good) is None
+    monkeypatch.setattr(os, "geteuid", lambda: os.stat(good).st_uid + 1)  # another user's file, not our group
+    monkeypatch.setattr(os, "getgroups", lambda: [])
+    assert _ais_bench_refuses(good) and "owned" in asc.ais_path_problem(good)
+    monkeypatch.undo()
+    monkeypatch.setattr(asc, "ais_path_problem", lambda path: None)  # an adapter that checks nothing
+    with pytest.raises(RuntimeError, match="is illegal"):
+        FakeInferSession(0, str(link))
+
+
+def test_plumbing_later_ais_bench_times_are_start_end_pairs(ais, tmp_path):
+    """Issue 25, 7: the later aclruntime's exec_time_list holds (start, end) pairs; the session takes end - start."""
+    spec = MODELS["lightweight_openpose"]
+    session = asc.AisSession(spec, _om(tmp_path, "static.om"), "fp16", 0, _io(spec))
+    session.run({"data": np.zeros((1, 3, 368, 640), np.float32)})
+    raw = FakeInferSession.instances[0]._summary().exec_time_list
+    assert isinstance(raw[0], tuple) and raw[0][1] - raw[0][0] == 2.5
+    assert session.device_ms == [2.5]

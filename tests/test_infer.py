@@ -27,6 +27,8 @@ def test_infer(case, pipeline, run_context, needs, record, request):
                     f"--data-root a {spec.flow.dataset_kind} dataset with inputs")
     reference = needs(pipeline.reference_outputs, spec, profile, dataset, case.batch)
     session = needs(pipeline.session, spec, case.backend, case.precision, spec.engine_shape(profile, case.batch))
+    if session.info.precision_problem:  # known once built, e.g. an Ascend OM whose ATC log kept HF32 on
+        pytest.skip(f"{case.backend}-{case.precision} parity: {session.info.precision_problem}")
     batch = pipeline.parity_batch(spec, profile, dataset, case.batch)
     outputs = session.run({spec.input_name: batch.x})
     errors = {name: compare(outputs[name], reference[name], spec.tolerance(case.precision, name))

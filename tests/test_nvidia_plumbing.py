@@ -64,12 +64,23 @@ class FakeTrt:
                 return "In node 3 (Foo): UNSUPPORTED_NODE"
 
         class Profile:
+            """IOptimizationProfile. set_shape as its binding (NVIDIA/TensorRT python/src/infer/pyCore.cpp,
+            lambdas::opt_profile_set_shape): setDimensions for MIN, OPT, MAX in turn, a RuntimeError
+            "Shape provided for <sel> is inconsistent with other shapes." at the first that fails (a rank
+            unlike the others', or a dim below the selector before it), None otherwise."""
+
             def __init__(self):
                 self.shapes = {}
 
-            def set_shape(self, name, low, opt, high):  # returns None; a bad range makes the profile invalid
+            def set_shape(self, name, low, opt, high):
                 log["profiles"].append((name, tuple(low), tuple(opt), tuple(high)))
-                self.shapes[name] = [list(low), list(opt), list(high)]
+                given = []
+                for selector, dims in (("min", low), ("opt", opt), ("max", high)):
+                    before = given[-1] if given else None
+                    if before is not None and (len(dims) != len(before) or any(d < b for d, b in zip(dims, before))):
+                        raise RuntimeError(f"Shape provided for {selector} is inconsistent with other shapes.")
+                    given.append(list(dims))
+                self.shapes[name] = given
 
             def __bool__(self):
                 return bool(self.shapes) and all(
@@ -215,9 +226,22 @@ def test_plumbing_trt_build_failures_say_why(tmp_path):
         build_engine(FakeTrt(fp16=False), _onnx(tmp_path), tmp_path / "e", "data", "fp16", shapes)
     with pytest.raises(EngineBuildError, match="built no engine"):
         build_engine(FakeTrt(builds=False), _onnx(tmp_path), tmp_path / "e", "data", "fp32", shapes)
-    with pytest.raises(EngineBuildError, match="refused the profile"):  # min > max: an invalid profile
-        build_engine(FakeTrt(), _onnx(tmp_path), tmp_path / "e", "data", "fp32",
-                     ((8, 3, 8, 8), (4, 3, 8, 8), (1, 3, 8, 8)))
+    assert not (tmp_path / "e").exists()
+
+
+@pytest.mark.parametrize("shapes, selector", [
+    (((8, 3, 8, 8), (4, 3, 8, 8), (16, 3, 8, 8)), "opt"),  # opt below min
+    (((1, 3, 8, 8), (4, 3, 8, 8), (2, 3, 8, 8)), "max"),  # max below opt
+    (((1, 3, 8, 8), (4, 3, 8), (8, 3, 8, 8)), "opt"),  # another rank
+])
+def test_plumbing_trt_profile_set_shape_raises_and_becomes_an_engine_build_error(tmp_path, shapes, selector):
+    """Issue 25, 6: set_shape raises RuntimeError (it never returns False); the error names shape and profile."""
+    low, opt, high = shapes
+    with pytest.raises(RuntimeError, match=f"Shape provided for {selector} is inconsistent"):
+        FakeTrt().Builder(None).create_optimization_profile().set_shape("data", low, opt, high)
+    with pytest.raises(EngineBuildError, match=rf"refused the profile data min \(.*\) opt \(.*\) max .*"
+                                               rf"Shape provided for {selector} is inconsistent"):
+        build_engine(FakeTrt(), _onnx(tmp_path), tmp_path / "e", "data", "fp32", shapes)
     assert not (tmp_path / "e").exists()
 
 
@@ -339,6 +363,57 @@ def test_plumbing_ort_gpu_session_refuses_the_silent_cpu_fallback(tmp_path, monk
         with pytest.raises(RuntimeError, match=r"started \['CPUExecutionProvider'\], not CUDAExecutionProvider: "
                                                r".*CUDAExecutionProvider.*not in available provider"):
             backend.open(_onnx(tmp_path), spec, "fp32", EngineIO.of(spec))
+
+
+@pytest.fixture
+def cuda_looks_available(monkeypatch):
+    monkeypatch.setattr(onnxruntime, "get_available_providers",
+                        lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(nvidia, "cuda_device", lambda: ("Tesla T4", ""))
+    monkeypatch.setattr("posegate.backends.onnxruntime_gpu_backend.cuda_device", lambda: ("Tesla T4", ""))
+    return dataclasses.replace(MODELS["lightweight_openpose"], input_name="data", output_names=("out",))
+
+
+def test_plumbing_ort_provider_that_raises_is_an_error_with_its_reason(tmp_path, monkeypatch, cuda_looks_available):
+    """Issue 25, 5: a provider failing while the session is created makes this onnxruntime (its own
+    InferenceSession.__init__, run for real) print "EP Error ..." to stdout and retry on the CPU; the
+    adapter must fail with that reason and never run on the fallback."""
+    real = onnxruntime.InferenceSession._create_inference_session
+    tried = []
+
+    def create(self, providers, provider_options, disabled_optimizers=None):
+        names = [p[0] if isinstance(p, tuple) else p for p in providers or []]
+        tried.append(names)
+        if "CUDAExecutionProvider" in names:  # what a broken CUDA install raises from initialize_session
+            raise RuntimeError("CUDA failure 35: CUDA driver version is insufficient for CUDA runtime version")
+        return real(self, providers, provider_options, disabled_optimizers)
+
+    monkeypatch.setattr(onnxruntime.InferenceSession, "_create_inference_session", create)
+    spec = cuda_looks_available
+    with pytest.raises(RuntimeError, match=r"could not start CUDAExecutionProvider: .*CUDA driver version is "
+                                           r"insufficient"):
+        BACKENDS["onnxruntime-cuda"].open(_onnx(tmp_path), spec, "fp32", EngineIO.of(spec))
+    assert tried == [["CUDAExecutionProvider", "CPUExecutionProvider"]]  # no second, CPU-only session
+
+
+def test_plumbing_ort_fallback_printed_to_stdout_is_the_reason(tmp_path, monkeypatch, cuda_looks_available):
+    """Issue 25, 5/7: an onnxruntime that falls back anyway prints why to stdout only; the error carries it."""
+
+    class FellBack:
+        def __init__(self, spec, path, precision, io, providers, provider_options, **kw):
+            print("*************** EP Error ***************")
+            print(f"EP Error CUDA failure 100: no CUDA-capable device is detected when using {providers}")
+            print("Falling back to ['CPUExecutionProvider'] and retrying.")
+            self.info = types.SimpleNamespace(details={"providers": ["CPUExecutionProvider"]})
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(gpu, "OrtGpuSession", FellBack)
+    spec = cuda_looks_available
+    with pytest.raises(RuntimeError, match=r"started \['CPUExecutionProvider'\], not CUDAExecutionProvider: "
+                                           r".*no CUDA-capable device is detected.*Falling back"):
+        BACKENDS["onnxruntime-cuda"].open(_onnx(tmp_path), spec, "fp32", EngineIO.of(spec))
 
 
 @pytest.mark.parametrize("name", ["tensorrt", "onnxruntime-cuda", "onnxruntime-trt"])

@@ -127,15 +127,18 @@ def _source(tmp_path, shape):
     return ModelSource(_Spec, lambda: None, lambda opset: None, lambda s: ts if tuple(s) == tuple(shape) else None)
 
 
-@pytest.mark.parametrize("precision,policy", [("fp16", "PrecisionPolicy.FP16"), ("fp32", "PrecisionPolicy.FP32")])
-def test_plumbing_torch_aie_compiles_the_trace_for_its_static_shape(tmp_path, aie, precision, policy):
+@pytest.mark.parametrize("precision,policy,chip", [("fp16", "PrecisionPolicy.FP16", "310P3"),
+                                                   ("fp32", "PrecisionPolicy.FP32", "910B3")])
+def test_plumbing_torch_aie_compiles_the_trace_for_its_static_shape(tmp_path, aie, precision, policy, chip,
+                                                                    monkeypatch):
+    monkeypatch.setenv(atc_tool.CHIP_ENV, chip)  # fp32: an Atlas A2 chip; the 310P has no fp32 (next test)
     backend = BACKENDS["torch-aie"]
-    assert backend.unavailable_reason() is None
+    assert backend.unavailable_reason() is None and backend.precision_problem(precision) is None
     out = tmp_path / "artifact"
     out.mkdir()
     backend.convert(_source(tmp_path, (2, 3, 8, 8)), out, precision, (2, 3, 8, 8))
     assert aie.calls["compile"] == [{"shape": (2, 3, 8, 8), "dtype": torch.float, "policy": policy,
-                                     "soc": "Ascend310P3", "level": 0}]
+                                     "soc": f"Ascend{chip}", "level": 0}]
     assert (out / aie_backend.COMPILED).is_file() and aie.npu.devices == ["npu:3"]
 
 
@@ -164,13 +167,17 @@ def test_plumbing_torch_aie_skips_name_what_is_missing(monkeypatch, aie):
     assert backend.unavailable_reason().startswith("torch_aie is not importable")
 
 
-def test_plumbing_torch_aie_static_shapes_only_and_310_has_no_fp32(monkeypatch, aie):
+def test_plumbing_torch_aie_static_shapes_only_and_310_310p_have_no_fp32(monkeypatch, aie):
     backend = BACKENDS["torch-aie"]
     spec = types.SimpleNamespace(name="tiny")
     assert "static shape" in backend.shape_problem(spec, InputProfile("368xW", (3, 368, None), "x", (1,)))
     assert backend.shape_problem(spec, InputProfile("368x640", (3, 368, 640), "x", (1,))) is None
     monkeypatch.setenv(atc_tool.CHIP_ENV, "310")
     assert backend.precision_problem("fp32") and backend.precision_problem("fp16") is None
+    # issue 25, 2: PrecisionPolicy.FP32 on the 310P meets the same cube units as ATC's fp32
+    monkeypatch.setenv(atc_tool.CHIP_ENV, "310P3")
+    assert "not fp32 on its cube units" in backend.precision_problem("fp32")
+    assert backend.precision_problem("fp16") is None
     monkeypatch.setenv(aie_backend.DEVICE_ENV, "first")
     with pytest.raises(ValueError, match=aie_backend.DEVICE_ENV):
         aie_backend.device_id()

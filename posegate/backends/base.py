@@ -69,6 +69,9 @@ class SessionInfo:
     precision: str
     execution: str = ""  # what the engine really computes in, e.g. "f32", "bf16"
     details: dict = field(default_factory=dict)
+    # why outputs cannot be judged at ``precision`` though the engine runs, known only once it was built
+    # (ATC's log did not show HF32 turned off): parity skips with it, as precision_problem skips earlier
+    precision_problem: str | None = None
 
 
 class Session(ABC):

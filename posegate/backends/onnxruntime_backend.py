@@ -13,11 +13,13 @@ def dims_of(shape) -> list:
 
 class OrtSession(Session):
     def __init__(self, spec, path, precision, io=None, providers=("CPUExecutionProvider",), provider_options=None,
-                 backend="onnxruntime", execution="f32", log_severity=3):
+                 backend="onnxruntime", execution="f32", log_severity=3, fallback=True):
         import onnxruntime as ort  # noqa: PLC0415 (optional engine, lazy)
         opts = ort.SessionOptions()
         opts.log_severity_level = log_severity  # 2 (warnings) where a provider's failure must be read
         kwargs = {"provider_options": provider_options} if provider_options else {}
+        if not fallback:  # InferenceSession's own kwarg: no silent retry on the CPU (see onnxruntime_gpu_backend)
+            kwargs["enable_fallback"] = 0
         self.sess = ort.InferenceSession(str(path), opts, providers=list(providers), **kwargs)
         super().__init__(spec, SessionInfo(backend, precision, execution,
                                            {"providers": self.sess.get_providers()}), io)

@@ -2,6 +2,15 @@
 
 ONNX Runtime falls back to the CPU when a provider cannot start, with the reason only in its log; a
 session that did not get the provider it asked for is an error carrying that reason, not a slow pass.
+Two paths lose it (onnxruntime/python/onnxruntime_inference_collection.py, read in the 1.32.0 wheel; the
+1.31.1 wheel the requirements pin was not available here to read):
+- a provider not in get_available_providers(): check_and_normalize_provider_args warns ("Specified provider
+  ... is not in available provider names") and starts without it;
+- a provider that raises while the session is created: InferenceSession.__init__ print()s "EP Error ...
+  when using [...]" / "Falling back to [...] and retrying." to stdout and retries on its fallback list.
+  Its ``enable_fallback`` keyword (read as int(kwargs.get("enable_fallback", 1)) == 1) turns that retry
+  off, so the GPU sessions pass enable_fallback=0 and fail with the provider's own exception; stdout is
+  captured too, for an onnxruntime that would fall back anyway.
 
 Inputs and outputs go through IOBinding on the device, so the timed call (run_with_iobinding, which
 synchronises the provider's stream) excludes the host<->device copies.
@@ -17,6 +26,7 @@ Provider options follow ONNX Runtime's CUDA and TensorRT execution provider docu
 from __future__ import annotations
 
 import contextlib
+import io as io_module
 import logging
 import os
 import shutil
@@ -129,21 +139,35 @@ class OrtGpuBackend(Backend):
         return [(self.provider, self.options(spec, precision, engine_cache)), ("CPUExecutionProvider", {})]
 
     def _session(self, spec, path, precision, io=None, engine_cache=None):
-        with warnings.catch_warnings(record=True) as caught, captured_stderr() as err:
+        out = io_module.StringIO()
+        with warnings.catch_warnings(record=True) as caught, captured_stderr() as err, \
+                contextlib.redirect_stdout(out):
             warnings.simplefilter("always")
             chain = self.provider_chain(spec, precision, engine_cache)
-            session = OrtGpuSession(spec, path, precision, io, providers=[n for n, _ in chain],
-                                    provider_options=[o for _, o in chain], backend=self.name,
-                                    execution=self.execution(precision), log_severity=2)
+            try:
+                session = OrtGpuSession(spec, path, precision, io, providers=[n for n, _ in chain],
+                                        provider_options=[o for _, o in chain], backend=self.name,
+                                        execution=self.execution(precision), log_severity=2, fallback=False)
+            except Exception as e:  # noqa: BLE001 - onnxruntime's Fail/EPFail are not RuntimeErrors; all carry why
+                failure = e
+            else:
+                failure = None
+
+        def said():
+            lines = [str(w.message) for w in caught] + out.getvalue().splitlines() + err["text"].splitlines()
+            return "; ".join(ln.strip() for ln in lines if ln.strip() and not set(ln.strip()) <= set("*"))
+        if failure is not None:
+            reason = "; ".join(r for r in (f"{type(failure).__name__}: {failure}", said()) if r)
+            log.warning("%s: onnxruntime could not start %s: %s", self.name, self.provider, reason)
+            raise RuntimeError(f"{self.name}: onnxruntime could not start {self.provider}: {reason}") from None
         got = session.info.details["providers"]
         if not got or got[0] != self.provider:
             session.close()
-            said = [str(w.message) for w in caught] + [ln for ln in err["text"].splitlines() if ln.strip()]
-            reason = "; ".join(said) or "ONNX Runtime logged no reason"
+            reason = said() or "ONNX Runtime logged no reason"
             log.warning("%s: onnxruntime fell back to %s: %s", self.name, got, reason)
             raise RuntimeError(f"{self.name}: onnxruntime started {got}, not {self.provider}: {reason}")
-        if err["text"].strip():  # e.g. nodes the provider left to the CPU: kept, not hidden
-            log.info("%s: onnxruntime said while starting: %s", self.name, err["text"].strip())
+        if err["text"].strip() or out.getvalue().strip():  # e.g. nodes the provider left to the CPU: kept
+            log.info("%s: onnxruntime said while starting: %s", self.name, said())
         return session
 
     def load(self, artifact_dir, source, precision):

@@ -5,6 +5,9 @@ Written against TensorRT 10's Python API (tensorrt.IBuilderConfig, IOptimization
 IExecutionContext: docs.nvidia.com/deeplearning/tensorrt/latest/_static/python-api). Every call that
 reports failure by its return value (set_input_shape, set_tensor_address, execute_async_v3,
 add_optimization_profile, build_serialized_network) is checked: TensorRT does not raise there.
+IOptimizationProfile.set_shape is the exception: its binding (NVIDIA/TensorRT python/src/infer/pyCore.cpp,
+lambdas::opt_profile_set_shape) raises RuntimeError "Shape provided for min|opt|max is inconsistent with
+other shapes." where setDimensions fails, and returns nothing otherwise.
 
 Timing: the input is uploaded and bound before the timer, the outputs downloaded after it; CUDA events
 around execute_async_v3 give the device compute time.
@@ -52,7 +55,12 @@ def build_engine(trt, onnx_path: Path, engine_path: Path, input_name: str, preci
         raise EngineBuildError(f"no TensorRT build for precision {precision!r} (fp32, fp16)")
     low, opt, high = shapes
     profile = builder.create_optimization_profile()
-    if profile.set_shape(input_name, low, opt, high) is False or not profile:
+    try:
+        profile.set_shape(input_name, low, opt, high)
+    except RuntimeError as e:
+        raise EngineBuildError(f"{onnx_path}: TensorRT refused the profile {input_name} min {low} opt {opt} "
+                               f"max {high}: {e}") from None
+    if not profile:
         raise EngineBuildError(f"{onnx_path}: TensorRT refused the profile {input_name} {low}..{opt}..{high}")
     if config.add_optimization_profile(profile) < 0:
         raise EngineBuildError(f"{onnx_path}: TensorRT refused the optimisation profile {low}..{high}")

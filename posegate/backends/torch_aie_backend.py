@@ -20,7 +20,7 @@ from importlib import metadata
 import torch
 
 from posegate.backends.ascend_backend import DEVICE_ENV
-from posegate.backends.atc import chip_name
+from posegate.backends.atc import chip_name, fp32_problem
 from posegate.backends.base import Backend, Session, SessionInfo
 
 COMPILED = "model.ts"
@@ -93,10 +93,10 @@ class TorchAieBackend(Backend):
         return None if chip else why
 
     def precision_problem(self, precision):
-        chip, _ = chip_name()
-        if precision == "fp32" and chip == "310":
-            return "the Ascend310's cube unit computes fp16 (or int8) only; FP32 policy needs a 310P or later"
-        return None
+        # PrecisionPolicy.FP32 "forces internal dtypes to float32" (MindIE-Torch enum docs,
+        # hiascend.com mindie/100 mindietorch mindie_torch0121); on the 310/310P that meets the same cube
+        # units as ATC's fp32, so the same rule decides (posegate.backends.atc.fp32_problem)
+        return fp32_problem(chip_name()[0], self.name) if precision == "fp32" else None
 
     def version(self):
         found = [f"{n} {v}" for n in ("torch_aie", "torch_npu") if (v := _dist_version(n))]
