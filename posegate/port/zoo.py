@@ -1,0 +1,144 @@
+"""Port-like files written from the suite's own pipeline, faithful or with one stage broken one known way.
+
+The files are laid out as the model's PortLayout says and the seed's tools write them: the inputs folder
+and side file of the preprocess script, an ais_bench timestamped output folder with ``sumary.json`` (or the
+older tool's ``dumpOutput_device0`` with 1-based names), and a COCO results file. The tests audit them:
+every broken port must fail at its stage with its KIND, the faithful one pass.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from posegate.port.options import PortFiles
+
+RUN = "2026_12_01-10_00_00"  # an ais_bench run folder name (%Y_%m_%d-%H_%M_%S)
+BROKEN = {
+    "inputs": ("channel-order", "normalisation", "interpolation", "padding", "scale", "layout", "dtype", "other"),
+    "outputs": ("output-order", "wrong-output", "dtype", "precision", "other", "index-base"),
+    "results": ("interpolation", "padding", "keypoint-offset", "keypoint-scale", "keypoint-order",
+                "missing-persons", "score", "image-id", "other"),
+}
+FLIP_PAIRS = [(1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16)]
+
+
+def _variant(variants, kind):
+    return next(v for v in variants if v.kind == kind)
+
+
+def _break_input(kind, x, raw, layout, profile, rng):
+    if kind == "channel-order":
+        return x[::-1]
+    if kind == "normalisation":
+        return x * 2  # (img - 128) / 128 instead of / 256
+    if kind == "layout":
+        return np.ascontiguousarray(x.transpose(1, 2, 0)).reshape(x.shape)
+    if kind == "other":
+        return x + rng.normal(0, 0.05, x.shape).astype(np.float32)
+    if kind in ("interpolation", "padding", "scale"):
+        return np.asarray(_variant(layout.input_variants, kind).make(raw, profile), np.float32)
+    return x
+
+
+def _break_outputs(kind, outs, all_outs, rng):
+    if kind == "wrong-output":
+        # an earlier stage's maps of the same shape where the port writes the last ones
+        return {n: next(all_outs[o] for o in all_outs if o != n and all_outs[o].shape == v.shape) for n, v in
+                outs.items()}
+    if kind == "precision":
+        out = {}
+        for n, v in outs.items():
+            v = v.copy()
+            flat = v.reshape(-1)
+            spots = rng.choice(flat.size, max(1, flat.size // 200), replace=False)
+            flat[spots] += 0.3 * float(np.abs(v).max() or 1.0)
+            out[n] = v
+        return out
+    if kind == "other":
+        return {n: rng.normal(0, float(np.abs(v).max() or 1.0), v.shape).astype(np.float32) for n, v in outs.items()}
+    return outs
+
+
+def _break_results(kind, people, maps, record, sample, layout, rng):
+    if kind in ("interpolation", "padding"):
+        return _variant(layout.result_variants, kind).make(maps, record, sample)
+    out = []
+    for p in people:
+        kp = np.asarray(p["keypoints"], float).reshape(17, 3)
+        found = kp[:, 2] > 0
+        score = p["score"]
+        if kind == "keypoint-offset":
+            kp[found, :2] -= 0.5  # upstream's +0.5 px to the pixel centre left out
+        elif kind == "keypoint-scale":
+            kp[found, :2] *= 1.25
+        elif kind == "keypoint-order":
+            for a, b in FLIP_PAIRS:
+                kp[[a, b]] = kp[[b, a]]
+        elif kind == "score":
+            score = score / max(1, int(found.sum()))
+        elif kind == "other":
+            kp[found, :2] += rng.normal(0, 3, (int(found.sum()), 2))
+        out.append({**p, "keypoints": kp.ravel().tolist(), "score": float(score)})
+    if kind == "missing-persons" and out:
+        out.remove(min(out, key=lambda p: p["score"]))
+    return out
+
+
+def _fp16(outs):
+    # a device computing in fp16 hands back fp16-rounded values (written as float32, as seed 000's inference.py)
+    return {n: v.astype(np.float16).astype(np.float32) for n, v in outs.items()}
+
+
+def write_port(root: Path, spec, dataset, samples, session, broken: tuple[str, str] | None = None,
+               trained_like: bool = False, seed: int = 0) -> PortFiles:
+    """Write one port's files under ``root``; ``broken`` = (stage, KIND) breaks that stage that way;
+    ``trained_like`` writes the layout's trained-like maps as device outputs (people to decode without
+    trained weights) instead of the torch network's. Returns the --port files of it."""
+    layout, flow = spec.port, spec.flow
+    profile = spec.profile(layout.profile)
+    stage, kind = broken or (None, None)
+    rng = np.random.default_rng(seed)
+    prep, side_path, results_path = root / "prep", root / layout.side.name, root / "results.json"
+    base = 1 if (stage, kind) == ("outputs", "index-base") else 0
+    out_dir = root / "result" / ("dumpOutput_device0" if base else RUN)
+    prep.mkdir(parents=True)
+    out_dir.mkdir(parents=True)
+    results, lines, ids = [], [], []
+    for sample in samples:
+        raw = flow.load(dataset, sample)
+        x, records = flow.preprocess([raw], profile)
+        x, record, stem = x[0], records[0], layout.stem(dataset, sample)
+        team_x = _break_input(kind, x, raw, layout, profile, rng) if stage == "inputs" else x
+        team_x.astype(np.float16 if (stage, kind) == ("inputs", "dtype") else np.float32).tofile(
+            prep / (stem + layout.input_suffix))
+        lines.append(layout.side.line(stem, record))
+        if trained_like:
+            every = layout.trained_like(dataset, sample, record)
+        else:
+            every = session.run({spec.input_name: np.ascontiguousarray(team_x, np.float32)[None]})
+        outs = {d.output: every[d.output] for d in layout.outputs}
+        if layout.seed_precision == "fp16":
+            outs = _fp16(outs)
+        written = _break_outputs(kind, outs, every, rng) if stage == "outputs" else outs
+        order = list(layout.outputs)[::-1] if (stage, kind) == ("outputs", "output-order") else list(layout.outputs)
+        for k, d in enumerate(order):
+            dtype = np.float16 if (stage, kind) == ("outputs", "dtype") else np.float32
+            written[d.output].astype(dtype).tofile(out_dir / layout.output_name(stem, k, base))
+        people = flow.decode(outs, [record], [sample])
+        if stage == "results":
+            people = _break_results(kind, people, outs, record, sample, layout, rng)
+        results.append(people)
+        ids.append(sample)
+    if (stage, kind) == ("results", "image-id"):
+        # keyed by file order, one off: each image's people under the next image's id
+        results = [[{**p, "image_id": int(ids[(i + 1) % len(ids)])} for p in people]
+                   for i, people in enumerate(results)]
+    side_path.write_text("\n".join(lines) + "\n")
+    results_path.write_text(json.dumps([p for people in results for p in people]))
+    if not base:
+        (out_dir / "sumary.json").write_text(json.dumps({"NPU_compute_time": {"mean": 1.0}}))
+    precision = layout.seed_precision if layout.seed_precision in spec.precisions else "fp32"
+    return PortFiles(spec.name, {"inputs": prep, "info": side_path, "outputs": out_dir.parent,
+                                 "results": results_path}, precision)
