@@ -10,6 +10,8 @@ from pathlib import Path
 
 from posegate.datasets.coco import DatasetError
 from posegate.datasets.discovery import discover
+from posegate.port.options import PortOptionError
+from posegate.port.options import parse as parse_ports
 from posegate.training.checkpoints import MOBILENET_FILE
 from posegate.weights import file_digest
 
@@ -85,6 +87,14 @@ def check_artifacts(context, specs) -> None:
         if not path.exists():
             raise InputError(f"--artifact {model}:{backend}={path}: no such file")
     context.artifacts(specs)
+
+
+def check_ports(values, specs) -> dict:
+    """--port values: model -> PortFiles, each path checked (InputError naming the value otherwise)."""
+    try:
+        return parse_ports(values, {s.name: s for s in specs})
+    except PortOptionError as e:
+        raise InputError(str(e)) from None
 
 
 def check_reference_dir(path: Path | None, given: bool) -> None:

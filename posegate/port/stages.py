@@ -394,3 +394,21 @@ class Audit:
             report.details["explained"] = e.label
         report.tolerance = None
         return report
+
+
+def audit_dataset(context, spec, files):
+    """The dataset a port's files were made from: of the run's datasets with inputs, the one whose samples
+    name the most of the team's input (or output) files; the parity dataset when none names any."""
+    kind = spec.flow.dataset_kind
+    folder = files.get("inputs")
+    names = {p.stem for p in folder.iterdir()} if folder is not None else set()
+    best, hits = None, 0
+    for name in list(context.datasets.get(kind, {})):
+        dataset = context.dataset(kind, name)
+        if not dataset.has_inputs:
+            continue
+        profile = spec.profile(spec.port.profile)
+        n = sum(spec.port.stem(dataset, s) in names for s in spec.flow.samples(dataset, profile, context.options))
+        if n > hits:
+            best, hits = dataset, n
+    return best or context.parity_dataset(kind)

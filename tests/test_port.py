@@ -1,0 +1,106 @@
+"""The audit of a team's own port (--port=MODEL:KIND=PATH): its inputs, device outputs and results, stage by
+stage, and what each stage costs in the task metric. Selected by ``-m port``, and by any ``--port``."""
+from __future__ import annotations
+
+import pytest
+
+from fixtures.options import ports
+from models import MODELS
+from posegate.backends import REFERENCE
+from posegate.case import Case
+from posegate.port.cost import stage_costs
+from posegate.port.stages import Audit, StageReport, audit_dataset
+
+STAGE = "accuracy"  # runs after the accuracy tests, whose reference predictions it reuses
+pytestmark = pytest.mark.port
+AUDITS = pytest.StashKey[dict]()
+ROW_STAGE = {"inputs": "preprocess", "outputs": "infer", "results": "postprocess", "accuracy": "accuracy"}
+
+
+def _cases(stage: str):
+    # collection cannot see --port here; every model with a port layout gets its cases, and a model given no
+    # files skips saying which option to pass
+    out = []
+    for spec in MODELS.values():
+        if spec.port is None:
+            continue
+        case = Case(spec.name, f"port-{stage}", spec.port.seed_precision if stage == "outputs" else "fp32", 1,
+                    spec.port.profile)
+        out.append(pytest.param(case, id=f"{spec.name}-{spec.port.profile}"))
+    return out
+
+
+def _audit(request, case, kinds):
+    files = ports(request.config).get(case.model)
+    given = [k for k in kinds if files is not None and files.get(k) is not None]
+    if not given:
+        pytest.skip(f"no port files for {case.model}: pass --port={case.model}:{kinds[0]}=PATH")
+    audits = request.config.stash.setdefault(AUDITS, {})
+    if case.model not in audits:
+        pipeline, ctx = request.getfixturevalue("pipeline"), request.getfixturevalue("run_context")
+        spec = case.spec
+        dataset = audit_dataset(ctx, spec, files)
+        samples = pipeline.samples(spec, spec.profile(spec.port.profile), dataset)
+        audits[case.model] = Audit(spec, dataset, samples, files, pipeline.session(spec, REFERENCE, "fp32"))
+    return audits[case.model]
+
+
+def _judge(audit, report, record):
+    trap = audit.spec.port.traps.get(report.kind)
+    record(**report.as_result(trap), dataset=audit.dataset.name, dataset_id=audit.dataset.identity)
+    assert report.ok, report.message(trap)
+
+
+def _stage(name):
+    def mark(fn):
+        fn.stage = ROW_STAGE[name]
+        return fn
+    return mark
+
+
+@_stage("inputs")
+@pytest.mark.parametrize("port_case", _cases("inputs"))
+def test_port_inputs(port_case, request, record):
+    """The team's preprocessed files against the reference preprocessing of the same samples."""
+    audit = _audit(request, port_case, ("inputs",))
+    _judge(audit, audit.inputs(), record)
+
+
+@_stage("outputs")
+@pytest.mark.parametrize("port_case", _cases("outputs"))
+def test_port_outputs(port_case, request, record):
+    """The device's files against the torch reference run on the team's own inputs, at its precision."""
+    audit = _audit(request, port_case, ("outputs",))
+    _judge(audit, audit.outputs(), record)
+
+
+@_stage("results")
+@pytest.mark.parametrize("port_case", _cases("results"))
+def test_port_results(port_case, request, record):
+    """The team's results against the reference decoder on the team's own device outputs, person by person."""
+    audit = _audit(request, port_case, ("results",))
+    _judge(audit, audit.results(), record)
+
+
+@_stage("accuracy")
+@pytest.mark.parametrize("port_case", _cases("accuracy"))
+def test_port_accuracy(port_case, request, record, pipeline):
+    """The team's metric beside the reference pipeline's, and what each stage of the port costs."""
+    audit = _audit(request, port_case, ("results", "outputs", "inputs"))
+    spec = audit.spec
+    reference = pipeline.predictions(spec, REFERENCE, "fp32", audit.profile, audit.dataset)
+    team = None
+    if audit.files.get("results") is not None:
+        report = StageReport("results")
+        by_image = audit.team_results(report)
+        assert not report.problems, report.message()
+        team = [r for people in by_image.values() for r in people]
+    costs = stage_costs(audit, reference, team)
+    tol = spec.metric_parity[audit.files.precision]
+    measured = costs.links[-1][1]
+    change = abs(measured - costs.reference)
+    record(metric=f"port |{costs.metric}-{costs.metric}_ref|", value=change, threshold=tol, direction="max",
+           margin=tol - change, reference=costs.reference, measured=measured, dataset=audit.dataset.name,
+           dataset_id=audit.dataset.identity, weights=pipeline.weights_identity(spec),
+           port={"stage": "accuracy", "summary": costs.text(), "links": costs.links})
+    assert change <= tol, f"port accuracy: {costs.text()}: {change:.4f} beyond {tol} ({audit.files.precision})"

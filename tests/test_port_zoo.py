@@ -1,0 +1,163 @@
+"""The port zoo: port-like files written from the suite's own pipeline (posegate.port.zoo), faithful and with
+each KIND broken one stage at a time, audited as a team's would be. Every broken port must fail at its stage
+with its KIND; the faithful one passes every stage with the reference's metric. Hostile files fail naming
+the file, never with a traceback. Synthetic data, two images, so it runs in the default selection."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models import MODELS
+from posegate.backends import REFERENCE
+from posegate.datasets.coco import CocoKeypointDataset
+from posegate.datasets.synthetic import generate
+from posegate.inputs import InputError, check_ports
+from posegate.port.cost import stage_costs
+from posegate.port.stages import Audit
+from posegate.port.zoo import BROKEN, write_port
+
+STAGE = "postprocess"
+pytestmark = pytest.mark.stage
+PORTED = [s.name for s in MODELS.values() if s.port is not None and s.name == "lightweight_openpose"]
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def zoo(tmp_path_factory, pipeline):
+    """(spec, dataset, samples, session, root) per model: a two-image synthetic set of its own."""
+    root = tmp_path_factory.mktemp("port-zoo")
+    dataset = CocoKeypointDataset(generate(root / "dataset", num_images=2))
+
+    def make(model):
+        spec = MODELS[model]
+        samples = pipeline.samples(spec, spec.profile(spec.port.profile), dataset)
+        return spec, dataset, samples, pipeline.session(spec, REFERENCE, "fp32"), root
+    return make
+
+
+def _port(zoo, model, name, broken=None, trained_like=True, samples=None):
+    spec, dataset, every, session, root = zoo(model)
+    samples = every if samples is None else samples
+    files = write_port(root / f"{model}-{name}", spec, dataset, samples, session, broken, trained_like=trained_like)
+    return Audit(spec, dataset, samples, files, session), files
+
+
+@pytest.mark.parametrize("model", PORTED)
+@pytest.mark.parametrize("kind", BROKEN["inputs"])
+def test_zoo_inputs_broken(zoo, model, kind):
+    audit, _ = _port(zoo, model, f"inputs-{kind}", ("inputs", kind))
+    report = audit.inputs()
+    assert not report.ok and report.kind == kind, report.message()
+    assert report.message().startswith(f"inputs differ: {kind}: 2 of 2 files differ")
+
+
+@pytest.mark.parametrize("model", PORTED)
+@pytest.mark.parametrize("kind", BROKEN["results"])
+def test_zoo_results_broken(zoo, model, kind):
+    audit, _ = _port(zoo, model, f"results-{kind}", ("results", kind))
+    report = audit.results()
+    assert not report.ok and report.kind == kind, report.message()
+    assert report.message().startswith(f"results differ: {kind}: ")
+
+
+@pytest.mark.parametrize("model", PORTED)
+@pytest.mark.parametrize("kind", BROKEN["outputs"])
+def test_zoo_outputs_broken(zoo, model, kind):
+    """One image: the torch reference runs on it (seeded weights: the outputs stage needs no trained ones)."""
+    spec, _, samples, _, _ = zoo(model)
+    audit, _ = _port(zoo, model, f"outputs-{kind}", ("outputs", kind), trained_like=False, samples=samples[:1])
+    report = audit.outputs()
+    want = "other" if kind == "index-base" else kind
+    assert not report.ok and report.kind == want, report.message()
+    if kind == "index-base":
+        assert "index-base mistake" in report.message()
+
+
+@pytest.mark.parametrize("model", PORTED)
+def test_zoo_faithful(zoo, model):
+    """Every stage passes and the team's metric is the reference pipeline's (the chain's costs are all 0)."""
+    spec, _, samples, _, _ = zoo(model)
+    audit, files = _port(zoo, model, "faithful", trained_like=False, samples=samples[:1])
+    for stage in ("inputs", "outputs", "results"):
+        report = getattr(audit, stage)()
+        assert report.ok and report.checked, report.message()
+    reference = audit.decoded["inputs"]
+    team = json.loads(files.get("results").read_text())
+    costs = stage_costs(audit, reference, team)
+    assert [c for _, _, c in costs.links] == [0.0, 0.0, 0.0] and costs.team == costs.reference, costs.text()
+
+
+@pytest.mark.parametrize("model", PORTED)
+def test_zoo_faithful_results_with_people(zoo, model):
+    """The same with maps a trained network would give, so the results stage compares real people."""
+    audit, files = _port(zoo, model, "faithful-people")
+    report = audit.results()
+    assert report.ok, report.message()
+    assert json.loads(files.get("results").read_text()), "the trained-like maps decode to no person"
+
+
+def _hostile_cases(files, stem):
+    prep, pad, results = files.get("inputs"), files.get("info"), files.get("results")
+    one = prep / f"{stem}.bin"
+    return {
+        "truncated": (lambda: one.write_bytes(one.read_bytes()[:1000]), "inputs", f"{stem}.bin: truncated"),
+        "no-shape": (lambda: one.write_bytes(one.read_bytes() + b"\0" * 12), "inputs", "fit no declared shape"),
+        "nan": (lambda: np.full(1 * 3 * 368 * 640, np.nan, np.float32).tofile(one), "inputs", f"{stem}.bin: "),
+        "missing": (lambda: one.unlink(), "inputs", "1 input files missing"),
+        "extra": (lambda: (prep / "000000999999.bin").write_bytes(one.read_bytes()), "inputs",
+                  "files for no"),
+        "side-file": (lambda: pad.write_text(pad.read_text().replace(f"{stem}.jpg ", f"{stem}.jpg 1", 1)),
+                      "inputs", "pad.txt: "),
+        "foreign-results": (lambda: results.write_text(json.dumps(
+            json.loads(results.read_text()) + [{"image_id": 999999, "category_id": 1, "keypoints": [0.0] * 51,
+                                                "score": 1.0}])), "results", "images not in"),
+    }
+
+
+@pytest.mark.parametrize("model", PORTED)
+@pytest.mark.parametrize("hostile", ["truncated", "no-shape", "nan", "missing", "extra", "side-file",
+                                  "foreign-results"])
+def test_zoo_hostile(zoo, model, hostile):
+    """A hostile file is a failure naming the file and what is wrong, never a traceback."""
+    spec, dataset, samples, _, _ = zoo(model)
+    audit, files = _port(zoo, model, f"hostile-{hostile}")
+    stem = spec.port.stem(dataset, samples[0])
+    spoil, stage, text = _hostile_cases(files, stem)[hostile]
+    spoil()
+    report = getattr(audit, stage)()
+    assert report.problems and text in report.message(), report.message()
+    assert report.message().startswith(f"{stage} unusable: ")
+
+
+REFUSED = [
+    ("lightweight_openpose:inputs", "expected MODEL:KIND=PATH"),
+    ("nosuchmodel:inputs=.", "no model 'nosuchmodel'"),
+    ("lightweight_openpose:weights=.", "unknown kind 'weights'"),
+    ("lightweight_openpose:inputs=/nonexistent/prep", "does not exist"),
+    ("lightweight_openpose:results=.", "results is a file"),
+    ("lightweight_openpose:outputs:int4=.", "a precision is given with outputs only"),
+]
+
+
+@pytest.mark.parametrize("value,text", REFUSED)
+def test_port_option_refused(value, text):
+    """Every malformed --port value or wrong path is an InputError naming the value."""
+    with pytest.raises(InputError, match="--port=") as e:
+        check_ports([value], MODELS.values())
+    assert text in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("value,text", [REFUSED[0], REFUSED[3]])
+def test_port_option_exit_4(value, text):
+    """... and stops the run before collection: one line, exit 4."""
+    run = subprocess.run([sys.executable, "-m", "pytest", f"--port={value}", "-p", "no:cacheprovider",
+                          "--collect-only", "-q", "tests/test_port.py"], cwd=REPO, capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 4, run.stdout + run.stderr
+    lines = [ln for ln in run.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and text in lines[0] and "Traceback" not in run.stderr, run.stderr
