@@ -179,3 +179,29 @@ def test_port_option_exit_4():
     assert run.returncode == 4, run.stdout + run.stderr
     lines = [ln for ln in run.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and text in lines[0] and "Traceback" not in run.stderr, run.stderr
+
+
+@pytest.mark.parametrize("model", [s.name for s in MODELS.values() if s.port is not None])
+def test_zoo_faithful_real(tmp_path, pipeline, run_context, model):
+    """On real data with trained weights (--data-root, --weights-dir): the faithful port passes every stage and
+    its AP is the reference pipeline's."""
+    spec = MODELS[model]
+    if pipeline.weights_info(spec).synthetic:
+        pytest.skip(f"needs trained weights: put {spec.checkpoint.filename} in --weights-dir")
+    sets = [run_context.dataset(spec.flow.dataset_kind, n) for n in run_context.datasets[spec.flow.dataset_kind]]
+    real = [d for d in sets if d.has_inputs and not d.identity.startswith("synthetic")]
+    if not real:
+        pytest.skip("needs a real COCO set with images: pass --data-root")
+    dataset = min(real, key=len)
+    profile = spec.profile(spec.port.profile)
+    samples = pipeline.samples(spec, profile, dataset)
+    session = _Remembered(pipeline.session(spec, REFERENCE, "fp32"))
+    files = write_port(tmp_path / "port", spec, dataset, samples, session)
+    audit = Audit(spec, dataset, samples, files, session)
+    for stage in ("inputs", "outputs", "results"):
+        report = getattr(audit, stage)()
+        assert report.ok and report.checked, report.message()
+    reference = pipeline.predictions(spec, REFERENCE, "fp32", profile, dataset)
+    costs = stage_costs(audit, reference, json.loads(files.get("results").read_text()))
+    print(f"{model} on {dataset.identity}: {costs.text()}")
+    assert costs.team == costs.reference, costs.text()
