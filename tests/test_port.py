@@ -2,6 +2,8 @@
 stage, and what each stage costs in the task metric. Selected by ``-m port``, and by any ``--port``."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from fixtures.options import ports
@@ -105,4 +107,31 @@ def test_port_accuracy(port_case, request, record, pipeline):
            margin=tol - change, reference=costs.reference, measured=measured, dataset=audit.dataset.name,
            dataset_id=audit.dataset.identity, weights=pipeline.weights_identity(spec),
            port={"stage": "accuracy", "summary": costs.text(), "links": costs.links})
-    assert change <= tol, f"port accuracy: {costs.text()}: {change:.4f} beyond {tol} ({audit.files.precision})"
+    failing = [f"{t.metric} {measured:.4f} vs {t.value} ({t.source})"
+               for t in _gates(spec, audit, pipeline) if not t.passes(measured)]
+    for t in _gates(spec, audit, pipeline):
+        record(metric=f"port {t.metric}", value=measured, threshold=t.value, direction=t.direction,
+               margin=t.margin(measured), source=t.source, dataset=audit.dataset.name,
+               dataset_id=audit.dataset.identity)
+    if failing:
+        pytest.fail(f"port accuracy: {costs.text()}: " + "; ".join(failing), pytrace=False)
+    if change > tol:
+        pytest.fail(f"port accuracy: {costs.text()}: {costs.metric} changes {change:.4f}, beyond {tol} "
+                    f"({audit.files.precision} metric parity)", pytrace=False)
+
+
+def _gates(spec, audit, pipeline):
+    """The spec's thresholds that apply, as in the accuracy stage: the official dataset (or the one a floor names)
+    with the weights the threshold names, at the port's profile."""
+    info = pipeline.weights_info(spec)
+    name = info.path and Path(info.path).name
+    for t in spec.thresholds:
+        if t.profiles and audit.profile.name not in t.profiles:
+            continue
+        if t.dataset == "official":
+            on_data = audit.dataset.is_official and spec.flow.official_problem(audit.dataset, pipeline.options) is None
+        else:
+            on_data = audit.dataset.name == t.dataset
+        wanted = spec.checkpoint.filename if t.weights == "official" else t.weights
+        if on_data and (t.weights == "any" or (info.kind == "official" and name == wanted)):
+            yield t
