@@ -45,9 +45,11 @@ def stage_costs(audit, reference_results: list, team_results: list | None) -> Co
     previous = reference
     chain = []
     if audit.files.get("inputs") is not None:
-        chain.append(("inputs", audit.decoded.get("inputs") or audit.decode_on_team_inputs()))
+        chain.append(("inputs", audit.decoded["inputs"] if "inputs" in audit.decoded
+                      else audit.decode_on_team_inputs()))
     if audit.files.get("outputs") is not None:
-        chain.append(("outputs", audit.decoded.get("outputs") or audit.decode_team_outputs()))
+        chain.append(("outputs", audit.decoded["outputs"] if "outputs" in audit.decoded
+                      else audit.decode_team_outputs()))
     if team_results is not None:
         chain.append(("results", team_results))
     for stage, results in chain:
