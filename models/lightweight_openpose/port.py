@@ -23,7 +23,7 @@ HEIGHT, WIDTH = 368, 640
 PROFILE = codec.PROFILES["ascend"]
 
 
-def _stem(dataset, image_id) -> str:
+def _stem(dataset, image_id, index) -> str:
     return Path(dataset.image_info(image_id).file_name).stem
 
 

@@ -47,7 +47,8 @@ class Variant:
 class PortLayout:
     profile: str  # the spec's input profile the port's inputs are made for
     input_shape: tuple[int, ...]  # per file, batch axis included
-    stem: Callable[[Any, Any], str]  # (dataset, sample) -> the file stem the preprocess script uses
+    # (dataset, sample, its index in the flow's sample order) -> the file stem the preprocess script uses
+    stem: Callable[[Any, Any, int], str]
     outputs: tuple[OutputFile, ...]  # in the device tool's output order
     side: SideFile | None = None
     input_suffix: str = ".bin"

@@ -42,6 +42,8 @@ def parse(values, specs: dict) -> dict[str, PortFiles]:
                                   f"{', '.join(with_port)})")
         if kind not in KINDS:
             raise PortOptionError(f"--port={value}: unknown kind {kind!r}; expected {USAGE}")
+        if kind == "info" and spec.port.side is None:
+            raise PortOptionError(f"--port={value}: {model}'s port writes no side file")
         files = ports.setdefault(model, PortFiles(model))
         if len(parts) == 3:
             if kind != "outputs" or parts[2] not in spec.precisions:

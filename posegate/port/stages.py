@@ -99,7 +99,7 @@ class Audit:
 
     # ---- shared -----------------------------------------------------------------------------------
     def stems(self) -> dict[str, object]:
-        return {self.layout.stem(self.dataset, s): s for s in self.samples}
+        return {self.layout.stem(self.dataset, s, i): s for i, s in enumerate(self.samples)}
 
     def reference_input(self, sample):
         raw = self.flow.load(self.dataset, sample)
@@ -141,6 +141,10 @@ class Audit:
                 raise FileProblem(f"{self.layout.output_name(stem, k, base)}: missing from {folder.path}")
             maps[decl.output] = read_tensor(path, decl.shape)
         return maps
+
+    @staticmethod
+    def _image_id(sample) -> int:
+        return int(sample["image_id"]) if isinstance(sample, dict) else int(sample)
 
     def _records(self, stem, sample, side):
         if side is not None and stem in side:
@@ -214,7 +218,8 @@ class Audit:
         if folder.base is not None and folder.base != layout.index_base:
             report.findings.append(Finding(folder.path.name, None, Explained(
                 "other", f"index-base mistake: the files are numbered from {folder.base} ({folder.tool} names) but the "
-                         f"port's postprocess reads {layout.output_name('<stem>', 0, layout.index_base)} first", None)))
+                         f"port's postprocess reads {layout.output_name('<stem>', 0, layout.index_base)} first"
+                         + (f". {layout.traps['index-base']}" if "index-base" in layout.traps else ""), None)))
         if self.files.get("inputs") is None:
             report.notes.append("no --port inputs: the reference ran on the suite's own preprocessing")
         tol = {d.output: spec.tolerance(self.files.precision, d.output) for d in layout.outputs}
@@ -343,7 +348,7 @@ class Audit:
         by_image: dict[int, list] = {}
         for r in data:
             by_image.setdefault(int(r["image_id"]), []).append(r)
-        known = {int(s) for s in self.samples}
+        known = {int(i) for i in self.dataset.image_ids}
         foreign = sorted(set(by_image) - known)
         if foreign:
             report.problems.append(f"{path.name}: results for {len(foreign)} images not in {self.dataset.identity}: "
@@ -365,7 +370,7 @@ class Audit:
             report.problems.append(str(e))
             return report
         side = self.side_records(report)
-        ref_by_image, decoded, maps_by_image = {}, [], {}
+        ref_by_image, decoded, items = {}, [], {}
         for stem, sample in expected.items():
             try:
                 maps = self._maps(folder, stem)
@@ -376,8 +381,9 @@ class Audit:
             outs = {n: t.values for n, t in maps.items()}
             ref = self.flow.decode(outs, [record], [sample])
             decoded += ref
-            ref_by_image[int(sample)] = ref
-            maps_by_image[int(sample)] = (outs, record, sample)
+            image = self._image_id(sample)
+            ref_by_image.setdefault(image, []).extend(ref)
+            items.setdefault(image, []).append((outs, record, sample))
             report.checked += 1
         self.decoded["outputs"] = decoded
         failing = {i: match_people(team.get(i, []), r)[0] for i, r in ref_by_image.items()
@@ -386,7 +392,7 @@ class Audit:
             variants = {}
             for v in self.layout.result_variants:
                 done = {i for i in failing
-                        if exact(team.get(i, []), v.make(*maps_by_image[i]))}
+                        if exact(team.get(i, []), [p for it in items[i] for p in v.make(*it)])}
                 variants[v.kind] = (v.label, done)
             e = explain_results(failing, team, ref_by_image, variants)
             for i in failing:
@@ -408,7 +414,8 @@ def audit_dataset(context, spec, files):
         if not dataset.has_inputs:
             continue
         profile = spec.profile(spec.port.profile)
-        n = sum(spec.port.stem(dataset, s) in names for s in spec.flow.samples(dataset, profile, context.options))
+        samples = spec.flow.samples(dataset, profile, context.options)
+        n = sum(spec.port.stem(dataset, s, i) in names for i, s in enumerate(samples))
         if n > hits:
             best, hits = dataset, n
     return best or context.parity_dataset(kind)

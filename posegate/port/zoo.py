@@ -24,6 +24,27 @@ BROKEN = {
 FLIP_PAIRS = [(1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16)]
 
 
+def kinds(spec, stage: str) -> tuple[str, ...]:
+    """The KINDs the zoo can break a model's port in at a stage: the generic ones that apply to its layout
+    (an output order needs two outputs, a wrong output another network output of the same shape) and the
+    known mistakes its layout declares."""
+    layout = spec.port
+    declared = {v.kind for v in (layout.input_variants if stage == "inputs" else layout.result_variants)}
+    own = {"inputs": ("interpolation", "padding", "scale"), "results": ("interpolation", "padding"),
+           "outputs": ()}[stage]
+    shapes = [d.shape for d in layout.outputs]
+    out = []
+    for kind in BROKEN[stage]:
+        if kind in own and kind not in declared:
+            continue
+        if stage == "outputs" and kind == "output-order" and len(set(shapes)) < 2:
+            continue
+        if stage == "outputs" and kind == "wrong-output" and len(spec.output_names) <= len(layout.outputs):
+            continue
+        out.append(kind)
+    return tuple(out)
+
+
 def _variant(variants, kind):
     return next(v for v in variants if v.kind == kind)
 
@@ -61,9 +82,8 @@ def _break_outputs(kind, outs, all_outs, rng):
     return outs
 
 
-def _break_results(kind, people, maps, record, sample, layout, rng):
-    if kind in ("interpolation", "padding"):
-        return _variant(layout.result_variants, kind).make(maps, record, sample)
+def _break_results(kind, people, rng):
+    """One image's people broken one generic way (the layout's decoder variants are re-decoded instead)."""
     out = []
     for p in people:
         kp = np.asarray(p["keypoints"], float).reshape(17, 3)
@@ -100,21 +120,26 @@ def write_port(root: Path, spec, dataset, samples, session, broken: tuple[str, s
     profile = spec.profile(layout.profile)
     stage, kind = broken or (None, None)
     rng = np.random.default_rng(seed)
-    prep, side_path, results_path = root / "prep", root / layout.side.name, root / "results.json"
-    base = 1 if (stage, kind) == ("outputs", "index-base") else 0
+    prep, results_path = root / "prep", root / "results.json"
+    side_path = root / layout.side.name if layout.side else None
+    base = layout.index_base
+    if (stage, kind) == ("outputs", "index-base"):
+        base = 1 - layout.index_base
+    # the tool that numbers outputs that way: the older benchmark tool from 1, ais_bench from 0
     out_dir = root / "result" / ("dumpOutput_device0" if base else RUN)
     prep.mkdir(parents=True)
     out_dir.mkdir(parents=True)
-    results, lines, ids = [], [], []
-    for sample in samples:
+    by_image, lines = {}, []
+    for index, sample in enumerate(samples):
         raw = flow.load(dataset, sample)
         x, records = flow.preprocess([raw], profile)
-        x, record, stem = x[0], records[0], layout.stem(dataset, sample)
+        x, record, stem = x[0], records[0], layout.stem(dataset, sample, index)
         team_x = _break_input(kind, x, raw, layout, profile, rng) if stage == "inputs" else x
         team_x.astype(np.float16 if (stage, kind) == ("inputs", "dtype") else np.float32).tofile(
             prep / (stem + layout.input_suffix))
-        lines.append(layout.side.line(stem, record))
-        if trained_like:
+        if layout.side:
+            lines.append(layout.side.line(stem, record))
+        if trained_like and layout.trained_like is not None:
             every = layout.trained_like(dataset, sample, record)
         else:
             every = session.run({spec.input_name: np.ascontiguousarray(team_x, np.float32)[None]})
@@ -126,19 +151,26 @@ def write_port(root: Path, spec, dataset, samples, session, broken: tuple[str, s
         for k, d in enumerate(order):
             dtype = np.float16 if (stage, kind) == ("outputs", "dtype") else np.float32
             written[d.output].astype(dtype).tofile(out_dir / layout.output_name(stem, k, base))
-        people = flow.decode(outs, [record], [sample])
-        if stage == "results":
-            people = _break_results(kind, people, outs, record, sample, layout, rng)
-        results.append(people)
-        ids.append(sample)
+        if stage == "results" and kind in {v.kind for v in layout.result_variants}:
+            people = _variant(layout.result_variants, kind).make(outs, record, sample)
+        else:
+            people = flow.decode(outs, [record], [sample])
+        image = int(sample["image_id"]) if isinstance(sample, dict) else int(sample)
+        by_image.setdefault(image, []).extend(people)
+    if stage == "results" and kind not in {v.kind for v in layout.result_variants}:
+        by_image = {i: _break_results(kind, people, rng) for i, people in by_image.items()}
     if (stage, kind) == ("results", "image-id"):
         # keyed by file order, one off: each image's people under the next image's id
-        results = [[{**p, "image_id": int(ids[(i + 1) % len(ids)])} for p in people]
-                   for i, people in enumerate(results)]
-    side_path.write_text("\n".join(lines) + "\n")
-    results_path.write_text(json.dumps([p for people in results for p in people]))
+        ids = list(by_image)
+        by_image = {ids[(n + 1) % len(ids)]: [{**p, "image_id": ids[(n + 1) % len(ids)]} for p in by_image[i]]
+                    for n, i in enumerate(ids)}
+    if side_path is not None:
+        side_path.write_text("\n".join(lines) + "\n")
+    results_path.write_text(json.dumps(flow.finalize([p for people in by_image.values() for p in people])))
     if not base:
         (out_dir / "sumary.json").write_text(json.dumps({"NPU_compute_time": {"mean": 1.0}}))
     precision = layout.seed_precision if layout.seed_precision in spec.precisions else "fp32"
-    return PortFiles(spec.name, {"inputs": prep, "info": side_path, "outputs": out_dir.parent,
-                                 "results": results_path}, precision)
+    paths = {"inputs": prep, "outputs": out_dir.parent, "results": results_path}
+    if side_path is not None:
+        paths["info"] = side_path
+    return PortFiles(spec.name, paths, precision)
