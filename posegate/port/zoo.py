@@ -115,7 +115,7 @@ def write_port(root: Path, spec, dataset, samples, session, broken: tuple[str, s
                trained_like: bool = False, seed: int = 0) -> PortFiles:
     """Write one port's files under ``root``; ``broken`` = (stage, KIND) breaks that stage that way;
     ``trained_like`` writes the layout's trained-like maps as device outputs (people to decode without
-    trained weights) instead of the torch network's. Returns the --port files of it."""
+    trained weights), or the network's on the faithful inputs where it declares none. Returns the --port files of it."""
     layout, flow = spec.port, spec.flow
     profile = spec.profile(layout.profile)
     stage, kind = broken or (None, None)
@@ -141,6 +141,8 @@ def write_port(root: Path, spec, dataset, samples, session, broken: tuple[str, s
             lines.append(layout.side.line(stem, record))
         if trained_like and layout.trained_like is not None:
             every = layout.trained_like(dataset, sample, record)
+        elif trained_like:  # no trained-like maps declared: the network on the faithful input (a memo shares it)
+            every = session.run({spec.input_name: np.ascontiguousarray(x, np.float32)[None]})
         else:
             every = session.run({spec.input_name: np.ascontiguousarray(team_x, np.float32)[None]})
         outs = {d.output: every[d.output] for d in layout.outputs}
