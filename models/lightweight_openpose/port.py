@@ -57,8 +57,9 @@ def pad_problem(side: PadRecord, ref: PadRecord) -> str | None:
     return None
 
 
-def pad_line(stem: str, r: PadRecord) -> str:
-    return f"{stem}.jpg {r.orig_h} {r.orig_w} {r.top} {r.bottom} {r.left} {r.right}"
+def write_pad_txt(path: Path, entries) -> None:
+    path.write_text("".join(f"{stem}.jpg {r.orig_h} {r.orig_w} {r.top} {r.bottom} {r.left} {r.right}\n"
+                            for stem, r in entries))
 
 
 # ---- known mistakes, as the reference made the mistaken way ----------------------------------------
@@ -100,7 +101,7 @@ LAYOUT = PortLayout(
     stem=_stem,
     outputs=(OutputFile("stage2_heatmaps", (1, 19, HEIGHT // 8, WIDTH // 8)),
              OutputFile("stage2_pafs", (1, 38, HEIGHT // 8, WIDTH // 8))),
-    side=SideFile("pad.txt", read_pad_txt, pad_problem, pad_line),
+    side=SideFile("pad.txt", read_pad_txt, pad_problem, write_pad_txt),
     input_variants=(
         Variant("interpolation", "resized with INTER_CUBIC (upstream val.py) where the port uses INTER_LINEAR", _cubic),
         Variant("padding", "the image at the top left, padded bottom-right, where the port centres it", _top_left),

@@ -84,7 +84,9 @@ def explain_input(team, ref, tol, raw, profile, layout, record, first: str | Non
         return inside, f"the image matches; the padding holds {', '.join(f'{v:g}' for v in values)} where the " \
                        "port pads 0 (after normalisation)"
 
-    candidates = [("channel-order", channels), ("layout", hwc), ("normalisation", affine), ("padding", pad_value)]
+    candidates = [("normalisation", affine), ("padding", pad_value)]
+    if ref.ndim == 3 and ref.shape[0] == 3:  # an image: its channel order and memory layout can be wrong
+        candidates = [("channel-order", channels), ("layout", hwc)] + candidates
     for v in layout.input_variants:
         candidates.append((v.kind, lambda v=v: (_err(team, np.asarray(v.make(raw, profile))), v.label)))
     candidates.sort(key=lambda c: c[0] != first)

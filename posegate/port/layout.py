@@ -23,13 +23,13 @@ class OutputFile:
 class SideFile:
     """The preprocess script's side file (pad.txt, delta.json, ...).
 
-    ``read(path)`` yields (input stem, record) one line at a time and raises SideFileError on a bad line;
+    ``read(path)`` yields (input stem, record) one entry at a time and raises SideFileError on a bad one;
     ``problem(side, reference)`` says how a side record disagrees with the reference preprocessing's
-    record (None: it agrees); ``line(stem, record)`` writes one entry (the zoo writes faithful files)."""
+    record (None: it agrees); ``write(path, entries)`` writes (stem, record) pairs as the port does (the zoo)."""
     name: str
     read: Callable[[Path], Iterator[tuple[str, Any]]]
     problem: Callable[[Any, Any], str | None]
-    line: Callable[[str, Any], str]
+    write: Callable[[Path, list], None]
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,7 @@ class PortLayout:
     # KIND -> a trap of the seed's own material that leads there, said when a team falls into it
     traps: Mapping[str, str] = field(default_factory=dict)
     seed_precision: str = "fp32"  # what the seed's device run computes in
+    results: bool = True  # the postprocess writes a results file (False: it prints the metric only)
     # (dataset, sample, record) -> outputs by name that a trained network would give (the decoder oracle drawn in
     # the network's output frame): lets the zoo test the results stage with people in it, without trained weights
     trained_like: Callable | None = None

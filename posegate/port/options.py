@@ -44,6 +44,9 @@ def parse(values, specs: dict) -> dict[str, PortFiles]:
             raise PortOptionError(f"--port={value}: unknown kind {kind!r}; expected {USAGE}")
         if kind == "info" and spec.port.side is None:
             raise PortOptionError(f"--port={value}: {model}'s port writes no side file")
+        if kind == "results" and not spec.port.results:
+            raise PortOptionError(f"--port={value}: {model}'s postprocess writes no results file (it prints "
+                                  "its metric); audit its inputs and outputs")
         files = ports.setdefault(model, PortFiles(model))
         if len(parts) == 3:
             if kind != "outputs" or parts[2] not in spec.precisions:

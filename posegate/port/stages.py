@@ -104,7 +104,8 @@ class Audit:
     def reference_input(self, sample):
         raw = self.flow.load(self.dataset, sample)
         x, records = self.flow.preprocess([raw], self.profile)
-        return raw, x[0], records[0]
+        # one sample's engine input: its rows (a sequence and its mirror) or its one image without the batch axis
+        return raw, (x[0] if x.shape[0] == 1 else x), records[0]
 
     def side_records(self, report: StageReport) -> dict | None:
         path = self.files.get("info")
@@ -227,7 +228,8 @@ class Audit:
         decoded = []
         for stem, sample in expected.items():
             try:
-                x = self.team_input(stem) if self.files.get("inputs") else self.reference_input(sample)[1][None]
+                x = self.team_input(stem) if self.files.get("inputs") else \
+                    self.reference_input(sample)[1].reshape(self.layout.input_shape)
                 if x.shape != self.layout.input_shape:
                     raise FileProblem(f"{stem}: input {x.shape}, the port's inputs are {self.layout.input_shape}")
             except FileProblem as e:

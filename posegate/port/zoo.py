@@ -29,13 +29,18 @@ def kinds(spec, stage: str) -> tuple[str, ...]:
     (an output order needs two outputs, a wrong output another network output of the same shape) and the
     known mistakes its layout declares."""
     layout = spec.port
+    if stage == "results" and not layout.results:
+        return ()
     declared = {v.kind for v in (layout.input_variants if stage == "inputs" else layout.result_variants)}
+    image = len(layout.input_shape) == 4 and layout.input_shape[1] == 3
     own = {"inputs": ("interpolation", "padding", "scale"), "results": ("interpolation", "padding"),
            "outputs": ()}[stage]
     shapes = [d.shape for d in layout.outputs]
     out = []
     for kind in BROKEN[stage]:
         if kind in own and kind not in declared:
+            continue
+        if stage == "inputs" and kind in ("channel-order", "layout") and not image:
             continue
         if stage == "outputs" and kind == "output-order" and len(set(shapes)) < 2:
             continue
@@ -133,18 +138,18 @@ def write_port(root: Path, spec, dataset, samples, session, broken: tuple[str, s
     for index, sample in enumerate(samples):
         raw = flow.load(dataset, sample)
         x, records = flow.preprocess([raw], profile)
-        x, record, stem = x[0], records[0], layout.stem(dataset, sample, index)
+        x, record, stem = (x[0] if x.shape[0] == 1 else x), records[0], layout.stem(dataset, sample, index)
         team_x = _break_input(kind, x, raw, layout, profile, rng) if stage == "inputs" else x
         team_x.astype(np.float16 if (stage, kind) == ("inputs", "dtype") else np.float32).tofile(
             prep / (stem + layout.input_suffix))
         if layout.side:
-            lines.append(layout.side.line(stem, record))
+            lines.append((stem, record))
         if trained_like and layout.trained_like is not None:
             every = layout.trained_like(dataset, sample, record)
         elif trained_like:  # no trained-like maps declared: the network on the faithful input (a memo shares it)
-            every = session.run({spec.input_name: np.ascontiguousarray(x, np.float32)[None]})
+            every = session.run({spec.input_name: x.reshape(layout.input_shape)})
         else:
-            every = session.run({spec.input_name: np.ascontiguousarray(team_x, np.float32)[None]})
+            every = session.run({spec.input_name: np.asarray(team_x, np.float32).reshape(layout.input_shape)})
         outs = {d.output: every[d.output] for d in layout.outputs}
         if layout.seed_precision == "fp16":
             outs = _fp16(outs)
@@ -157,7 +162,9 @@ def write_port(root: Path, spec, dataset, samples, session, broken: tuple[str, s
             people = _variant(layout.result_variants, kind).make(outs, record, sample)
         else:
             people = flow.decode(outs, [record], [sample])
-        image = int(sample["image_id"]) if isinstance(sample, dict) else int(sample)
+        # results by image (a crop's image; a sequence is its own unit)
+        image = int(sample["image_id"]) if isinstance(sample, dict) else \
+            tuple(sample) if isinstance(sample, list) else int(sample)
         by_image.setdefault(image, []).extend(people)
     if stage == "results" and kind not in {v.kind for v in layout.result_variants}:
         by_image = {i: _break_results(kind, people, rng) for i, people in by_image.items()}
@@ -167,12 +174,15 @@ def write_port(root: Path, spec, dataset, samples, session, broken: tuple[str, s
         by_image = {ids[(n + 1) % len(ids)]: [{**p, "image_id": ids[(n + 1) % len(ids)]} for p in by_image[i]]
                     for n, i in enumerate(ids)}
     if side_path is not None:
-        side_path.write_text("\n".join(lines) + "\n")
-    results_path.write_text(json.dumps(flow.finalize([p for people in by_image.values() for p in people])))
+        layout.side.write(side_path, lines)
+    if layout.results:
+        results_path.write_text(json.dumps(flow.finalize([p for people in by_image.values() for p in people])))
     if not base:
         (out_dir / "sumary.json").write_text(json.dumps({"NPU_compute_time": {"mean": 1.0}}))
     precision = layout.seed_precision if layout.seed_precision in spec.precisions else "fp32"
-    paths = {"inputs": prep, "outputs": out_dir.parent, "results": results_path}
+    paths = {"inputs": prep, "outputs": out_dir.parent}
+    if layout.results:
+        paths["results"] = results_path
     if side_path is not None:
         paths["info"] = side_path
     return PortFiles(spec.name, paths, precision)
