@@ -19,17 +19,24 @@ AUDITS = pytest.StashKey[dict]()
 ROW_STAGE = {"inputs": "preprocess", "outputs": "infer", "results": "postprocess", "accuracy": "accuracy"}
 
 
-def _cases(stage: str):
-    # collection cannot see --port here; every model with a port layout gets its cases, and a model given no
-    # files skips saying which option to pass
-    out = []
+def pytest_generate_tests(metafunc):
+    """One case per model with a port layout; a model given no files skips, saying which option to pass. The
+    outputs row carries the precision given with --port (the seed's own without one)."""
+    if "port_case" not in metafunc.fixturenames:
+        return
+    stage = metafunc.function.port_stage
+    given = ports(metafunc.config)
+    params = []
     for spec in MODELS.values():
         if spec.port is None:
             continue
-        case = Case(spec.name, f"port-{stage}", spec.port.seed_precision if stage == "outputs" else "fp32", 1,
-                    spec.port.profile)
-        out.append(pytest.param(case, id=f"{spec.name}-{spec.port.profile}"))
-    return out
+        precision = "fp32"
+        if stage == "outputs":
+            files = given.get(spec.name)
+            precision = files.precision if files is not None and files.get("outputs") else spec.port.seed_precision
+        case = Case(spec.name, f"port-{stage}", precision, 1, spec.port.profile)
+        params.append(pytest.param(case, id=f"{spec.name}-{spec.port.profile}"))
+    metafunc.parametrize("port_case", params)
 
 
 def _audit(request, case, kinds):
@@ -56,13 +63,12 @@ def _judge(audit, report, record):
 
 def _stage(name):
     def mark(fn):
-        fn.stage = ROW_STAGE[name]
+        fn.stage, fn.port_stage = ROW_STAGE[name], name
         return fn
     return mark
 
 
 @_stage("inputs")
-@pytest.mark.parametrize("port_case", _cases("inputs"))
 def test_port_inputs(port_case, request, record):
     """The team's preprocessed files against the reference preprocessing of the same samples."""
     audit = _audit(request, port_case, ("inputs",))
@@ -70,7 +76,6 @@ def test_port_inputs(port_case, request, record):
 
 
 @_stage("outputs")
-@pytest.mark.parametrize("port_case", _cases("outputs"))
 def test_port_outputs(port_case, request, record):
     """The device's files against the torch reference run on the team's own inputs, at its precision."""
     audit = _audit(request, port_case, ("outputs",))
@@ -78,7 +83,6 @@ def test_port_outputs(port_case, request, record):
 
 
 @_stage("results")
-@pytest.mark.parametrize("port_case", _cases("results"))
 def test_port_results(port_case, request, record):
     """The team's results against the reference decoder on the team's own device outputs, person by person."""
     audit = _audit(request, port_case, ("results",))
@@ -86,7 +90,6 @@ def test_port_results(port_case, request, record):
 
 
 @_stage("accuracy")
-@pytest.mark.parametrize("port_case", _cases("accuracy"))
 def test_port_accuracy(port_case, request, record, pipeline):
     """The team's metric beside the reference pipeline's, and what each stage of the port costs."""
     audit = _audit(request, port_case, ("results", "outputs", "inputs"))
