@@ -29,6 +29,10 @@ def add(parser) -> None:
               help="validate a converted model you already have (an IR, OM file or engine) in that slot instead of "
                    "exporting and converting one: its names and shapes are checked first, then infer, accuracy "
                    "and perf run on it; precision defaults to the spec contract's, else fp32. Repeatable.")
+    addoption("--port", action="append", default=[], metavar="MODEL:KIND=PATH",
+              help="audit your port's own files: KIND inputs (the preprocess script's folder), info (its side file, "
+                   "e.g. pad.txt), outputs[:fp16|:fp32] (the device run's folder; the precision it ran in, default "
+                   "fp32), results (the postprocess script's results file). Repeatable; selects `-m port` tests too")
     addoption("--report-md", metavar="PATH", help="write the summary table, failures and skips as Markdown")
     addoption("--shard", metavar="K/N", help="predict only shard K of N of each full-dataset evaluation and write it "
                                              "to --predictions-dir; scoring waits for --merge-predictions")

@@ -12,6 +12,8 @@ from posegate.backends import BACKENDS
 from posegate.cache import CacheDirError, claim
 from posegate.datasets.coco import DatasetError
 from posegate.datasets.discovery import discover
+from posegate.port.options import PortOptionError
+from posegate.port.options import parse as parse_ports
 from posegate.training.checkpoints import MOBILENET_FILE
 from posegate.weights import file_digest, not_a_regular_file
 
@@ -108,6 +110,14 @@ def check_artifacts(context, specs) -> None:
         problem = backend.supplied_path_problem(bound.path) if backend is not None else None
         if problem:
             raise InputError(f"{given}={bound.path}: {problem}")
+
+
+def check_ports(values, specs) -> dict:
+    """--port values: model -> PortFiles, each path checked (InputError naming the value otherwise)."""
+    try:
+        return parse_ports(values, {s.name: s for s in specs})
+    except PortOptionError as e:
+        raise InputError(str(e)) from None
 
 
 def check_reference_dir(path: Path | None, given: bool) -> None:

@@ -111,7 +111,7 @@ class Summary:
 
 
 def _shown(r: dict) -> bool:
-    return any(k in r for k in ("metric", "throughput", "parity", "nonfinite", "localization", "advice"))
+    return any(k in r for k in ("metric", "throughput", "parity", "nonfinite", "localization", "advice", "port"))
 
 
 def format_parity(parity: dict) -> str:
@@ -145,6 +145,10 @@ def format_localization(loc: dict) -> str:
 
 
 def format_result(r: dict) -> str:
+    if "port" in r and "metric" not in r:  # a port audit stage (posegate.port): its one-line verdict
+        return r["port"]["summary"]
+    if "port" in r:
+        return r["port"]["summary"] + "; " + format_result({k: v for k, v in r.items() if k != "port"})
     if "parity" in r and "metric" not in r:
         return format_parity(r["parity"]) + format_baseline(r)
     if "localization" in r:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from models.lightweight_openpose import codec
 from models.lightweight_openpose.network import PoseEstimationWithMobileNet, build_network
+from models.lightweight_openpose.port import LAYOUT as PORT
 from posegate.flows import BottomUp
 from posegate.spec import Checkpoint, Golden, InputProfile, ModelSpec, Threshold, Tolerance
 from posegate.training.recipe import Recipe
@@ -45,6 +46,7 @@ def make_spec(name, version, build, checkpoint, thresholds, golden=None, notes="
         thresholds=thresholds, golden=golden, opsets=(11, 17),
         expected_throughput={"Ascend310P3": {"368x640": {1: 338.76}}},
         artifacts=artifacts, notes=notes, training=training,
+        port=PORT,  # seed 000's files (the OMZ variant's port writes the same ones)
     )
 
 

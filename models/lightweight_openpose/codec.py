@@ -51,7 +51,9 @@ PROFILES = {
 
 # ----------------------------------------------------------------------------------------- preprocessing
 
-def _profile(name: str) -> Profile:
+def _profile(name) -> Profile:
+    if isinstance(name, Profile):  # a variant of a named profile (the port audit's candidate mistakes)
+        return name
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; expected one of {sorted(PROFILES)}")
     return PROFILES[name]
@@ -327,23 +329,26 @@ def to_coco(pose_entries: np.ndarray, all_keypoints: np.ndarray) -> list[dict]:
     return results
 
 
-def _to_original_frame(maps_chw: np.ndarray, record: PadRecord, stride: int) -> np.ndarray:
+def _to_original_frame(maps_chw: np.ndarray, record: PadRecord, stride: int,
+                       interpolation: int = cv2.INTER_CUBIC) -> np.ndarray:
     """(C, h, w) network output -> (orig_h, orig_w, C) float32, as val.py infer does."""
     hwc = np.asarray(maps_chw, dtype=np.float32).transpose(1, 2, 0)
     if (hwc.shape[0] * stride, hwc.shape[1] * stride) != (record.input_h, record.input_w):
         raise ValueError(f"maps {hwc.shape[:2]} x stride {stride} do not match input "
                          f"{record.input_h}x{record.input_w}")
-    up = cv2.resize(hwc, (0, 0), fx=stride, fy=stride, interpolation=cv2.INTER_CUBIC)
+    up = cv2.resize(hwc, (0, 0), fx=stride, fy=stride, interpolation=interpolation)
     up = up.reshape(up.shape[0], up.shape[1], -1)  # cv2 drops a single channel axis
     crop = up[record.top:up.shape[0] - record.bottom, record.left:up.shape[1] - record.right]
-    out = cv2.resize(crop, (record.orig_w, record.orig_h), interpolation=cv2.INTER_CUBIC)
+    out = cv2.resize(crop, (record.orig_w, record.orig_h), interpolation=interpolation)
     return out.reshape(record.orig_h, record.orig_w, -1)
 
 
-def decode(heatmaps: np.ndarray, pafs: np.ndarray, record: PadRecord, stride: int = STRIDE) -> list[dict]:
-    """Last-stage heatmaps (19, h, w) and PAFs (38, h, w) of one image -> COCO results without image_id."""
-    heat = _to_original_frame(heatmaps, record, stride)
-    field = _to_original_frame(pafs, record, stride)
+def decode(heatmaps: np.ndarray, pafs: np.ndarray, record: PadRecord, stride: int = STRIDE,
+           interpolation: int = cv2.INTER_CUBIC) -> list[dict]:
+    """Last-stage heatmaps (19, h, w) and PAFs (38, h, w) of one image -> COCO results without image_id.
+    ``interpolation``: upstream's cubic; another is a known postprocessing mistake the port audit tries."""
+    heat = _to_original_frame(heatmaps, record, stride, interpolation)
+    field = _to_original_frame(pafs, record, stride, interpolation)
     return to_coco(*group_keypoints(_extract_all(heat, NUM_KPTS), field))
 
 

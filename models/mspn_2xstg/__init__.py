@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from models.mspn_2xstg import codec
 from models.mspn_2xstg.network import build_network
+from models.mspn_2xstg.port import LAYOUT as PORT
 from posegate.flows import TopDown
 from posegate.spec import Checkpoint, Golden, InputProfile, ModelSpec, Threshold, Tolerance
 
@@ -58,6 +59,7 @@ SPEC = ModelSpec(
     golden=Golden("mspn_2xstg.npz", {"heatmaps": OUTPUT},
                   recipe_sha256="3e7dff02a900b732eb975b4da140e4b9b062401ce7bdbfbcc564bf876d0f5c8c"),
     opsets=(11, 17),
+    port=PORT,  # seed 002's files (--port)
     expected_throughput={"Ascend310P3": {"256x192": {1: 595, 4: 933, 8: 815, 16: 786, 32: 717, 64: 713}}},
     notes="Upstream evaluates on its own minival2014 files with flip test (README 74.5); the Ascend port "
           "without flip (74.1). Without the official checkpoint only tensor parity and the decoder oracle gate.",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from models.videopose3d_243 import codec
 from models.videopose3d_243.network import build_network
+from models.videopose3d_243.port import LAYOUT as PORT
 from posegate.backends.openvino_backend import OpenVinoSettings
 from posegate.flows import Sequences
 from posegate.spec import Checkpoint, Golden, InputProfile, ModelSpec, Threshold, Tolerance
@@ -71,6 +72,7 @@ SPEC = ModelSpec(
     golden=Golden("videopose3d_243.npz", {"poses_3d": OUTPUT},
                   recipe_sha256="2b58da66b2172466315991443d511dc195704d25a79c44197202bc9fc730e08f"),
     opsets=(11, 17),
+    port=PORT,  # seed 004's files (--port)
     expected_throughput={"Ascend310P3": {"6115": {1: 280257}}, "Ascend310": {"6115": {1: 715495}},
                          "T4": {"6115": {1: 604554}}},
     notes="Throughput counts frames, 2 x 6115 per call as the seed does. The port's 46.6 mm comes from its own "
