@@ -18,12 +18,13 @@ import torch
 
 from models.lightweight_openpose import SPEC
 from models.lightweight_openpose.network import mobilenet_backbone
+from posegate.rounding import reordered_sum_tolerance
 from posegate.training import augment, checkpoints, distributed, loss, optim, targets, validate
 from posegate.training import labels as labels_mod
 from posegate.training.__main__ import main as cli_main
 from posegate.training.data import CocoTrainDataset, EndlessShardSampler, make_loader
 from posegate.training.loop import TrainConfig, build_network, train
-from posegate.training.parity import SUM_ORDER_FACTOR, accumulation_lengths, gradient_tolerance, record_distributed
+from posegate.training.parity import accumulation_lengths, gradient_tolerance, record_distributed
 from posegate.training.validate import validation_ap
 from posegate.weights import WeightsError, build_model
 
@@ -408,7 +409,7 @@ def test_ddp_two_processes_match_one_process_on_the_whole_batch(mini, tmp_path):
     # One process's loss is over its half of the batch: the two halves add up to the whole. A sum of squares has no
     # cancellation: relative to itself it rounds like its gradients do relative to their scale.
     terms = sum(out.numel() for out in build_network(1).eval()(whole))
-    rel = SUM_ORDER_FACTOR * torch.finfo(torch.float32).eps * math.sqrt(terms)
+    rel = reordered_sum_tolerance(1.0, terms)
     assert sum(r["loss"] for r in ranks) / 2 == pytest.approx(single["loss"], rel=rel)
 
 

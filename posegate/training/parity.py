@@ -6,11 +6,11 @@ with BatchNorm on running statistics the 2-process run must match one process on
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 
 import torch
 
+from posegate.rounding import reordered_sum_tolerance
 from posegate.training import distributed
 from posegate.training.loop import TrainConfig, train
 
@@ -62,16 +62,8 @@ def accumulation_lengths(net: torch.nn.Module, batch: torch.Tensor) -> dict[str,
     return lengths
 
 
-# Two float32 sums of the same L terms in different orders (DDP: two half-batch sums, then the all-reduce; one
-# process: one sum) differ by about eps x sqrt(L) x the terms' scale: each addition rounds by up to eps/2 of the
-# running sum, and the roundings of a long sum add up like a random walk (Higham & Mary, "A new approach to
-# probabilistic rounding error analysis", SIAM J. Sci. Comput. 2019). The gradient's own largest entry stands for
-# the terms' scale. The factor 4 also covers the error the layer's input gradient carries in from the layers
-# after it; the worst tensor measured at 0.39 of eps x sqrt(L) x scale (README, "Order and numerics").
-SUM_ORDER_FACTOR = 4
-
-
 def gradient_tolerance(reference: torch.Tensor, length: int) -> float:
-    """Absolute tolerance for one gradient tensor summed over ``length`` terms in another order."""
-    eps = torch.finfo(reference.dtype).eps
-    return SUM_ORDER_FACTOR * eps * math.sqrt(length) * reference.abs().max().item()
+    """Absolute tolerance for one gradient tensor whose entries sum ``length`` terms, summed in another order
+    (DDP: two half-batch sums, then the all-reduce; one process: one sum). Its scale is its largest entry; the
+    worst tensor measured at 0.39 of eps x sqrt(L) x scale (README, "Order and numerics"), against the 4 allowed."""
+    return reordered_sum_tolerance(reference.abs().max().item(), length, reference.dtype)
