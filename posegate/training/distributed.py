@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from posegate.compat.grad_scaler import grad_scaler
+
 
 def has_npu() -> bool:
     return importlib.util.find_spec("torch_npu") is not None
@@ -132,7 +134,7 @@ class Amp:
         self.dtype = torch.bfloat16 if device.type == "cpu" else torch.float16
         self.scaler = None
         if mode == "auto" and device.type != "cpu":
-            self.scaler = torch.amp.GradScaler(device.type)
+            self.scaler = grad_scaler(device.type)
         self.skipped = 0
 
     def autocast(self):
