@@ -2,12 +2,25 @@
 it, is put back before the next test, and the faithful ways (monkeypatch, a restoring fixture) pass."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 STAGE = "weights"
 pytestmark = pytest.mark.stage
 
 GUARDED = ("-p", "fixtures.isolation", "-p", "no:randomly", "-p", "no:cacheprovider", "-p", "no:xdist")
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def guarded(pytester, monkeypatch):
+    """Runs pytest on the files made in ``pytester`` in a fresh process, under the guard. A fresh process, not
+    pytester's in-process run: that one drops the modules its run imported from sys.modules after it, and torch's
+    operator libraries (torch.distributed, inductor) then register twice on their next import."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPOSITORY), os.environ.get("PYTHONPATH")])))
+    return lambda *args: pytester.runpytest_subprocess(*GUARDED, *args)
 
 LEAKING = """
 import os, sys, types
@@ -65,9 +78,9 @@ def test_after_them_all_is_as_before():
 """
 
 
-def test_the_guard_fails_each_leaking_test_and_puts_the_state_back(pytester):
+def test_the_guard_fails_each_leaking_test_and_puts_the_state_back(pytester, guarded):
     pytester.makepyfile(test_a_leaking=LEAKING, test_b_faithful=FAITHFUL)
-    result = pytester.runpytest(*GUARDED)
+    result = guarded()
     result.assert_outcomes(passed=10, errors=7)
     # one line per leaking test, naming it and what it left: reported once, by the test that made it
     lines = {ln.split(" ")[0]: ln for ln in result.outlines
@@ -88,7 +101,7 @@ def test_the_guard_fails_each_leaking_test_and_puts_the_state_back(pytester):
         assert leak in lines[f"test_a_leaking.py::{name}"]
 
 
-def test_each_test_draws_torch_numbers_from_its_own_seed_alone_or_after_others(pytester):
+def test_each_test_draws_torch_numbers_from_its_own_seed_alone_or_after_others(pytester, guarded):
     pytester.makepyfile(test_draws="""
         import torch
 
@@ -101,5 +114,5 @@ def test_each_test_draws_torch_numbers_from_its_own_seed_alone_or_after_others(p
             own = torch.Generator().manual_seed(node_seed(request.node.nodeid))
             assert torch.equal(torch.rand(3), torch.rand(3, generator=own))
     """)
-    pytester.runpytest(*GUARDED).assert_outcomes(passed=2)
-    pytester.runpytest(*GUARDED, "-k", "not seeds").assert_outcomes(passed=1, deselected=1)
+    guarded().assert_outcomes(passed=2)
+    guarded("-k", "not seeds").assert_outcomes(passed=1, deselected=1)
