@@ -1,6 +1,6 @@
 """torch.compile's inductor options for the torch-compile backend. Its compiled kernels live in the artifact
-cache through inductor's FX graph cache (torch._inductor.config.fx_graph_cache, since torch 2.2; off by default
-in the releases that introduced it, so it is asked for explicitly) and its hit/miss counters. Before 2.2 there is
+cache through inductor's FX graph cache (torch._inductor.config.fx_graph_cache, since torch 2.2; its default has
+changed between releases, so it is asked for explicitly) and its hit/miss counters. Before 2.2 there is
 no such cache: every run would compile for minutes again, and the backend is unavailable, saying so."""
 from __future__ import annotations
 
