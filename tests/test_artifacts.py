@@ -157,9 +157,9 @@ def test_every_artifact_key_names_the_torch_and_onnx_it_was_built_under(tmp_path
 
     today = keys()
     assert set(today) == {"onnx", "torchscript", "convert"}
-    monkeypatch.setattr(torch, "__version__", "2.0.1")
+    monkeypatch.setattr(torch, "__version__", "0.0.1")  # versions no real stack has: the test runs on any
     old_torch = keys()
-    monkeypatch.setattr(onnx, "__version__", "1.16.0")
+    monkeypatch.setattr(onnx, "__version__", "0.0.1")
     old_onnx = keys()
     for kind in today:
         assert len({today[kind], old_torch[kind], old_onnx[kind]}) == 3, kind

@@ -2,6 +2,7 @@
 torch 2.0.1 (the TorchAIE samples' pin) up to the installed one."""
 from __future__ import annotations
 
+import pickle
 from importlib import metadata
 from types import SimpleNamespace
 
@@ -108,10 +109,20 @@ def test_safe_load_scopes_its_globals_where_it_can_and_puts_the_process_list_bac
     calls.clear()
     fake, _ = _fake_serialization(calls, has_scoped=False)
     load_weights_only("ck.pth", [], TORCH_AIE, fake)  # tensors only: the fixed list of torch 2.0 suffices
-    assert calls == [("load", "ck.pth", "cpu", True, ["already"])]
+    load_weights_only("ck.pth", [np.ndarray], TORCH_AIE, fake)  # numpy admitted, none in the file: the same
+    assert calls == [("load", "ck.pth", "cpu", True, ["already"])] * 2
+
+    def refusing(message):
+        def load(path, map_location=None, weights_only=None):
+            raise pickle.UnpicklingError(f"Weights only load failed. ... WeightsUnpickler error: {message}")
+        return SimpleNamespace(load=load, serialization=None)
+
     with pytest.raises(VersionLimit, match=r"ck.pth: reading a checkpoint that holds numpy arrays needs torch >= 2.4 "
                                            r"\(.*\); this is torch 2.3"):
-        load_weights_only("ck.pth", ["np.ndarray"], _before(ADD_SAFE_GLOBALS), fake)
+        load_weights_only("ck.pth", [np.ndarray], _before(ADD_SAFE_GLOBALS),
+                          refusing("Unsupported class numpy.ndarray"))
+    with pytest.raises(pickle.UnpicklingError, match="posix.system"):  # code stays refused as code
+        load_weights_only("ck.pth", [np.ndarray], TORCH_AIE, refusing("Unsupported class posix.system"))
 
 
 def test_a_numpy_checkpoint_on_a_torch_without_safe_globals_names_the_release_it_needs(tmp_path, monkeypatch):
