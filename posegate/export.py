@@ -7,6 +7,8 @@ from pathlib import Path
 import onnx
 import torch
 
+from posegate.compat.onnx_export import exporter_keywords
+
 
 class ExportError(RuntimeError):
     pass
@@ -19,7 +21,7 @@ def export_onnx(network: torch.nn.Module, spec, path: Path, opset: int, sample_s
         warnings.simplefilter("ignore")
         torch.onnx.export(network, (dummy,), str(path), opset_version=opset,
                           input_names=[spec.input_name], output_names=list(spec.output_names),
-                          dynamic_axes=spec.dynamic_axes(), do_constant_folding=True, dynamo=False)
+                          dynamic_axes=spec.dynamic_axes(), do_constant_folding=True, **exporter_keywords())
     check_onnx(path, spec, opset)
 
 

@@ -63,6 +63,29 @@ def packages(backends=None, lookup=metadata.version) -> dict[str, str]:
     return dict(sorted(found.items()))
 
 
+def cpu_capability() -> str:
+    """The instruction set torch's CPU kernels dispatch to (ATEN_CPU_CAPABILITY caps it: avx2 on an AVX-512
+    machine stands in for an older CPU). torch reports it from 2.1 (torch.backends.cpu.get_cpu_capability)."""
+    get = getattr(getattr(torch.backends, "cpu", None), "get_cpu_capability", None)
+    if get is not None:
+        return get()
+    return os.environ.get("ATEN_CPU_CAPABILITY", f"not reported by torch {torch.__version__}")
+
+
+def stack_line(lookup=metadata.version) -> str:
+    """The session header's line of the releases that decide a verdict: torch with the CPU kernels it runs,
+    numpy, onnx, and every engine installed (device ones included)."""
+    found = packages(lookup=lookup)
+    for name in ("torch", "onnx"):
+        try:
+            found.setdefault(name, lookup(name))
+        except metadata.PackageNotFoundError:
+            pass
+    torch_part = (f"torch {found.pop('torch', torch.__version__)} (CPU kernels {cpu_capability()}, "
+                  f"{torch.get_num_threads()} threads)")
+    return "posegate stack: " + ", ".join([torch_part, *(f"{k} {v}" for k, v in sorted(found.items()))])
+
+
 @lru_cache(maxsize=1)
 def fingerprint() -> dict:
     return describe(packages())

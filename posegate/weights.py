@@ -22,6 +22,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from posegate.compat import VersionLimit
+from posegate.compat.numpy_pickle import multiarray
+from posegate.compat.safe_load import load_weights_only
+
 
 class WeightsError(ValueError):
     """A checkpoint that cannot be used as the spec's weights; the message names the file."""
@@ -107,7 +111,8 @@ def _numpy_globals() -> list:
     """What unpickling plain numpy arrays needs (a training RNG state), and nothing that runs code."""
     dtypes = [getattr(np.dtypes, n) for n in ("UInt32DType", "Int32DType", "Int64DType", "UInt64DType",
                                               "Float32DType", "Float64DType", "BoolDType")]
-    return [np._core.multiarray._reconstruct, np._core.multiarray.scalar, np.ndarray, np.dtype, *dtypes]
+    core = multiarray()
+    return [core._reconstruct, core.scalar, np.ndarray, np.dtype, *dtypes]
 
 
 def read_checkpoint(path: Path, allow_numpy: bool = False) -> object:
@@ -130,8 +135,9 @@ def read_checkpoint(path: Path, allow_numpy: bool = False) -> object:
         raise WeightsError(f"{path}: not a PyTorch checkpoint (starts with {head!r}, neither a torch.save "
                            "zip archive nor a pickle)")
     try:
-        with torch.serialization.safe_globals(_numpy_globals() if allow_numpy else []):
-            return torch.load(path, map_location="cpu", weights_only=True)
+        return load_weights_only(path, _numpy_globals() if allow_numpy else [])
+    except VersionLimit as e:
+        raise WeightsError(str(e)) from None
     except pickle.UnpicklingError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise WeightsError(

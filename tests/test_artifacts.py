@@ -3,14 +3,19 @@ input/output mapping. Plumbing only; the real INT8 IR runs through the stage tes
 from __future__ import annotations
 
 import dataclasses
+from types import SimpleNamespace
 
 import numpy as np
+import onnx
 import pytest
+import torch
 
 from models import MODELS
 from posegate.artifacts import ArtifactMismatch, bind, check_signature, parse_option
 from posegate.backends import BACKENDS, EngineIO, Session, SessionInfo
+from posegate.cache import cache_key
 from posegate.cases import generate
+from posegate.pipeline.builds import Builds
 from posegate.spec import ArtifactContract, InputProfile
 
 STAGE = "convert"
@@ -123,3 +128,38 @@ def test_supplied_files_of_the_wrong_kind_are_named(tmp_path):
         BACKENDS["openvino"].open(tmp_path, spec, "int8", io)
     with pytest.raises(ValueError, match="a.xml: an OpenVINO IR is a .xml file with its .bin beside it"):
         BACKENDS["openvino"].open(tmp_path / "a.xml", spec, "int8", io)
+
+
+def test_every_artifact_key_names_the_torch_and_onnx_it_was_built_under(tmp_path, monkeypatch):
+    """An export or conversion cached under torch 2.13 is a miss under torch 2.0.1 (the TorchAIE stack) and a
+    new onnx: the versions are read at each build, and are part of the key of every kind."""
+    exported = tmp_path / "model.onnx"
+    exported.write_bytes(b"graph")
+    seen = []
+
+    class Recording:
+        def get_or_build(self, kind, fields, build):
+            seen.append((kind, cache_key({"kind": kind, **fields})))
+            return SimpleNamespace(path=exported, file=lambda name: exported)
+
+    stages = SimpleNamespace(weights_identity=lambda spec: "synthetic-seed0", torch_model=lambda spec: None,
+                             exported=lambda spec, name, shape: exported)
+    memo = SimpleNamespace(once=lambda key, spec, origin, build: build())
+    builds = Builds(Recording(), stages, memo)
+    spec = MODELS["lightweight_openpose"]
+
+    def keys():
+        seen.clear()
+        builds.onnx(spec, 11)
+        builds.torchscript(spec, (1, 3, 368, 640))
+        builds.converted(spec, "openvino", "fp32")
+        return dict(seen)
+
+    today = keys()
+    assert set(today) == {"onnx", "torchscript", "convert"}
+    monkeypatch.setattr(torch, "__version__", "0.0.1")  # versions no real stack has: the test runs on any
+    old_torch = keys()
+    monkeypatch.setattr(onnx, "__version__", "0.0.1")
+    old_onnx = keys()
+    for kind in today:
+        assert len({today[kind], old_torch[kind], old_onnx[kind]}) == 3, kind

@@ -247,7 +247,7 @@ def test_plumbing_trt_profile_set_shape_raises_and_becomes_an_engine_build_error
 
 def test_plumbing_trt_convert_through_the_backend_uses_the_specs_range(tmp_path, monkeypatch):
     trt = FakeTrt()
-    monkeypatch.setitem(__import__("sys").modules, "tensorrt", trt)
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
     spec = MODELS["lightweight_openpose"]
     out = tmp_path / "artifact"
     out.mkdir()
@@ -446,7 +446,11 @@ def test_plumbing_ort_trt_imports_tensorrt_first_and_keeps_cuda_for_the_rest(tmp
             self.options = provider_options
             self.info = types.SimpleNamespace(details={"providers": list(providers)})
 
-    monkeypatch.delitem(sys.modules, "tensorrt", raising=False)
+    # Absent for the test and after it: setitem records that "tensorrt" had no entry (undo deletes the one the
+    # finder's import leaves), delitem clears the way for that import. delitem alone records nothing for an
+    # absent key, and the stand-in imported here (no __version__) would outlive the test.
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    monkeypatch.delitem(sys.modules, "tensorrt")
     monkeypatch.setattr(sys, "meta_path", [Finder(), *sys.meta_path])
     monkeypatch.setattr(gpu, "OrtGpuSession", Recorded)
     spec = MODELS["mspn_2xstg"]

@@ -13,6 +13,7 @@ from posegate import torchscript
 from posegate.backends import BACKENDS, ModelSource, torch_runtime
 from posegate.backends import torch_compile_backend as tc
 from posegate.export import ExportError
+from posegate.rounding import reordered_sum_tolerance
 from posegate.spec import Tolerance
 
 STAGE = "export"
@@ -155,4 +156,6 @@ def test_torch_compile_second_compile_comes_from_the_cache_in_the_artifact_cache
     out = session.run({"x": np.ones((1, 3, 8, 8), np.float32)})
     with torch.no_grad():
         want = net(torch.ones(1, 3, 8, 8))
-    assert np.allclose(out["a"], want[0].numpy(), rtol=1e-5, atol=1e-6)
+    # inductor's kernel against eager's: one 3x3 convolution over 3 channels, 27 terms (+ the bias)
+    tol = reordered_sum_tolerance(want[0].abs().max().item(), 3 * 3 * 3 + 1, want[0].dtype)
+    np.testing.assert_allclose(out["a"], want[0].numpy(), rtol=0, atol=tol)

@@ -11,7 +11,10 @@ from models import MODELS
 from models.videopose3d_243 import adapt_ascend_layout
 from models.videopose3d_243.network import TemporalModel
 from posegate.cache import ArtifactCache
+from posegate.compat import torch_release
+from posegate.compat.safe_load import ADD_SAFE_GLOBALS
 from posegate.pipeline import Pipeline
+from posegate.rounding import reordered_sum_tolerance
 from posegate.weights import WeightsError
 
 pytestmark = pytest.mark.stage
@@ -29,6 +32,9 @@ def _as_ascend(state: dict) -> dict:
     return {f"module.{k}": (v.unsqueeze(-1) if k.endswith(".weight") and v.ndim == 3 else v) for k, v in state.items()}
 
 
+@pytest.mark.skipif(torch_release() < ADD_SAFE_GLOBALS, reason=f"the official container holds numpy arrays: "
+                    f"reading it safely needs torch >= 2.4, this is {torch.__version__} (tests/test_compat.py checks "
+                    "the message it gets instead)")
 def test_official_container_loads_model_pos(tmp_path):
     state = _trained_like()
     path = tmp_path / SPEC.checkpoint.filename
@@ -113,7 +119,12 @@ def test_ascend_weights_compute_what_the_port_computes(tmp_path):
         want = _Conv2dPort(ascend, small.pads, (3, 9, 27, 81))(x)
         got = ours(x)[0]
     assert got.shape == (2, 300 - 242, 17, 3)
-    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    # Conv1d against Conv2d (k, 1): other kernels, the same terms. Each of the 10 convolutions sums at most
+    # 34 x 3 inputs (the expanding one); measured: equal here (max error 0), on AVX-512 and AVX2 kernels alike.
+    longest = small.expand_conv.in_channels * small.expand_conv.kernel_size[0]
+    convs = sum(isinstance(m, torch.nn.Conv1d) for m in small.modules())
+    tol = reordered_sum_tolerance(want.abs().max().item(), longest, want.dtype, layers=convs)
+    torch.testing.assert_close(got, want, rtol=0, atol=tol)
 
 
 def test_the_ports_own_weights_are_found_and_gated_by_their_own_figure(tmp_path):

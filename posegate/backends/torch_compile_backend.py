@@ -17,6 +17,7 @@ import torch
 
 from posegate.backends.base import Backend, SessionInfo
 from posegate.backends.torch_runtime import TorchModuleSession, for_device, pick_device
+from posegate.compat import inductor
 
 CACHE_ENVS = ("TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR")
 
@@ -51,6 +52,9 @@ class TorchCompileBackend(Backend):
     full_only = True  # measured: 70 s per engine shape of the smallest network cold on 2 cores, 20 s warm
 
     def unavailable_reason(self):
+        too_old = inductor.unavailable_reason()
+        if too_old:
+            return too_old
         if pick_device() == "cpu" and shutil.which(os.environ.get("CXX", "g++")) is None:
             return "inductor generates C++ on the CPU and no C++ compiler is on PATH (install g++)"
         return None
@@ -65,7 +69,8 @@ class TorchCompileBackend(Backend):
     def _compiled(self, source, artifact_dir: Path, device: str):
         use_cache(inductor_cache(artifact_dir))
         module = for_device(source.torch_model(), device)
-        return torch.compile(module, backend="inductor", fullgraph=True, dynamic=False)
+        return torch.compile(module, backend="inductor", fullgraph=True, dynamic=False,
+                             options=inductor.compile_options())
 
     def convert(self, source, out_dir, precision, shape):
         """Compile once at the engine shape so the cache holds its kernels; note what it cost."""

@@ -19,6 +19,13 @@ from posegate.torchscript import default_trace_shape, export_torchscript, trace_
 from posegate.weights import WeightsInfo, build_model, file_digest
 
 
+def stack_versions() -> dict:
+    """The releases every artifact is built under, part of each key: an export or a conversion made under one
+    torch or onnx is never reused under another (the engine's own release is in its backend's settings). Read at
+    each build, not at import."""
+    return {"torch": torch.__version__, "onnx": onnx.__version__, "posegate": __version__}
+
+
 class Weights:
     """The reference network: the spec's checkpoint from the weights folder, or seeded random weights."""
 
@@ -65,7 +72,7 @@ class Builds:
         sample = (1, *spec.sample_dims)
         fields = {"model": spec.name, "spec_version": spec.version, "weights": self.stages.weights_identity(spec),
                   "opset": opset, "dynamic_axes": spec.dynamic_axes(), "sample": sample,
-                  "torch": torch.__version__, "onnx": onnx.__version__, "posegate": __version__}
+                  **stack_versions()}
 
         def build():
             model = self.stages.torch_model(spec)
@@ -78,7 +85,7 @@ class Builds:
         """The network traced at one engine shape (a dynamic axis at its profile's benchmark size), checked."""
         traced = trace_shape(spec, shape)
         fields = {"model": spec.name, "spec_version": spec.version, "weights": self.stages.weights_identity(spec),
-                  "shape": traced, "torch": torch.__version__, "posegate": __version__}
+                  "shape": traced, **stack_versions()}
 
         def build():
             model = self.stages.torch_model(spec)
@@ -111,7 +118,7 @@ class Builds:
         exported = self.stages.exported(spec, backend_name, shape)
         fields = {backend.exports: file_digest(exported) if exported else self.stages.weights_identity(spec),
                   "settings": backend.artifact_settings(precision, spec),
-                  "shape": shape, "spec_version": spec.version}
+                  "shape": shape, "spec_version": spec.version, **stack_versions()}
 
         def build():
             return self.cache.get_or_build(

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from posegate.compat.grad_scaler import grad_scaler
+
 
 def has_npu() -> bool:
     return importlib.util.find_spec("torch_npu") is not None
@@ -93,9 +95,28 @@ def _spawned(local_rank, world_size, port, fn, args):
         shutdown()
 
 
-def spawn(fn, world_size: int, *args) -> None:
-    """Run ``fn(*args)`` in ``world_size`` local processes that form one process group."""
-    torch.multiprocessing.spawn(_spawned, args=(world_size, free_port(), fn, args), nprocs=world_size, join=True)
+def spawn(fn, world_size: int, *args, threads: int | None = None) -> None:
+    """Run ``fn(*args)`` in ``world_size`` local processes that form one process group; ``threads``: each
+    child's OMP_NUM_THREADS (default: inherited), without changing this process's environment."""
+    with child_environment({"OMP_NUM_THREADS": str(threads)} if threads else {}):
+        torch.multiprocessing.spawn(_spawned, args=(world_size, free_port(), fn, args), nprocs=world_size,
+                                    join=True)
+
+
+@contextlib.contextmanager
+def child_environment(values: dict):
+    """``values`` in os.environ while the block starts its children (torch.multiprocessing's spawn copies the
+    environment at start), the caller's values put back after it."""
+    before = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 class Amp:
@@ -113,7 +134,7 @@ class Amp:
         self.dtype = torch.bfloat16 if device.type == "cpu" else torch.float16
         self.scaler = None
         if mode == "auto" and device.type != "cpu":
-            self.scaler = torch.amp.GradScaler(device.type)
+            self.scaler = grad_scaler(device.type)
         self.skipped = 0
 
     def autocast(self):
