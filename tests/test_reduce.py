@@ -1,0 +1,113 @@
+"""Minimal reproducers on the fault zoo: each broken port of lightweight_openpose_omz0001 (posegate/faults.py)
+reduces to a subgraph that shows the same failure on ONNX Runtime, contains the node the fault changed,
+is at most 10 nodes for a one-node fault, replays from its bundle alone, and costs at most 2 log2(N) + 10
+conversions; the faithful export has nothing to reduce.
+
+Inputs: two 368x128 windows of the parity image (the width axis is dynamic), so "every parity input" is
+more than one; with the synthetic set, seeded noise as test_localize uses.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import onnx
+import pytest
+
+from models import MODELS
+from posegate.backends import EngineIO
+from posegate.context import SYNTHETIC
+from posegate.faults import FAULTS
+from posegate.localize import localize, tolerance_of
+from posegate.probes import OrtProbe
+from posegate.reduce import NOTHING, budget, reduce, replay, same_failure, write
+from posegate.reduce.runners import OrtRunner
+
+STAGE = "infer"
+pytestmark = pytest.mark.stage
+SPEC = MODELS["lightweight_openpose_omz0001"]
+WIDTH = 128
+ZOO = [f for f in FAULTS if f != "resize-mode"]  # resize-mode needs a model with a Resize: HigherHRNet, --full
+ONE_NODE = {"channel-swap", "conv-scaled-3pct", "dilation-dropped", "elu-as-relu", "relu-as-relu6", "head-bias-0.01"}
+
+
+@pytest.fixture(scope="module")
+def zoo(pipeline, run_context, tmp_path_factory):
+    spec = SPEC
+    path = pipeline.onnx(spec, 17)
+    dataset = run_context.parity_dataset(spec.flow.dataset_kind)
+    full = pipeline.parity_batch(spec, spec.profile("368x640"), dataset, 1).x
+    w = full.shape[-1]
+    x = np.concatenate([full[..., w // 2 - WIDTH:w // 2], full[..., w // 2:w // 2 + WIDTH]]).copy()
+    if dataset.name == SYNTHETIC:
+        x = np.random.default_rng(0).uniform(-0.5, 0.5, x.shape).astype(np.float32)
+    io = EngineIO.of(spec)
+    probe = OrtProbe(path, io)
+    got = probe.run(x[:1], sorted(probe.float_tensors()))
+    ranges = {k: float(np.max(np.abs(v))) for k, v in got.items()}
+    return SimpleNamespace(spec=spec, model=pipeline.torch_model(spec), path=path, base=onnx.load(str(path)), x=x,
+                           io=io, ranges=ranges, tmp=tmp_path_factory.mktemp("reduce"), pipeline=pipeline,
+                           tolerance=tolerance_of(spec, "fp32", spec.output_names))
+
+
+def _reduce(zoo, path):
+    loc = localize(zoo.model, OrtProbe(path, zoo.io), zoo.x[:1], zoo.tolerance, tuple(zoo.spec.output_names),
+                   {n: n for n in zoo.spec.output_names})
+    return reduce(path, zoo.model, loc, OrtRunner("fp32"), zoo.x, zoo.io, tuple(zoo.spec.output_names))
+
+
+def test_faithful_export_has_nothing_to_reduce(zoo):
+    result, data = _reduce(zoo, zoo.path)
+    assert data is None and result.nothing.startswith(NOTHING), result.describe()
+    assert result.conversions == 0
+
+
+@pytest.mark.parametrize("fault", ZOO)
+def test_fault_reduces_to_a_bundle_that_replays_it(zoo, fault, record):
+    injected = FAULTS[fault](zoo.base, ranges=zoo.ranges)
+    path = zoo.tmp / f"{fault}.onnx"
+    onnx.save(injected.model, str(path))
+    result, data = _reduce(zoo, path)
+    if data is None and result.nothing.startswith(NOTHING) and zoo.pipeline.checkpoint_path(zoo.spec) is None:
+        pytest.skip(f"{fault} changes no compared tensor beyond its tolerance with seeded weights "
+                    f"({zoo.pipeline.weights_identity(zoo.spec)}); put {zoo.spec.checkpoint.filename} in --weights-dir")
+    record(fault=fault, reduction=result.as_dict())
+    assert data is not None, result.describe()
+    assert result.reproduces and all(r["first"] == result.target["tensor"] for r in result.rows), result.describe()
+    assert set(injected.nodes) & set(result.nodes), f"{fault} injected at {injected.nodes[:3]}; {result.describe()}"
+    if fault in ONE_NODE:
+        assert len(result.nodes) <= 10, result.describe()
+    assert result.backend_runs <= budget(len(zoo.base.graph.node)), result.describe()
+    folder = write(zoo.tmp / f"bundle-{fault}", result, data, f"test_reduce[{fault}]", zoo.spec)
+    now, meta = replay(folder)
+    assert same_failure(now, meta), (now, result.rows)
+    assert [(r["first"], r["class"]) for r in now] == [(r["first"], r["class"]) for r in result.rows]
+
+
+def test_replay_on_a_clean_checkout_fails_while_broken_and_passes_once_fixed(zoo, tmp_path):
+    """`pytest --replay` in a fresh process with an empty cache and no data or weights: the bundle alone.
+    The same bundle with the fault undone in its model.onnx (ReLU back to ELU) must pass."""
+    injected = FAULTS["elu-as-relu"](zoo.base)
+    path = tmp_path / "elu.onnx"
+    onnx.save(injected.model, str(path))
+    result, data = _reduce(zoo, path)
+    assert data is not None, result.describe()
+    broken = write(tmp_path / "broken", result, data, "elu-as-relu", zoo.spec)
+    fixed = write(tmp_path / "fixed", result, data, "elu-as-relu, fixed", zoo.spec)
+    model = onnx.load(str(fixed / "model.onnx"))
+    node = next(n for n in model.graph.node if n.name in injected.nodes)
+    node.op_type = "Elu"
+    node.attribute.extend([onnx.helper.make_attribute("alpha", 1.0)])
+    onnx.save(model, str(fixed / "model.onnx"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POSEGATE_")}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-p", "no:cacheprovider",
+                           f"--replay={broken}", f"--replay={fixed}", f"--cache-dir={tmp_path / 'empty-cache'}"],
+                          cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, env=env, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    assert "1 failed, 1 passed" in out and "still fails the failure the bundle recorded" in out, out
+    assert not any((tmp_path / "empty-cache").rglob("*.onnx")), "the replay built something in the cache"
