@@ -17,6 +17,8 @@ from types import SimpleNamespace
 import numpy as np
 import onnx
 import pytest
+import torch
+from torch import nn
 
 from models import MODELS
 from posegate.backends import EngineIO
@@ -49,8 +51,9 @@ def zoo(pipeline, run_context, tmp_path_factory):
     probe = OrtProbe(path, io)
     got = probe.run(x[:1], sorted(probe.float_tensors()))
     ranges = {k: float(np.max(np.abs(v))) for k, v in got.items()}
+    held = x.shape[0] * sum(probe.sizes(x[:1]).values())  # every intermediate at once, what streaming avoids
     return SimpleNamespace(spec=spec, model=pipeline.torch_model(spec), path=path, base=onnx.load(str(path)), x=x,
-                           io=io, ranges=ranges, tmp=tmp_path_factory.mktemp("reduce"), pipeline=pipeline,
+                           io=io, held=held, ranges=ranges, tmp=tmp_path_factory.mktemp("reduce"), pipeline=pipeline,
                            tolerance=tolerance_of(spec, "fp32", spec.output_names))
 
 
@@ -81,6 +84,7 @@ def test_fault_reduces_to_a_bundle_that_replays_it(zoo, fault, record):
     assert set(injected.nodes) & set(result.nodes), f"{fault} injected at {injected.nodes[:3]}; {result.describe()}"
     if fault in ONE_NODE:
         assert len(result.nodes) <= 10, result.describe()
+        assert result.peak_reference_bytes < zoo.held / 10, (result.peak_reference_bytes, zoo.held)
     assert result.backend_runs <= budget(len(zoo.base.graph.node)), result.describe()
     folder = write(zoo.tmp / f"bundle-{fault}", result, data, f"test_reduce[{fault}]", zoo.spec)
     now, meta = replay(folder)
@@ -111,3 +115,58 @@ def test_replay_on_a_clean_checkout_fails_while_broken_and_passes_once_fixed(zoo
     assert proc.returncode == 1, out
     assert "1 failed, 1 passed" in out and "still fails the failure the bundle recorded" in out, out
     assert not any((tmp_path / "empty-cache").rglob("*.onnx")), "the replay built something in the cache"
+
+
+def test_an_error_that_accumulates_is_bisected_back_to_where_it_enters(tmp_path, record):
+    """Every convolution of a chain 0.1 % too large: none alone leaves its tolerance, their sum does at the
+    third. The target's node alone does not reproduce it, so the start is bisected back until it does, and
+    within the budget; tensors earlier in the subgraph stay within tolerance (the same failure, no drift)."""
+    torch.manual_seed(0)
+    layers = []
+    for _ in range(12):  # near-identity 1x1 convolutions without bias: the error compounds, 0.1 % a layer
+        conv = nn.Conv2d(4, 4, 1, bias=False)
+        conv.weight.data = (torch.eye(4) + 0.01 * torch.rand(4, 4))[:, :, None, None]
+        layers += [conv, nn.ReLU()]
+    net = nn.Sequential(*layers).eval()
+    x = torch.rand(2, 4, 16, 16)
+    path = tmp_path / "chain.onnx"
+    torch.onnx.export(net, (x,), str(path), input_names=["x"], output_names=["y"], opset_version=17,
+                      dynamic_axes={"x": {0: "n"}, "y": {0: "n"}}, dynamo=False)
+    model = onnx.load(str(path))
+    for init in model.graph.initializer:
+        init.CopyFrom(onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(init) * np.float32(1.001), init.name))
+    broken = tmp_path / "chain-broken.onnx"
+    onnx.save(model, str(broken))
+    io = EngineIO("x", (("y", "y"),))
+    loc = localize(net, OrtProbe(broken, io), x[:1].numpy(), 2.5e-3, ("y",), {"y": "y"})
+    assert loc.first is not None and loc.first["verdict"].startswith("error accumulated"), loc.describe()
+    result, data = reduce(broken, net, loc, OrtRunner("fp32"), x.numpy(), io, ("y",))
+    record(reduction=result.as_dict())
+    assert data is not None and result.reproduces, result.describe()
+    assert result.tried[0]["nodes"] == 1 and not result.tried[0]["reproduces"]  # the node alone: not the failure
+    assert 1 < len(result.nodes) < len(model.graph.node) and result.nodes[-1] == loc.first["node"]
+    assert result.conversions <= budget(len(model.graph.node)) - result.localisation_runs
+    first = [r for r in result.rows]
+    assert all(r["first"] == result.target["tensor"] for r in first), first
+
+
+@pytest.mark.full
+def test_higherhrnet_reduces_streaming(pipeline, tmp_path, record):
+    """HigherHRNet's ~2000 intermediates: localisation streams them in chunks, the reduction asks torch for
+    the few tensors each candidate needs; neither ever holds them all."""
+    spec = MODELS["higherhrnet_w32_512"]
+    model = pipeline.torch_model(spec)
+    injected = FAULTS["resize-mode"](onnx.load(str(pipeline.onnx(spec, 17))))
+    broken = tmp_path / "resize-mode.onnx"
+    onnx.save(injected.model, str(broken))
+    x = np.random.default_rng(0).uniform(-0.5, 0.5, (2, *spec.sample_dims)).astype(np.float32)
+    io = EngineIO.of(spec)
+    loc = localize(model, OrtProbe(broken, io), x[:1], tolerance_of(spec, "fp32", spec.output_names),
+                   tuple(spec.output_names), {n: n for n in spec.output_names})
+    result, data = reduce(broken, model, loc, OrtRunner("fp32"), x, io, tuple(spec.output_names))
+    record(reduction=result.as_dict())
+    assert data is not None and result.reproduces, result.describe()
+    assert injected.nodes[0] in result.nodes and len(result.nodes) <= 10, result.describe()
+    held = x.shape[0] * sum(OrtProbe(broken, io).sizes(x[:1]).values())
+    assert result.peak_reference_bytes < held / 10, (result.peak_reference_bytes, held)
+    assert result.backend_runs <= budget(len(injected.model.graph.node)), result.describe()
