@@ -187,3 +187,29 @@ FAULTS: dict[str, Callable[..., Injected]] = {
     "stage1-as-outputs": stage1_as_outputs, "head-bias-0.01": head_bias, "fp16-overflow": fp16_overflow,
     "resize-mode": resize_mode,
 }
+
+def rounded_away(model, ranges: dict | None = None, node: str | None = None, **_) -> Injected:
+    """Not a conversion bug: a model fp32 computes right and 16-bit formats do not. One convolution's bias
+    carries an offset a following Add takes off again (exact in fp32); in fp16 or bf16 the offset's
+    rounding step exceeds the convolution's whole signal, which is rounded away. The convolution with
+    the widest output is chosen (``ranges``: tensor -> max |value|), or ``node``."""
+    m = _copy(model)
+    convs = [n for n in _convs(m) if len(n.input) > 2]
+    conv = next(n for n in convs if n.name == node) if node else max(
+        convs, key=lambda n: (ranges or {}).get(n.output[0], 0.0))
+    peak = (ranges or {}).get(conv.output[0], 1.0) or 1.0
+    offset = float(2 ** (math.ceil(math.log2(peak)) + 10))  # bf16's step at the offset: 4x the signal's peak
+    _set(m, conv.input[2], _array(m, conv.input[2]) + offset)
+    t = conv.output[0]
+    scope = conv.name.rsplit("/", 1)[0]
+    name = f"{scope}/Offset_Sub"
+    m.graph.initializer.append(numpy_helper.from_array(np.array(offset, np.float32), f"{scope}/offset"))
+    _rewire(m, t, f"{t}_offset_removed")
+    m.graph.node.insert(list(m.graph.node).index(conv) + 1,
+                        helper.make_node("Sub", [t, f"{scope}/offset"], [f"{t}_offset_removed"], name=name))
+    return Injected(m, (conv.name, name), f"{t} offset by {offset:g} and back (peak {peak:.3g})")
+
+
+# faults of reduced precision only: fp32 runs them right (not in the fp32 zoo)
+PRECISION_FAULTS: dict[str, Callable[..., Injected]] = {"rounded-away-in-16-bit": rounded_away}
+
