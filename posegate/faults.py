@@ -192,13 +192,13 @@ def rounded_away(model, ranges: dict | None = None, node: str | None = None, **_
     """Not a conversion bug: a model fp32 computes right and 16-bit formats do not. One convolution's bias
     carries an offset a following Add takes off again (exact in fp32); in fp16 or bf16 the offset's
     rounding step exceeds the convolution's whole signal, which is rounded away. The convolution with
-    the widest output is chosen (``ranges``: tensor -> max |value|), or ``node``."""
+    the middle of the network is chosen, or ``node`` (``ranges``: tensor -> max |value|, its peak)."""
     m = _copy(model)
     convs = [n for n in _convs(m) if len(n.input) > 2]
-    conv = next(n for n in convs if n.name == node) if node else max(
-        convs, key=lambda n: (ranges or {}).get(n.output[0], 0.0))
+    conv = next(n for n in convs if n.name == node) if node else convs[len(convs) // 2]
     peak = (ranges or {}).get(conv.output[0], 1.0) or 1.0
-    offset = float(2 ** (math.ceil(math.log2(peak)) + 10))  # bf16's step at the offset: 4x the signal's peak
+    # 2^8 x the peak: bf16's step there (7 mantissa bits) is twice the peak, fp32's 2^-15 of it
+    offset = float(2 ** (math.ceil(math.log2(peak)) + 8))
     _set(m, conv.input[2], _array(m, conv.input[2]) + offset)
     t = conv.output[0]
     scope = conv.name.rsplit("/", 1)[0]
