@@ -202,12 +202,16 @@ def rounded_away(model, ranges: dict | None = None, node: str | None = None, **_
     _set(m, conv.input[2], _array(m, conv.input[2]) + offset)
     t = conv.output[0]
     scope = conv.name.rsplit("/", 1)[0]
-    name = f"{scope}/Offset_Sub"
+    names = (f"{scope}/Offset_Relu", f"{scope}/Offset_Sub")
     m.graph.initializer.append(numpy_helper.from_array(np.array(offset, np.float32), f"{scope}/offset"))
     _rewire(m, t, f"{t}_offset_removed")
-    m.graph.node.insert(list(m.graph.node).index(conv) + 1,
-                        helper.make_node("Sub", [t, f"{scope}/offset"], [f"{t}_offset_removed"], name=name))
-    return Injected(m, (conv.name, name), f"{t} offset by {offset:g} and back (peak {peak:.3g})")
+    at = list(m.graph.node).index(conv) + 1
+    # the ReLU is the identity on conv + offset (offset >> peak) and keeps a converter from folding the Sub
+    # into the bias, which OpenVINO does (measured: AP unchanged without it)
+    m.graph.node.insert(at, helper.make_node("Relu", [t], [f"{t}_offset"], name=names[0]))
+    m.graph.node.insert(at + 1, helper.make_node("Sub", [f"{t}_offset", f"{scope}/offset"], [f"{t}_offset_removed"],
+                                                 name=names[1]))
+    return Injected(m, (conv.name, *names), f"{t} offset by {offset:g} and back (peak {peak:.3g})")
 
 
 # faults of reduced precision only: fp32 runs them right (not in the fp32 zoo)
