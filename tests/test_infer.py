@@ -7,7 +7,7 @@ import pytest
 
 from fixtures.artifacts import skip_unavailable
 from fixtures.gate import _safe as safe_name
-from posegate import diagnose
+from posegate import advice_case, diagnose
 from posegate.backends import BACKENDS
 from posegate.context import SYNTHETIC
 from posegate.parity import compare
@@ -41,11 +41,12 @@ def test_infer(case, pipeline, run_context, needs, record, request):
     if failing or request.config.option.localize or advise:
         x = batch.x if case.variant == "artifact" or BACKENDS[case.backend].static_shapes else batch.x[:1]
         where = localize_case(pipeline, case, x, record, request, reference if advise else None,
-                              (batch.x, outputs, reference) if failing and request.config.option.reduce else None)
+                              (batch.x, outputs, reference) if failing and request.config.option.reduce else None,
+                              dataset)
     assert not failing, f"{case.backend}-{case.precision} off the torch reference: " + "; ".join(failing) + where
 
 
-def localize_case(pipeline, case, x, record, request, reference=None, reducing=None) -> str:
+def localize_case(pipeline, case, x, record, request, reference=None, reducing=None, dataset=None) -> str:
     """The first divergent layer, recorded; as a message tail for the failure. With ``reference`` (asked
     by --advise-precision), the layers to keep in fp32 too."""
     folder = Path(request.config.option.save_visuals or "posegate-visuals").resolve() / safe_name(request.node.name)
@@ -71,6 +72,11 @@ def localize_case(pipeline, case, x, record, request, reference=None, reducing=N
             return text + f"\nno precision advice: {e}"
         record(advice=advice.as_dict())
         text += f"\nprecision advice ({out}): {advice.describe()}"
+        source = advice_case.source_of(pipeline, case.spec, case.backend, case.precision)
+        proven = advice_case.advise(pipeline, case.spec, case.precision, source, loc, x, dataset, case.profile,
+                                    out / "metric", advice.keep)
+        record(metric_advice=proven.as_dict())
+        text += f"\nprecision advice on the metric ({out / 'metric'}): {proven.describe()}\n{proven.table()}"
     return text
 
 

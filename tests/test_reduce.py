@@ -21,13 +21,16 @@ import torch
 from torch import nn
 
 from models import MODELS
+from posegate.advice import ov_keep_fp32
 from posegate.backends import EngineIO
 from posegate.context import SYNTHETIC
-from posegate.faults import FAULTS
+from posegate.faults import FAULTS, PRECISION_FAULTS
 from posegate.localize import localize, tolerance_of
-from posegate.probes import OrtProbe
+from posegate.probes import OrtProbe, OvProbe
 from posegate.reduce import NOTHING, budget, reduce, replay, same_failure, write
-from posegate.reduce.runners import OrtRunner
+from posegate.reduce.reference import capture
+from posegate.reduce.runners import OrtRunner, OvRunner
+from posegate.reduce.search import judge
 
 STAGE = "infer"
 pytestmark = pytest.mark.stage
@@ -170,3 +173,36 @@ def test_higherhrnet_reduces_streaming(pipeline, tmp_path, record):
     held = x.shape[0] * sum(OrtProbe(broken, io).sizes(x[:1]).values())
     assert result.peak_reference_bytes < held / 10, (result.peak_reference_bytes, held)
     assert result.backend_runs <= budget(len(injected.model.graph.node)), result.describe()
+
+
+def test_openvino_fp16_failure_reduces_with_its_converter_call(zoo, tmp_path, record):
+    """A failure of OpenVINO's 16-bit compute (bf16 or f16, as the backend asks this CPU) that fp32 does not
+    have: a convolution whose signal 16-bit rounding loses (faults.rounded_away). It reduces on OpenVINO at
+    fp16, and the bundle names the ovc call and the inference precision the suite uses."""
+    pytest.importorskip("openvino", reason="openvino is not installed: pip install openvino")
+    injected = PRECISION_FAULTS["rounded-away-in-16-bit"](zoo.base, ranges=zoo.ranges)
+    source = tmp_path / "rounded.onnx"
+    onnx.save(injected.model, str(source))
+    ir = ov_keep_fp32(source, [], tmp_path / "fp16.xml", compress=True)
+    tolerance = tolerance_of(zoo.spec, "fp16", zoo.spec.output_names)
+    loc = localize(zoo.model, OvProbe(ir, zoo.io, "fp16"), zoo.x[:1], tolerance, tuple(zoo.spec.output_names),
+                   {n: n for n in zoo.spec.output_names})
+    assert loc.first is not None, loc.describe()
+    # the parity inputs the full model fails on at that tensor (a marginal fp16 failure need not show on all)
+    target = loc.first["tensor"]
+    ref = capture(zoo.model, zoo.x, {target: loc.first["module"]}, {}, tuple(zoo.spec.output_names))[target]
+    probe = OvProbe(ir, zoo.io, "fp16")
+    rows = [r for r in range(len(zoo.x))
+            if judge(probe.run(zoo.x[r:r + 1], [target])[target], ref[r:r + 1], tolerance)["class"]]
+    assert rows
+    result, data = reduce(source, zoo.model, loc, OvRunner("fp16"), zoo.x, zoo.io, tuple(zoo.spec.output_names),
+                          rows)
+    record(reduction=result.as_dict())
+    assert data is not None and result.reproduces, result.describe()
+    assert set(injected.nodes) & set(result.nodes) and len(result.nodes) <= 10, result.describe()
+    folder = write(tmp_path / "bundle", result, data, "rounded-away-in-16-bit", zoo.spec)
+    now, meta = replay(folder)
+    assert same_failure(now, meta), now
+    assert meta["converter"]["command"] == ["ovc", "model.onnx", "--output_model", "model.xml",
+                                            "--compress_to_fp16=True"]
+    assert "INFERENCE_PRECISION_HINT" in meta["converter"]["python"]
