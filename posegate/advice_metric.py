@@ -5,7 +5,8 @@ The tensor search (posegate.advice) keeps the top 1, 2, 4, ... ranked layers unt
 tolerance; for a tight target that is every computing layer. Here each candidate is a full evaluation of
 the metric instead, and the search is the accuracy-aware one NNCF's accuracy control runs: greedy on the
 ranking (doubling prefixes until the bound is met), the shortest prefix that meets it (bisection), then
-every kept layer removed in turn, least ranked first, if the bound still holds without it. It stops when
+what is not needed removed: all but the last layer added at once, halving the set on failure, least ranked
+first (delta debugging), while the bound still holds. It stops when
 the bound is met, when even the whole ranking does not meet it (said so), or at the evaluation budget.
 Every candidate's result is memoised by its layer set, so the same inputs give the same advice.
 """
@@ -90,12 +91,16 @@ def search(ranked: list[dict], evaluate: Callable[[list[str]], float], reference
         else:
             low = mid
     keep = list(range(high))
-    for g in reversed(keep[:-1]):  # the last one added was needed: the prefix without it failed
-        if len(memo) >= max_evaluations:
-            break
-        trial = [k for k in keep if k != g]
+    # remove what is not needed, in chunks that halve on failure (delta debugging): all but the last added
+    # first (it was needed: the prefix without it failed), least ranked first
+    chunks = [keep[:-1][::-1]] if len(keep) > 1 else []
+    while chunks and len(memo) < max_evaluations:
+        chunk = chunks.pop(0)
+        trial = [k for k in keep if k not in chunk]
         if meets(trial, "remove"):
             keep = trial
+        elif len(chunk) > 1:
+            chunks[:0] = [chunk[:len(chunk) // 2], chunk[len(chunk) // 2:]]
     return keep, tried, True, len(memo)
 
 

@@ -119,3 +119,26 @@ def test_advised_setting_runs_faster_than_fp32(port, record):
     s = port.advice.settings
     record(metric_advice=port.advice.as_dict())
     assert s["advised (metric)"]["rate"] > s["fp32"]["rate"], port.advice.table()
+
+
+@pytest.mark.stage
+@pytest.mark.parametrize("needed", [(), (7,), (2, 13), (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11)])
+def test_search_finds_the_layers_the_metric_needs_within_twenty_evaluations(needed):
+    """The search against a metric that holds only when the ``needed`` layers of 40 ranked ones are kept (a
+    stand-in for a full evaluation): it keeps exactly those, or says none does, in at most 20 evaluations."""
+    ranked = [{"nodes": [f"/layer{i}/Conv"], "module": f"layer{i}"} for i in range(40)]
+    calls = []
+
+    def evaluate(nodes):
+        calls.append(nodes)
+        return 0.75 if all(f"/layer{i}/Conv" in nodes for i in needed) else 0.30
+    keep, tried, met, evaluations = advice_metric.search(ranked, evaluate, 0.75, 0.03)
+    assert met and sorted(keep) == list(needed) and evaluations == len(calls) <= advice_metric.MAX_EVALUATIONS
+    assert advice_metric.search(ranked, evaluate, 0.75, 0.03)[0] == keep  # the same inputs, the same advice
+
+
+@pytest.mark.stage
+def test_search_says_when_no_set_meets_the_bound():
+    ranked = [{"nodes": [f"/layer{i}/Conv"], "module": None} for i in range(10)]
+    keep, tried, met, evaluations = advice_metric.search(ranked, lambda nodes: 0.1, 0.75, 0.03)
+    assert not met and len(keep) == 10 and evaluations == len(tried) <= advice_metric.MAX_EVALUATIONS
