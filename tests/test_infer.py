@@ -72,9 +72,13 @@ def localize_case(pipeline, case, x, record, request, reference=None, reducing=N
             return text + f"\nno precision advice: {e}"
         record(advice=advice.as_dict())
         text += f"\nprecision advice ({out}): {advice.describe()}"
-        source = advice_case.source_of(pipeline, case.spec, case.backend, case.precision)
-        proven = advice_case.advise(pipeline, case.spec, case.precision, source, loc, x, dataset, case.profile,
-                                    out / "metric", advice.keep)
+        try:
+            source = advice_case.source_of(pipeline, case.spec, case.backend, case.precision)
+            proven = advice_case.advise(pipeline, case.spec, case.precision, source, loc, x, dataset, case.profile,
+                                        out / "metric", advice.keep)
+        except Exception as e:  # the tensor advice above stands; say why the metric search did not
+            record(metric_advice={"unavailable": f"{type(e).__name__}: {e}"})
+            return text + f"\nno precision advice on the metric: {type(e).__name__}: {e}"
         record(metric_advice=proven.as_dict())
         text += f"\nprecision advice on the metric ({out / 'metric'}): {proven.describe()}\n{proven.table()}"
     return text
