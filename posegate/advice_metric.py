@@ -141,7 +141,8 @@ def advise(source: Path, ranked: list[dict], metric_of: Callable[[Path, str], fl
     r32, r16, ra = (result.settings[k]["rate"] for k in ("fp32", "fp16", "advised (metric)"))
     if r16 - r32 > 0:
         result.speedup_kept = (ra - r32) / (r16 - r32)
-    result.files = advice.write(result.keep, folder, openvino_ir=str(advised))
+    modules = {n: ranked[g]["module"] for g in groups for n in ranked[g]["nodes"]}
+    result.files = advice.write(result.keep, folder, openvino_ir=str(advised), modules=modules)
     (folder / "layers.json").write_text(json.dumps(
         [{"node": n, "module": ranked[g]["module"]} for g in groups for n in ranked[g]["nodes"]], indent=1))
     result.files["layers"] = str(folder / "layers.json")

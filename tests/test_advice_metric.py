@@ -10,6 +10,7 @@ search from the same inputs gives the same layers. That it runs faster than fp32
 """
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 
 import numpy as np
@@ -19,7 +20,7 @@ import torch
 
 from models import MODELS
 from posegate import advice_metric
-from posegate.advice import _errors, _ov_run, advise_openvino, ov_keep_fp32, rank
+from posegate.advice import _errors, _ov_run, advise_openvino, ov_keep_fp32, rank, write
 from posegate.artifacts import bind
 from posegate.backends import BACKENDS, EngineIO
 from posegate.context import SYNTHETIC
@@ -142,3 +143,15 @@ def test_search_says_when_no_set_meets_the_bound():
     ranked = [{"nodes": [f"/layer{i}/Conv"], "module": None} for i in range(10)]
     keep, tried, met, evaluations = advice_metric.search(ranked, lambda nodes: 0.1, 0.75, 0.03)
     assert not met and len(keep) == 10 and evaluations == len(tried) <= advice_metric.MAX_EVALUATIONS
+
+
+@pytest.mark.stage
+def test_advice_files_name_each_nodes_torch_module_where_the_format_has_room(tmp_path):
+    keep = ["/cpm/trunk/trunk.2/trunk.2.2/Conv", "/cpm/trunk/trunk.2/trunk.2.2/Offset_Sub"]
+    write(keep, tmp_path, modules={n: "cpm.trunk.2.2" for n in keep})
+    assert (tmp_path / "keep_dtype.cfg").read_text().splitlines() == keep  # ATC's format: names only
+    saved = json.loads((tmp_path / "openvino_keep_fp32.json").read_text())
+    assert saved["modules"] == {n: "cpm.trunk.2.2" for n in keep}
+    builder = (tmp_path / "tensorrt_layer_precisions.py").read_text()
+    compile(builder, "builder", "exec")
+    assert f"# {keep[0]}: torch module cpm.trunk.2.2" in builder
