@@ -164,8 +164,10 @@ def atc_args(keep_file: Path) -> list[str]:
     return [f"--keep_dtype={keep_file}", "--precision_mode=force_fp16"]
 
 
-def write(keep: list[str], folder: Path, openvino_ir: str | None = None) -> dict:
-    """The advice in each tool's own format, as files a user feeds to their converter."""
+def write(keep: list[str], folder: Path, openvino_ir: str | None = None, modules: dict | None = None) -> dict:
+    """The advice in each tool's own format, as files a user feeds to their converter; ``modules`` (node ->
+    torch module) adds each node's module where the format has room for it (comments, JSON fields)."""
+    modules = modules or {}
     folder.mkdir(parents=True, exist_ok=True)
     files = {}
     cfg = folder / "keep_dtype.cfg"
@@ -178,7 +180,8 @@ def write(keep: list[str], folder: Path, openvino_ir: str | None = None) -> dict
     builder.write_text(
         '"""Keep these layers in fp32 in an fp16 TensorRT build (posegate precision advice)."""\n'
         "import tensorrt as trt\n\n"
-        f"KEEP_FP32 = {json.dumps(keep, indent=4)}\n\n\n"
+        f"KEEP_FP32 = {json.dumps(keep, indent=4)}\n"
+        + "".join(f"# {n}: torch module {modules[n]}\n" for n in keep if modules.get(n)) + "\n\n"
         "def apply(network, config):\n"
         "    config.set_flag(trt.BuilderFlag.FP16)\n"
         "    config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)\n"
@@ -191,7 +194,8 @@ def write(keep: list[str], folder: Path, openvino_ir: str | None = None) -> dict
     files["tensorrt_builder"] = str(builder)
     ov_file = folder / "openvino_keep_fp32.json"
     ov_file.write_text(json.dumps({"rt_info": OV_KEEP, "saved_as": "DisablePrecisionConversion",
-                                   "nodes": keep, "ir": openvino_ir}, indent=1))
+                                   "nodes": keep, "modules": {n: modules.get(n) for n in keep},
+                                   "ir": openvino_ir}, indent=1))
     files["openvino"] = str(ov_file)
     if openvino_ir:
         files["openvino_ir"] = openvino_ir

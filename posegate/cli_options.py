@@ -45,7 +45,15 @@ def add(parser) -> None:
     addoption("--advise-precision", metavar="DIR", nargs="?", const="posegate-advice", default=None,
               help="for each fp16 infer case of openvino, tensorrt, ascend: layers to keep in fp32 (re-validated on "
                    "OpenVINO), as ATC --keep_dtype, trtexec --layerPrecisions and OpenVINO rt_info files under DIR "
-                   "(default posegate-advice; write --advise-precision=DIR)")
+                   "(default posegate-advice; write --advise-precision=DIR); then the smallest set that keeps the "
+                   "task metric within the spec's metric_parity, under DIR/.../metric (up to 20 evaluations)")
+    addoption("--reduce", metavar="DIR", nargs="?", const="posegate-reduced", default=None,
+              help="for each failing infer case: the smallest subgraph of its ONNX that fails the same way on its "
+                   "backend, fed with the torch reference's tensors, as a bundle under DIR that --replay replays "
+                   "(default posegate-reduced; write --reduce=DIR)")
+    addoption("--replay", metavar="DIR", action="append", default=[],
+              help="replay a bundle --reduce wrote (repeatable): only the replay test runs; it fails while the "
+                   "reduced failure reproduces on this machine")
     addoption("--baseline-backend", metavar="BACKEND", default=None,
               help="the backend generic checks measure against where one engine stands for all (sharded "
                    "predictions, decode cost); env POSEGATE_BASELINE_BACKEND (default onnxruntime)")
