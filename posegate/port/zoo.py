@@ -112,7 +112,7 @@ def _break_results(kind, people, rng):
     return out
 
 
-def _save(path: Path, values: np.ndarray) -> None:
+def save_tensor(path: Path, values: np.ndarray) -> None:
     """As the port's tools write: raw (``tofile``) or ``.npy`` (np.save, ais_bench --outfmt NPY)."""
     if path.suffix == ".npy":
         np.save(path, values, allow_pickle=False)
@@ -155,7 +155,7 @@ def write_port(root: Path, spec, dataset, samples, session, broken: tuple[str, s
         for prep, out_dir, row in zip(preps, out_dirs, layout.file_rows(x)):
             team_x = _break_input(kind, row, raw, layout, profile, rng) if stage == "inputs" else row
             shape = layout.file_shape(row)
-            _save(prep / (stem + layout.input_suffix),
+            save_tensor(prep / (stem + layout.input_suffix),
                   np.asarray(team_x, np.float16 if (stage, kind) == ("inputs", "dtype") else np.float32).reshape(shape))
             if trained_like and layout.trained_like is not None:
                 every = layout.trained_like(dataset, sample, record)
@@ -172,7 +172,7 @@ def write_port(root: Path, spec, dataset, samples, session, broken: tuple[str, s
                 list(layout.outputs)
             for k, d in enumerate(order):
                 dtype = np.float16 if (stage, kind) == ("outputs", "dtype") else np.float32
-                _save(out_dir / layout.output_name(stem, k, base), written[d.output].astype(dtype))
+                save_tensor(out_dir / layout.output_name(stem, k, base), written[d.output].astype(dtype))
         outs = stacked[0] if len(stacked) == 1 else {n: np.concatenate([o[n] for o in stacked]) for n in stacked[0]}
         if layout.side:
             lines.append((stem, record))
