@@ -128,7 +128,9 @@ class Audit:
         layout = self.layout
         if self.files.get("inputs") is None:
             return [r.reshape(layout.file_shape(r)) for r in layout.file_rows(self.reference_input(sample)[1])]
-        shapes = self._file_shapes(stem, sample, None)[1]
+        n = len(layout.folders("inputs"))
+        # fixed shapes need no preprocessing; bucketed ones are the reference input's
+        shapes = [layout.input_shape] * n if not layout.input_shapes else self._file_shapes(stem, sample, None)[1]
         return [self.team_input(stem, kind, shape) for kind, shape in zip(layout.folders("inputs"), shapes)]
 
     def _file_shapes(self, stem, sample, side):
