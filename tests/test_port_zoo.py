@@ -19,8 +19,9 @@ from posegate.datasets.coco import CocoKeypointDataset
 from posegate.datasets.synthetic import generate
 from posegate.inputs import InputError, check_ports
 from posegate.port.cost import stage_costs
+from posegate.port.readers import stored_shape
 from posegate.port.stages import Audit
-from posegate.port.zoo import kinds, write_port
+from posegate.port.zoo import kinds, save_tensor, write_port
 
 STAGE = "postprocess"
 pytestmark = pytest.mark.stage
@@ -59,8 +60,12 @@ def zoo(tmp_path_factory, pipeline, run_context):
         # a COCO model gets the two images; another kind its smallest set, of which the audit takes two samples
         data = dataset if spec.flow.dataset_kind == "coco-keypoints" else \
             run_context.parity_dataset(spec.flow.dataset_kind)
+        if spec.port.input_shapes:
+            # per-image buckets: the synthetic set's 512x512 image (the smallest bucket, first: the one-image
+            # cases run the network on it only) and a 480x640 one (512x704), so the files' shapes differ
+            data = CocoKeypointDataset(generate(root / "dataset-4", num_images=4))
         every = pipeline.samples(spec, spec.profile(spec.port.profile), data)
-        every = every if data is dataset else every[:2]
+        every = every if data is dataset else [every[3], every[0]] if spec.port.input_shapes else every[:2]
         # one sample per image (a top-down model's best crop): the audit checks the samples it is given
         samples = every
         if every and isinstance(every[0], dict):
@@ -145,14 +150,19 @@ def _swap_side_entry(layout, path, stem):
 
 def _hostile_cases(layout, files, stem):
     prep, results = files.get("inputs"), files.get("results")
-    one = prep / f"{stem}.bin"
-    size = int(np.prod(layout.input_shape))
+    suffix = layout.input_suffix
+    one = prep / f"{stem}{suffix}"
+    shape = stored_shape(one) or layout.input_shape
+    size = int(np.prod(shape))
+    # a raw file grown by 12 bytes, or a .npy of a shape the port never writes
+    no_shape = (lambda: one.write_bytes(one.read_bytes() + b"\0" * 12)) if suffix != ".npy" else \
+        (lambda: save_tensor(one, np.zeros((1, 3, 100, 100), np.float32)))
     cases = {
-        "truncated": (lambda: one.write_bytes(one.read_bytes()[:1000]), "inputs", f"{stem}.bin: truncated"),
-        "no-shape": (lambda: one.write_bytes(one.read_bytes() + b"\0" * 12), "inputs", "fit no declared shape"),
-        "nan": (lambda: np.full(size, np.nan, np.float32).tofile(one), "inputs", f"{stem}.bin: {size} NaN"),
+        "truncated": (lambda: one.write_bytes(one.read_bytes()[:1000]), "inputs", f"{stem}{suffix}: truncated"),
+        "no-shape": (no_shape, "inputs", "no declared shape"),
+        "nan": (lambda: save_tensor(one, np.full(shape, np.nan, np.float32)), "inputs", f"{stem}{suffix}: {size} NaN"),
         "missing": (lambda: one.unlink(), "inputs", "1 input files missing"),
-        "extra": (lambda: (prep / "999999.bin").write_bytes(one.read_bytes()), "inputs", "files for no"),
+        "extra": (lambda: (prep / f"999999{suffix}").write_bytes(one.read_bytes()), "inputs", "files for no"),
         "foreign-results": (lambda: results.write_text(json.dumps(
             json.loads(results.read_text()) + [{"image_id": 999999, "category_id": 1, "keypoints": [0.0] * 51,
                                                 "score": 1.0}])), "results", "images not in"),
@@ -186,6 +196,19 @@ def test_zoo_hostile(zoo, model, hostile):
     assert hostile in ("extra", "foreign-results") or stem in report.message(), report.message()
 
 
+@pytest.mark.parametrize("model", [m for m in PORTED if MODELS[m].port.input_shapes])
+def test_zoo_inputs_wrong_bucket(zoo, model):
+    """An image snapped to another of the declared shapes (bucket) is a scale finding, not unusable."""
+    spec, dataset, samples, _, _ = zoo(model)
+    audit, files = _port(zoo, model, "wrong-bucket", trained_like=False, samples=samples[:1])
+    one = files.get("inputs") / f"{spec.port.stem(dataset, samples[0], 0)}{spec.port.input_suffix}"
+    other = next(s for s in spec.port.input_shapes if s != stored_shape(one))
+    save_tensor(one, np.zeros(other, np.float32))
+    report = audit.inputs()
+    assert report.kind == "scale" and not report.problems, report.message()
+    assert report.message().startswith("inputs differ: scale: 1 of 2 files differ"), report.message()
+
+
 REFUSED = [
     ("lightweight_openpose:inputs", "expected MODEL:KIND=PATH"),
     ("nosuchmodel:inputs=.", "no model 'nosuchmodel'"),
@@ -193,6 +216,8 @@ REFUSED = [
     ("lightweight_openpose:inputs=/nonexistent/prep", "does not exist"),
     ("lightweight_openpose:results=.", "results is a file"),
     ("lightweight_openpose:outputs:int4=.", "a precision is given with outputs only"),
+    ("lightweight_openpose:inputs-flip=.", "unknown kind 'inputs-flip'"),
+    ("higherhrnet_w32_512:outputs-flip=.", "also give --port=higherhrnet_w32_512:outputs=DIR"),
 ]
 
 

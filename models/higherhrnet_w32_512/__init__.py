@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from models.higherhrnet_w32_512 import codec
 from models.higherhrnet_w32_512.network import build_network
+from models.higherhrnet_w32_512.port import LAYOUT as PORT
 from posegate.flows import BottomUp
 from posegate.spec import Checkpoint, Golden, InputProfile, ModelSpec, Threshold, Tolerance
 
@@ -60,6 +61,7 @@ SPEC = ModelSpec(
     input_name="input", output_names=OUTPUTS, color="RGB", profiles=_profiles(),
     flow=BottomUp(codec, decode_outputs=OUTPUTS, stride=codec.STRIDE, copies=2, capabilities=frozenset({"image"})),
     metric="AP", precisions=("fp32", "fp16"),
+    port=PORT,  # seed 001's files: .npy per loader index, per-image buckets, a flip folder
     tolerances=_tolerances(),
     metric_parity={"fp32": 0.005, "fp16": 0.03},
     agreement={"fp32": 0.95, "fp16": 0.6},

@@ -159,6 +159,11 @@ def explain_results(pairs_by_image: dict, team_by_image: dict, ref_by_image: dic
             exact([t], [r]) for i in failing for t, r in pairs_by_image[i]):
         return Explained("missing-persons", f"{sum(missing.values())} of {sum(len(ref_by_image[i]) for i in failing)} "
                          f"people missing on {len(failing)} images; those found agree", 0.0)
+    # slots swapped (left for right): the people paired whatever their slots, since a joint found on one side
+    # only changes which slots are found, and a swapped person can lie nearer another of many overlapping ones
+    order = _order(_slot_free_pairs(failing, team_by_image, ref_by_image))
+    if order is not None:
+        return Explained("keypoint-order", order, 0.0)
     pairs = [p for ps in pairs_by_image.values() for p in ps]
     same_found = [(t, r) for t, r in pairs if ((_keypoints(t)[:, 2] > 0) == (_keypoints(r)[:, 2] > 0)).all()]
     if same_found and len(same_found) == len(pairs):
@@ -174,9 +179,6 @@ def explain_results(pairs_by_image: dict, team_by_image: dict, ref_by_image: dic
                 (sx, ox), (sy, oy), after = fit
                 text = f"x scaled by {sx:.4g}{_shift(ox)}, y by {sy:.4g}{_shift(oy)}"
                 return Explained("keypoint-scale", text, after)
-            order = _order(same_found)
-            if order is not None:
-                return Explained("keypoint-order", order, 0.0)
             if np.abs(d).max() <= PX_TOLERANCE:
                 ratios = [a["score"] / b["score"] for a, b in same_found if b["score"]]
                 text = (f"scores x{np.median(ratios):.3g} (from x{min(ratios):.3g} to x{max(ratios):.3g})"
@@ -210,8 +212,26 @@ def _axis_fit(t: np.ndarray, r: np.ndarray):
     return out[0], out[1], worst
 
 
+def _slot_free_pairs(failing, team_by_image, ref_by_image) -> list:
+    """People paired by where their keypoints lie whatever their slots: among many overlapping people (a
+    bottom-up decoder's), a person with its slots swapped can lie closer to another than to itself."""
+    pairs = []
+    for i in failing:
+        team, ref = team_by_image.get(i, []), ref_by_image.get(i, [])
+        if not team or not ref:
+            continue
+        # each axis's coordinates sorted: the same for any order of the slots
+        cost = np.array([[np.abs(np.sort(_keypoints(t)[:, :2], axis=0) - np.sort(_keypoints(r)[:, :2], axis=0)).sum()
+                          for r in ref] for t in team])
+        rows, cols = linear_sum_assignment(cost)
+        pairs += [(team[a], ref[b]) for a, b in zip(rows, cols)]
+    return pairs
+
+
 def _order(pairs) -> str | None:
     """The keypoint permutation mapping the reference's slots onto the team's, if one explains them."""
+    if not pairs:
+        return None
     n = _keypoints(pairs[0][0]).shape[0]
     cost = np.zeros((n, n))
     for t, r in pairs:

@@ -14,9 +14,13 @@ class SideFileError(ValueError):
 
 @dataclass(frozen=True)
 class OutputFile:
-    """One output file per input: the network output it holds and its shape (batch axis included)."""
+    """One output file per input: the network output it holds and its shape (batch axis included), or a
+    function of the input file's shape where inputs vary in shape (buckets)."""
     output: str
-    shape: tuple[int, ...]
+    shape: tuple[int, ...] | Callable[[tuple[int, ...]], tuple[int, ...]]
+
+    def shape_for(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(self.shape(tuple(input_shape))) if callable(self.shape) else self.shape
 
 
 @dataclass(frozen=True)
@@ -46,7 +50,7 @@ class Variant:
 @dataclass(frozen=True)
 class PortLayout:
     profile: str  # the spec's input profile the port's inputs are made for
-    input_shape: tuple[int, ...]  # per file, batch axis included
+    input_shape: tuple[int, ...] | None  # per file, batch axis included (None: one of input_shapes per sample)
     # (dataset, sample, its index in the flow's sample order) -> the file stem the preprocess script uses
     stem: Callable[[Any, Any, int], str]
     outputs: tuple[OutputFile, ...]  # in the device tool's output order
@@ -65,6 +69,28 @@ class PortLayout:
     # the network's output frame): lets the zoo test the results stage with people in it, without trained weights
     trained_like: Callable | None = None
     source: str = ""  # where the facts come from
+    # the declared shapes of files whose shape varies per sample (buckets): each file has the one its sample's
+    # reference input has; a file of another declared shape was snapped to the wrong one
+    input_shapes: tuple[tuple[int, ...], ...] = ()
+    # further copies of every input (e.g. "flip"), each written to its own folder under the same names and run
+    # on the device apart: row 1 + c of a sample's engine input; the kinds inputs-<copy> and outputs-<copy>
+    # name their folders
+    copies: tuple[str, ...] = ()
+    output_suffix: str = ".bin"
 
-    def output_name(self, stem: str, position: int, base: int, suffix: str = ".bin") -> str:
-        return f"{stem}_{position + base}{suffix}"
+    def output_name(self, stem: str, position: int, base: int) -> str:
+        return f"{stem}_{position + base}{self.output_suffix}"
+
+    def folders(self, stage: str) -> list[str]:
+        """The --port kinds of one stage's folders: ``inputs``, then one per copy (``inputs-flip``)."""
+        return [stage] + [f"{stage}-{c}" for c in self.copies]
+
+    def file_rows(self, x):
+        """One sample's engine input (or outputs) as the files hold it: the whole, or one row per copy."""
+        return [x] if not self.copies else [x[c] for c in range(1 + len(self.copies))]
+
+    def file_shape(self, row) -> tuple[int, ...]:
+        """The shape of the file holding ``row`` (a reference's file row)."""
+        if not self.input_shapes:
+            return self.input_shape
+        return tuple(row.shape) if row.ndim == len(self.input_shapes[0]) else (1, *row.shape)

@@ -9,6 +9,11 @@ FOLDERS = ("inputs", "outputs")
 USAGE = "MODEL:KIND=PATH with KIND one of inputs, info, outputs[:fp16|:fp32], results"
 
 
+def _kinds(layout) -> tuple[str, ...]:
+    # a layout with copies (HigherHRNet's flip folder) adds one inputs and one outputs folder per copy
+    return KINDS + tuple(f"{k}-{c}" for c in layout.copies for k in FOLDERS)
+
+
 class PortOptionError(ValueError):
     """A malformed --port value or a wrong path: one line naming the value and what is wrong."""
 
@@ -40,8 +45,10 @@ def parse(values, specs: dict) -> dict[str, PortFiles]:
             with_port = sorted(n for n, s in specs.items() if getattr(s, "port", None) is not None)
             raise PortOptionError(f"--port={value}: {model} declares no port layout (models with one: "
                                   f"{', '.join(with_port)})")
-        if kind not in KINDS:
-            raise PortOptionError(f"--port={value}: unknown kind {kind!r}; expected {USAGE}")
+        if kind not in _kinds(spec.port):
+            extra = "".join(f", {k}" for k in _kinds(spec.port)[len(KINDS):])
+            raise PortOptionError(f"--port={value}: unknown kind {kind!r}; expected {USAGE}"
+                                  + (f" (for {model} also{extra[1:]})" if extra else ""))
         if kind == "info" and spec.port.side is None:
             raise PortOptionError(f"--port={value}: {model}'s port writes no side file")
         if kind == "results" and not spec.port.results:
@@ -49,7 +56,7 @@ def parse(values, specs: dict) -> dict[str, PortFiles]:
                                   "its metric); audit its inputs and outputs")
         files = ports.setdefault(model, PortFiles(model))
         if len(parts) == 3:
-            if kind != "outputs" or parts[2] not in spec.precisions:
+            if kind != "outputs" or parts[2] not in spec.precisions:  # a copy runs in the outputs precision
                 raise PortOptionError(f"--port={value}: a precision is given with outputs only, one of "
                                       f"{', '.join(spec.precisions)} for {model}")
             files.precision = parts[2]
@@ -58,10 +65,20 @@ def parse(values, specs: dict) -> dict[str, PortFiles]:
         resolved = Path(path).expanduser().resolve()
         if not resolved.exists():
             raise PortOptionError(f"--port={value}: {resolved} does not exist")
-        if kind in FOLDERS and not resolved.is_dir():
+        folder = kind.split("-")[0] in FOLDERS
+        if folder and not resolved.is_dir():
             raise PortOptionError(f"--port={value}: {kind} is a folder (the files the port's scripts wrote), "
                                   f"{resolved} is a file")
-        if kind not in FOLDERS and not resolved.is_file():
+        if not folder and not resolved.is_file():
             raise PortOptionError(f"--port={value}: {kind} is a file, {resolved} is a folder")
         files.paths[kind] = resolved
+    for model, files in ports.items():
+        layout = specs[model].port
+        for stage in FOLDERS:
+            given = [k for k in layout.folders(stage) if k in files.paths]
+            if given and len(given) < len(layout.folders(stage)):
+                lacking = [k for k in layout.folders(stage) if k not in files.paths]
+                raise PortOptionError(f"--port={model}:{given[0]}: {model}'s port writes its {stage} in "
+                                      f"{len(layout.folders(stage))} folders ({', '.join(layout.folders(stage))}); "
+                                      f"also give --port={model}:{lacking[0]}=DIR")
     return ports

@@ -24,6 +24,14 @@ class FileProblem(ValueError):
     """A file that cannot be compared: the message names the file and what is wrong."""
 
 
+class OtherShape(FileProblem):
+    """A file of another of the declared shapes than its sample's (an image snapped to the wrong bucket)."""
+
+    def __init__(self, message: str, found: tuple[int, ...]):
+        super().__init__(message)
+        self.found = found
+
+
 @dataclass(frozen=True)
 class Tensor:
     values: np.ndarray  # float32, the declared shape
@@ -34,10 +42,11 @@ def _shape_text(shape) -> str:
     return "x".join(map(str, shape))
 
 
-def read_tensor(path: Path, shape: tuple[int, ...]) -> Tensor:
-    """One file as float32 of ``shape``; raw ``.bin`` holds float32 or float16 (told by size), ``.npy`` says."""
+def read_tensor(path: Path, shape: tuple[int, ...], declared=()) -> Tensor:
+    """One file as float32 of ``shape``; raw ``.bin`` holds float32 or float16 (told by size), ``.npy`` says.
+    ``declared``: the other shapes a file of this port may have (OtherShape when it holds one of them)."""
     if path.suffix == ".npy":
-        return _read_npy(path, shape)
+        return _read_npy(path, tuple(shape), {tuple(d) for d in declared})
     count = math.prod(shape)
     size = path.stat().st_size
     sizes = {np.dtype(d).itemsize * count: d for d in DTYPES}
@@ -51,17 +60,35 @@ def read_tensor(path: Path, shape: tuple[int, ...]) -> Tensor:
     return Tensor(_finite(path, values).astype(np.float32, copy=False), dtype)
 
 
-def _read_npy(path: Path, shape) -> Tensor:
+def _npy_header(path: Path, f):
+    # the header is parsed as data (numpy's own header readers), never unpickled
+    try:
+        version = np.lib.format.read_magic(f)
+        return (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                else np.lib.format.read_array_header_2_0)(f)
+    except ValueError as e:
+        raise FileProblem(f"{path.name}: not a .npy file ({e})") from None
+
+
+def stored_shape(path: Path) -> tuple[int, ...] | None:
+    """The shape a ``.npy`` file says it holds (None for raw files or an unreadable header)."""
+    if path.suffix != ".npy":
+        return None
     with open(path, "rb") as f:
         try:
-            version = np.lib.format.read_magic(f)
-            header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                      else np.lib.format.read_array_header_2_0)(f)
-        except ValueError as e:
-            raise FileProblem(f"{path.name}: not a .npy file ({e})") from None
-        found_shape, fortran, dtype = header
+            return tuple(_npy_header(path, f)[0])
+        except FileProblem:
+            return None
+
+
+def _read_npy(path: Path, shape, declared=frozenset()) -> Tensor:
+    with open(path, "rb") as f:
+        found_shape, fortran, dtype = _npy_header(path, f)
         if dtype.hasobject or dtype.name not in DTYPES:
             raise FileProblem(f"{path.name}: holds {dtype}, not float32 or float16")
+        if tuple(found_shape) != shape and tuple(found_shape) in declared:
+            raise OtherShape(f"{path.name}: shape {_shape_text(found_shape)}, its sample's is {_shape_text(shape)}",
+                             tuple(found_shape))
         if tuple(found_shape) != tuple(shape) and math.prod(found_shape) != math.prod(shape):
             raise FileProblem(f"{path.name}: shape {_shape_text(found_shape)} fits no declared shape "
                               f"({_shape_text(shape)})")

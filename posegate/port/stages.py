@@ -23,7 +23,7 @@ from posegate.port.explain import (
     match_people,
 )
 from posegate.port.layout import SideFileError
-from posegate.port.readers import FileProblem, output_folder, read_tensor
+from posegate.port.readers import FileProblem, OtherShape, output_folder, read_tensor, stored_shape
 
 
 @dataclass
@@ -117,31 +117,55 @@ class Audit:
             report.problems.append(str(e))
             return {}
 
-    def team_input(self, stem: str) -> np.ndarray:
-        path = self.files.get("inputs") / (stem + self.layout.input_suffix)
+    def team_input(self, stem: str, kind: str = "inputs", shape=None) -> np.ndarray:
+        path = self.files.get(kind) / (stem + self.layout.input_suffix)
         if not path.is_file():
             raise FileProblem(f"{path.name}: missing from {path.parent}")
-        return read_tensor(path, self.layout.input_shape).values
+        return read_tensor(path, shape or self.layout.input_shape, self.layout.input_shapes).values
 
-    def _output_files(self, report: StageReport, expected) -> object:
-        folder = output_folder(self.files.get("outputs"))
-        extra = sorted(set(folder.files) - set(expected))
-        if extra:
-            report.problems.append(f"{folder.path.name}/: {len(extra)} output files for no input of "
-                                   f"{self.dataset.identity}: {', '.join(extra[:3])}")
-        return folder
+    def file_inputs(self, stem, sample) -> list[np.ndarray]:
+        """What the device ran on for one sample, one array per input folder (the team's files where given)."""
+        layout = self.layout
+        if self.files.get("inputs") is None:
+            return [r.reshape(layout.file_shape(r)) for r in layout.file_rows(self.reference_input(sample)[1])]
+        n = len(layout.folders("inputs"))
+        # fixed shapes need no preprocessing; bucketed ones are the reference input's
+        shapes = [layout.input_shape] * n if not layout.input_shapes else self._file_shapes(stem, sample, None)[1]
+        return [self.team_input(stem, kind, shape) for kind, shape in zip(layout.folders("inputs"), shapes)]
 
-    def _maps(self, folder, stem) -> dict:
-        """The team's output files of one input by spec output name (FileProblem naming the file)."""
-        base = folder.base if folder.base is not None else self.layout.index_base
-        found = folder.files.get(stem, {})
-        maps = {}
-        for k, decl in enumerate(self.layout.outputs):
-            path = found.get(base + k)
-            if path is None:
-                raise FileProblem(f"{self.layout.output_name(stem, k, base)}: missing from {folder.path}")
-            maps[decl.output] = read_tensor(path, decl.shape)
-        return maps
+    def _file_shapes(self, stem, sample, side):
+        """(record, shape of each input folder's file) of one sample; fixed shapes need no preprocessing."""
+        layout = self.layout
+        if not layout.input_shapes and side is not None and stem in side:
+            return side[stem], [layout.input_shape] * len(layout.folders("inputs"))
+        _, ref, record = self.reference_input(sample)
+        record = side[stem] if side is not None and stem in side else record
+        return record, [layout.file_shape(r) for r in layout.file_rows(ref)]
+
+    def output_folders(self, report: StageReport, expected) -> list:
+        folders = []
+        for kind in self.layout.folders("outputs"):
+            folder = output_folder(self.files.get(kind))
+            extra = sorted(set(folder.files) - set(expected))
+            if extra:
+                report.problems.append(f"{folder.path.name}/: {len(extra)} output files for no input of "
+                                       f"{self.dataset.identity}: {', '.join(extra[:3])}")
+            folders.append(folder)
+        return folders
+
+    def _maps(self, folders, stem, shapes) -> dict:
+        """The team's output files of one input by spec output name, the copies' folders stacked on the first
+        axis as the reference's engine batch holds them (FileProblem naming the file)."""
+        maps: dict[str, list] = {}
+        for folder, shape in zip(folders, shapes):
+            base = folder.base if folder.base is not None else self.layout.index_base
+            found = folder.files.get(stem, {})
+            for k, decl in enumerate(self.layout.outputs):
+                path = found.get(base + k)
+                if path is None:
+                    raise FileProblem(f"{self.layout.output_name(stem, k, base)}: missing from {folder.path}")
+                maps.setdefault(decl.output, []).append(read_tensor(path, decl.shape_for(shape)).values)
+        return {n: v[0] if len(v) == 1 else np.concatenate(v) for n, v in maps.items()}
 
     @staticmethod
     def _image_id(sample) -> int:
@@ -155,16 +179,21 @@ class Audit:
     # ---- inputs -----------------------------------------------------------------------------------
     def inputs(self) -> StageReport:
         report = StageReport("inputs")
-        folder, layout = self.files.get("inputs"), self.layout
+        layout = self.layout
+        folders = [self.files.get(k) for k in layout.folders("inputs")]
         expected = self.stems()
-        present = {p.stem for p in folder.iterdir() if p.is_file() and p.suffix == layout.input_suffix}
-        missing, extra = [s for s in expected if s not in present], sorted(present - set(expected))
-        if missing:
-            report.problems.append(f"{folder.name}/: {len(missing)} input files missing: "
-                                   + ", ".join(s + layout.input_suffix for s in missing[:3]))
-        if extra:
-            report.problems.append(f"{folder.name}/: {len(extra)} files for no {self.flow.unit[:-1] or 'sample'} of "
-                                   f"{self.dataset.identity}: " + ", ".join(s + layout.input_suffix for s in extra[:3]))
+        present = set(expected)
+        for folder in folders:
+            here = {p.stem for p in folder.iterdir() if p.is_file() and p.suffix == layout.input_suffix}
+            missing, extra = [s for s in expected if s not in here], sorted(here - set(expected))
+            if missing:
+                report.problems.append(f"{folder.name}/: {len(missing)} input files missing: "
+                                       + ", ".join(s + layout.input_suffix for s in missing[:3]))
+            if extra:
+                report.problems.append(f"{folder.name}/: {len(extra)} files for no {self.flow.unit[:-1] or 'sample'} "
+                                       f"of {self.dataset.identity}: "
+                                       + ", ".join(s + layout.input_suffix for s in extra[:3]))
+            present &= here
         side = self.side_records(report)
         if side is not None:
             name = self.files.get("info").name
@@ -179,30 +208,37 @@ class Audit:
         for stem, sample in expected.items():
             if stem not in present:
                 continue
-            raw, ref, record = self.reference_input(sample)
-            file = stem + layout.input_suffix
-            try:
-                t = read_tensor(folder / file, layout.input_shape)
-            except FileProblem as e:
-                report.problems.append(str(e))
-                continue
-            report.checked += 1
-            team = t.values.reshape(ref.shape)
-            tol = input_tolerance(ref)
-            worst_tol = max(worst_tol, tol)
-            before = float(np.max(np.abs(team - ref)))
+            raw, whole, record = self.reference_input(sample)
             if side is not None and stem in side:
                 problem = layout.side.problem(side[stem], record)
                 if problem:
                     report.problems.append(f"{self.files.get('info').name}: {stem}: {problem}")
-            if t.dtype != layout.input_dtype:
-                report.findings.append(Finding(file, before, Explained(
-                    "dtype", f"the file holds {t.dtype} (told by its size); the port writes and reads "
-                             f"{layout.input_dtype}", before)))
-            elif before > tol:
-                e = explain_input(team, ref, tol, raw, self.profile, layout, record, first)
-                first = e.kind if e.kind != "other" else first
-                report.findings.append(Finding(file, before, e))
+            for folder, ref in zip(folders, layout.file_rows(whole)):
+                file = stem + layout.input_suffix if not layout.copies else f"{folder.name}/{stem}{layout.input_suffix}"
+                try:
+                    t = read_tensor(folder / (stem + layout.input_suffix), layout.file_shape(ref), layout.input_shapes)
+                except OtherShape as e:
+                    report.checked += 1
+                    report.findings.append(Finding(file, None, Explained(
+                        "scale", f"sized {'x'.join(map(str, e.found[-2:]))} where the port snaps this image to "
+                                 f"{'x'.join(map(str, ref.shape[-2:]))} (another of the declared shapes)", None)))
+                    continue
+                except FileProblem as e:
+                    report.problems.append(str(e))
+                    continue
+                report.checked += 1
+                team = t.values.reshape(ref.shape)
+                tol = input_tolerance(ref)
+                worst_tol = max(worst_tol, tol)
+                before = float(np.max(np.abs(team - ref)))
+                if t.dtype != layout.input_dtype:
+                    report.findings.append(Finding(file, before, Explained(
+                        "dtype", f"the file holds {t.dtype} (told by its size); the port writes and reads "
+                                 f"{layout.input_dtype}", before)))
+                elif before > tol:
+                    e = explain_input(team, ref, tol, raw, self.profile, layout, record, first)
+                    first = e.kind if e.kind != "other" else first
+                    report.findings.append(Finding(file, before, e))
         report.tolerance = worst_tol or None
         return report
 
@@ -212,15 +248,16 @@ class Audit:
         layout, spec = self.layout, self.spec
         expected = self.stems()
         try:
-            folder = self._output_files(report, expected)
+            folders = self.output_folders(report, expected)
         except FileProblem as e:
             report.problems.append(str(e))
             return report
-        if folder.base is not None and folder.base != layout.index_base:
-            report.findings.append(Finding(folder.path.name, None, Explained(
-                "other", f"index-base mistake: the files are numbered from {folder.base} ({folder.tool} names) but the "
-                         f"port's postprocess reads {layout.output_name('<stem>', 0, layout.index_base)} first"
-                         + (f". {layout.traps['index-base']}" if "index-base" in layout.traps else ""), None)))
+        for folder in folders:
+            if folder.base is not None and folder.base != layout.index_base:
+                report.findings.append(Finding(folder.path.name, None, Explained(
+                    "other", f"index-base mistake: the files are numbered from {folder.base} ({folder.tool} names) but "
+                             f"the port's postprocess reads {layout.output_name('<stem>', 0, layout.index_base)} first"
+                             + (f". {layout.traps['index-base']}" if "index-base" in layout.traps else ""), None)))
         if self.files.get("inputs") is None:
             report.notes.append("no --port inputs: the reference ran on the suite's own preprocessing")
         tol = {d.output: spec.tolerance(self.files.precision, d.output) for d in layout.outputs}
@@ -228,24 +265,30 @@ class Audit:
         decoded = []
         for stem, sample in expected.items():
             try:
-                x = self.team_input(stem) if self.files.get("inputs") else \
-                    self.reference_input(sample)[1].reshape(self.layout.input_shape)
-                if x.shape != self.layout.input_shape:
-                    raise FileProblem(f"{stem}: input {x.shape}, the port's inputs are {self.layout.input_shape}")
+                xs = self.file_inputs(stem, sample)
             except FileProblem as e:
                 report.problems.append(f"cannot run the reference on the team's input: {e}")
                 continue
-            ref = self.session.run({spec.input_name: x})
-            decoded += self.flow.decode(ref, [self._records(stem, sample, side)], [sample])
-            base = folder.base if folder.base is not None else layout.index_base
-            report.checked += len(layout.outputs)
-            for k, decl in enumerate(layout.outputs):
-                self._check_output(report, folder, stem, k, base, decl, ref, tol)
+            refs = []
+            # one device run per input folder (a copy's file runs apart from its original, as the port runs it)
+            for x, folder in zip(xs, folders):
+                ref = self.session.run({spec.input_name: x})
+                refs.append(ref)
+                base = folder.base if folder.base is not None else layout.index_base
+                report.checked += len(layout.outputs)
+                for k, decl in enumerate(layout.outputs):
+                    self._check_output(report, folder, stem, k, base, decl, ref, tol, x.shape)
+            decoded += self.flow.decode(self._stacked(refs), [self._records(stem, sample, side)], [sample])
         self.decoded["inputs"] = decoded
         report.tolerance = max((t.max_rel for t in tol.values() if t.max_rel), default=None)
         return report
 
-    def _check_output(self, report, folder, stem, k, base, decl, ref, tol):
+    @staticmethod
+    def _stacked(refs: list) -> dict:
+        """The copies' outputs of one sample on the first axis, as one engine batch would give them."""
+        return refs[0] if len(refs) == 1 else {n: np.concatenate([r[n] for r in refs]) for n in refs[0]}
+
+    def _check_output(self, report, folder, stem, k, base, decl, ref, tol, input_shape):
         layout = self.layout
         path = folder.files.get(stem, {}).get(base + k)
         name = layout.output_name(stem, k, base)
@@ -253,9 +296,9 @@ class Audit:
             report.problems.append(f"{name}: missing from {folder.path}")
             return
         try:
-            t = read_tensor(path, decl.shape)
+            t = read_tensor(path, decl.shape_for(input_shape))
         except FileProblem as e:
-            other = self._sized_as_other(path, k)
+            other = self._sized_as_other(path, k, input_shape)
             if other is None:
                 report.problems.append(str(e))
             else:
@@ -272,10 +315,12 @@ class Audit:
         elif not err.ok:
             report.findings.append(Finding(path.name, err.max_rel, self._explain_output(t.values, decl, ref, tol)))
 
-    def _sized_as_other(self, path: Path, k: int) -> str | None:
-        size = path.stat().st_size
+    def _sized_as_other(self, path: Path, k: int, input_shape) -> str | None:
+        size, stored = path.stat().st_size, stored_shape(path)
         for j, d in enumerate(self.layout.outputs):
-            if j != k and size in (int(np.prod(d.shape)) * 4, int(np.prod(d.shape)) * 2):
+            shape = d.shape_for(input_shape)
+            if j != k and (stored == shape if stored is not None else
+                           size in (int(np.prod(shape)) * 4, int(np.prod(shape)) * 2)):
                 return d.output
         return None
 
@@ -309,10 +354,10 @@ class Audit:
         decoded = []
         for stem, sample in self.stems().items():
             try:
-                x = self.team_input(stem)
+                xs = self.file_inputs(stem, sample)
             except FileProblem:
                 continue
-            ref = self.session.run({self.spec.input_name: x})
+            ref = self._stacked([self.session.run({self.spec.input_name: x}) for x in xs])
             decoded += self.flow.decode(ref, [self._records(stem, sample, side)], [sample])
         self.decoded["inputs"] = decoded
         return decoded
@@ -321,15 +366,15 @@ class Audit:
         """The team's device outputs through the reference decoder (their device swapped in too)."""
         report = StageReport("results")
         side = self.side_records(report)
-        folder = output_folder(self.files.get("outputs"))
+        folders = [output_folder(self.files.get(k)) for k in self.layout.folders("outputs")]
         decoded = []
         for stem, sample in self.stems().items():
+            record, shapes = self._file_shapes(stem, sample, side)
             try:
-                maps = self._maps(folder, stem)
+                maps = self._maps(folders, stem, shapes)
             except FileProblem:
                 continue
-            decoded += self.flow.decode({n: t.values for n, t in maps.items()}, [self._records(stem, sample, side)],
-                                        [sample])
+            decoded += self.flow.decode(maps, [record], [sample])
         self.decoded["outputs"] = decoded
         return decoded
 
@@ -367,20 +412,19 @@ class Audit:
             return report
         expected = self.stems()
         try:
-            folder = output_folder(self.files.get("outputs"))
+            folders = [output_folder(self.files.get(k)) for k in self.layout.folders("outputs")]
         except FileProblem as e:
             report.problems.append(str(e))
             return report
         side = self.side_records(report)
         ref_by_image, decoded, items = {}, [], {}
         for stem, sample in expected.items():
+            record, shapes = self._file_shapes(stem, sample, side)
             try:
-                maps = self._maps(folder, stem)
+                outs = self._maps(folders, stem, shapes)
             except FileProblem as e:
                 report.problems.append(str(e))
                 continue
-            record = self._records(stem, sample, side)
-            outs = {n: t.values for n, t in maps.items()}
             ref = self.flow.decode(outs, [record], [sample])
             decoded += ref
             image = self._image_id(sample)

@@ -32,7 +32,8 @@ def kinds(spec, stage: str) -> tuple[str, ...]:
     if stage == "results" and not layout.results:
         return ()
     declared = {v.kind for v in (layout.input_variants if stage == "inputs" else layout.result_variants)}
-    image = len(layout.input_shape) == 4 and layout.input_shape[1] == 3
+    shape = layout.input_shape or layout.input_shapes[0]
+    image = len(shape) == 4 and shape[1] == 3
     own = {"inputs": ("interpolation", "padding", "scale"), "results": ("interpolation", "padding"),
            "outputs": ()}[stage]
     shapes = [d.shape for d in layout.outputs]
@@ -111,6 +112,14 @@ def _break_results(kind, people, rng):
     return out
 
 
+def save_tensor(path: Path, values: np.ndarray) -> None:
+    """As the port's tools write: raw (``tofile``) or ``.npy`` (np.save, ais_bench --outfmt NPY)."""
+    if path.suffix == ".npy":
+        np.save(path, values, allow_pickle=False)
+    else:
+        values.tofile(path)
+
+
 def _fp16(outs):
     # a device computing in fp16 hands back fp16-rounded values (written as float32, as seed 000's inference.py)
     return {n: v.astype(np.float16).astype(np.float32) for n, v in outs.items()}
@@ -125,39 +134,48 @@ def write_port(root: Path, spec, dataset, samples, session, broken: tuple[str, s
     profile = spec.profile(layout.profile)
     stage, kind = broken or (None, None)
     rng = np.random.default_rng(seed)
-    prep, results_path = root / "prep", root / "results.json"
+    folders = layout.folders("inputs")
+    # a copy's folders beside the original's: prep-flip/, result-flip/
+    preps = [root / k.replace("inputs", "prep") for k in folders]
+    results_path = root / "results.json"
     side_path = root / layout.side.name if layout.side else None
     base = layout.index_base
     if (stage, kind) == ("outputs", "index-base"):
         base = 1 - layout.index_base
     # the tool that numbers outputs that way: the older benchmark tool from 1, ais_bench from 0
-    out_dir = root / "result" / ("dumpOutput_device0" if base else RUN)
-    prep.mkdir(parents=True)
-    out_dir.mkdir(parents=True)
+    out_dirs = [root / k.replace("inputs", "result") / ("dumpOutput_device0" if base else RUN) for k in folders]
+    for d in preps + out_dirs:
+        d.mkdir(parents=True)
     by_image, lines = {}, []
     for index, sample in enumerate(samples):
         raw = flow.load(dataset, sample)
         x, records = flow.preprocess([raw], profile)
         x, record, stem = (x[0] if x.shape[0] == 1 else x), records[0], layout.stem(dataset, sample, index)
-        team_x = _break_input(kind, x, raw, layout, profile, rng) if stage == "inputs" else x
-        team_x.astype(np.float16 if (stage, kind) == ("inputs", "dtype") else np.float32).tofile(
-            prep / (stem + layout.input_suffix))
+        stacked: list[dict] = []
+        for prep, out_dir, row in zip(preps, out_dirs, layout.file_rows(x)):
+            team_x = _break_input(kind, row, raw, layout, profile, rng) if stage == "inputs" else row
+            shape = layout.file_shape(row)
+            save_tensor(prep / (stem + layout.input_suffix),
+                  np.asarray(team_x, np.float16 if (stage, kind) == ("inputs", "dtype") else np.float32).reshape(shape))
+            if trained_like and layout.trained_like is not None:
+                every = layout.trained_like(dataset, sample, record)
+            elif trained_like:  # none declared: the network on the faithful input (a memo shares it)
+                every = session.run({spec.input_name: row.reshape(shape)})
+            else:
+                every = session.run({spec.input_name: np.asarray(team_x, np.float32).reshape(shape)})
+            outs = {d.output: every[d.output] for d in layout.outputs}
+            if layout.seed_precision == "fp16":
+                outs = _fp16(outs)
+            stacked.append(outs)
+            written = _break_outputs(kind, outs, every, rng) if stage == "outputs" else outs
+            order = list(layout.outputs)[::-1] if (stage, kind) == ("outputs", "output-order") else \
+                list(layout.outputs)
+            for k, d in enumerate(order):
+                dtype = np.float16 if (stage, kind) == ("outputs", "dtype") else np.float32
+                save_tensor(out_dir / layout.output_name(stem, k, base), written[d.output].astype(dtype))
+        outs = stacked[0] if len(stacked) == 1 else {n: np.concatenate([o[n] for o in stacked]) for n in stacked[0]}
         if layout.side:
             lines.append((stem, record))
-        if trained_like and layout.trained_like is not None:
-            every = layout.trained_like(dataset, sample, record)
-        elif trained_like:  # no trained-like maps declared: the network on the faithful input (a memo shares it)
-            every = session.run({spec.input_name: x.reshape(layout.input_shape)})
-        else:
-            every = session.run({spec.input_name: np.asarray(team_x, np.float32).reshape(layout.input_shape)})
-        outs = {d.output: every[d.output] for d in layout.outputs}
-        if layout.seed_precision == "fp16":
-            outs = _fp16(outs)
-        written = _break_outputs(kind, outs, every, rng) if stage == "outputs" else outs
-        order = list(layout.outputs)[::-1] if (stage, kind) == ("outputs", "output-order") else list(layout.outputs)
-        for k, d in enumerate(order):
-            dtype = np.float16 if (stage, kind) == ("outputs", "dtype") else np.float32
-            written[d.output].astype(dtype).tofile(out_dir / layout.output_name(stem, k, base))
         if stage == "results" and kind in {v.kind for v in layout.result_variants}:
             people = _variant(layout.result_variants, kind).make(outs, record, sample)
         else:
@@ -178,9 +196,10 @@ def write_port(root: Path, spec, dataset, samples, session, broken: tuple[str, s
     if layout.results:
         results_path.write_text(json.dumps(flow.finalize([p for people in by_image.values() for p in people])))
     if not base:
-        (out_dir / "sumary.json").write_text(json.dumps({"NPU_compute_time": {"mean": 1.0}}))
+        for out_dir in out_dirs:
+            (out_dir / "sumary.json").write_text(json.dumps({"NPU_compute_time": {"mean": 1.0}}))
     precision = layout.seed_precision if layout.seed_precision in spec.precisions else "fp32"
-    paths = {"inputs": prep, "outputs": out_dir.parent}
+    paths = {**dict(zip(folders, preps)), **dict(zip(layout.folders("outputs"), (d.parent for d in out_dirs)))}
     if layout.results:
         paths["results"] = results_path
     if side_path is not None:
