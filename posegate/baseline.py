@@ -58,7 +58,9 @@ def measurements(result: dict) -> list[Measurement]:
         if direction:
             out.append(Measurement(result["metric"], float(result["value"]), direction, result.get("threshold"),
                                    **ident))
-    for output, err in (result.get("parity") or {}).items():
+    parity = result.get("parity")
+    # Only a per-output error table is a measurement; the fault zoo records its failure messages there as a list.
+    for output, err in (parity.items() if isinstance(parity, dict) else ()):
         tol = err.get("tolerance") or {}
         out.append(Measurement(f"max_abs[{output}]", err["max_abs"], "max", tol.get("max_abs"), **ident))
         out.append(Measurement(f"max_rel[{output}]", err["max_rel"], "max", tol.get("max_rel"), **ident))

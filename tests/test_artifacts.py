@@ -163,3 +163,5 @@ def test_every_artifact_key_names_the_torch_and_onnx_it_was_built_under(tmp_path
     old_onnx = keys()
     for kind in today:
         assert len({today[kind], old_torch[kind], old_onnx[kind]}) == 3, kind
+    exported.write_bytes(b"another model's graph")  # the versions never replace what the conversion starts from
+    assert keys()["convert"] != old_onnx["convert"]

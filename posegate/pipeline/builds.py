@@ -20,10 +20,12 @@ from posegate.weights import WeightsInfo, build_model, file_digest
 
 
 def stack_versions() -> dict:
-    """The releases every artifact is built under, part of each key: an export or a conversion made under one
-    torch or onnx is never reused under another (the engine's own release is in its backend's settings). Read at
-    each build, not at import."""
-    return {"torch": torch.__version__, "onnx": onnx.__version__, "posegate": __version__}
+    """The releases every artifact is built under, part of each key under its own field ``stack``: an export
+    or a conversion made under one torch or onnx is never reused under another (the engine's own release is in
+    its backend's settings). Nested, never spread into the key: a field named ``onnx`` there would replace the
+    exported file's digest and make every model's conversion one cache entry. Read at each build, not at
+    import."""
+    return {"stack": {"torch": torch.__version__, "onnx": onnx.__version__, "posegate": __version__}}
 
 
 class Weights:
