@@ -21,13 +21,12 @@ import torch
 from models import MODELS
 from posegate import advice_metric
 from posegate.advice import _errors, _ov_run, advise_openvino, ov_keep_fp32, rank, write
-from posegate.artifacts import bind
+from posegate.advice_case import metric_of_ir
 from posegate.backends import BACKENDS, EngineIO
 from posegate.context import SYNTHETIC
 from posegate.faults import PRECISION_FAULTS
 from posegate.localize import localize, tolerance_of
 from posegate.metrics import METRICS
-from posegate.pipeline import Pipeline
 from posegate.probes import OrtProbe, OvProbe, ov_hint
 
 STAGE = "accuracy"
@@ -63,15 +62,7 @@ def port(pipeline, run_context, tmp_path_factory):
     def metric_of(xml, how):
         """AP of the IR on the whole parity dataset, compiled with ``how`` as the inference precision."""
         count["evaluations"] += 1
-        precision = "fp32" if how == "f32" else "fp16"
-        bound = bind([spec], {(spec.name, "openvino", precision): xml}, None, BACKENDS)
-        p = Pipeline(pipeline.cache, pipeline.weights_dir, pipeline.options, artifacts=bound)
-        try:
-            prof = bound[(spec.name, "openvino", precision)].contract.profile
-            return METRICS[spec.metric].evaluate(dataset, p.predictions(spec, "openvino", precision, prof,
-                                                                        dataset)).value
-        finally:
-            p.close()
+        return metric_of_ir(pipeline, spec, dataset, xml, how)
 
     def rate_of(xml, how):
         return _ov_run(xml, x, spec.input_name, how, rounds=5)[1]
