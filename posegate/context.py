@@ -46,7 +46,7 @@ class RunContext:
     full: bool = False
     boxes: str = "detections"
     supplied: dict = field(default_factory=dict)  # --artifact: (model, backend, precision|None) -> path
-    found: list | None = None  # the data root's datasets, once the start-up check (posegate.inputs) read them
+    found: list | None = None  # the data root's datasets, once the start-up check (posegate.startup_checks) read them
 
     @classmethod
     def from_options(cls, data_root=None, weights_dir=None, reference_dir=None, cache_dir=None, full=False,
@@ -85,7 +85,7 @@ class RunContext:
         if self.data_root is None:
             return {kind: {SYNTHETIC: None} for kind in KINDS}
         found: dict[str, dict[str, object]] = {kind: {} for kind in KINDS}
-        # the sets the start-up check already read (posegate.inputs), else read them now
+        # the sets the start-up check already read (posegate.startup_checks), else read them now
         for d in self.found if self.found is not None else discover(self.data_root):
             found[d.kind][d.name] = d
         for sets in found.values():

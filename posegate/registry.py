@@ -1,6 +1,6 @@
 """The model registry: the one dict of model specs, filled by the ``models`` package as it imports.
 
-posegate never imports ``models`` (tests/test_layering.py holds it to that); code here that needs a
+posegate never imports ``models`` (tests/machinery/test_layering.py holds it to that); code here that needs a
 spec by name reads ``MODELS`` after whoever runs it (the conftest plugins, a test) imported ``models``.
 A spec is checked as it registers, so a model with settings no backend takes fails at import, naming it.
 """

@@ -152,7 +152,7 @@ class ModelSpec:
     input_name: str
     output_names: tuple[str, ...]
     profiles: tuple[InputProfile, ...]
-    flow: Any  # a posegate.flows.Flow: samples, preprocessing, decoding, oracle of this model's task
+    flow: Any  # a posegate.flows.kinds.Flow: samples, preprocessing, decoding, oracle of this model's task
     metric: str  # a key of posegate.metrics.METRICS ("AP", "MPJPE")
     input_axes: tuple[str, ...] = ("batch", "channels", "height", "width")
     color: str | None = None  # "BGR" / "RGB" for image inputs: the channel order the network expects

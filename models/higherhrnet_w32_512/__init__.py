@@ -15,7 +15,7 @@ from __future__ import annotations
 from models.higherhrnet_w32_512 import codec
 from models.higherhrnet_w32_512.network import build_network
 from models.higherhrnet_w32_512.port import LAYOUT as PORT
-from posegate.flows import BottomUp
+from posegate.flows.kinds import BottomUp
 from posegate.spec import Checkpoint, Golden, InputProfile, ModelSpec, Threshold, Tolerance
 
 OUTPUTS = ("out_quarter", "out_half")

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from models import MODELS
 from models.higherhrnet_w32_512 import codec
 from models.higherhrnet_w32_512.oracle import encode_ground_truth
-from posegate.rounding import reordered_sum_tolerance
+from posegate.metrics.rounding import reordered_sum_tolerance
 
 pytestmark = pytest.mark.stage
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from models.lightweight_openpose import codec
 from models.lightweight_openpose.network import PoseEstimationWithMobileNet, build_network
 from models.lightweight_openpose.port import LAYOUT as PORT
-from posegate.flows import BottomUp
+from posegate.flows.kinds import BottomUp
 from posegate.spec import Checkpoint, Golden, InputProfile, ModelSpec, Threshold, Tolerance
 from posegate.training.recipe import Recipe
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from models.mspn_2xstg import codec
 from models.mspn_2xstg.network import build_network
 from models.mspn_2xstg.port import LAYOUT as PORT
-from posegate.flows import TopDown
+from posegate.flows.kinds import TopDown
 from posegate.spec import Checkpoint, Golden, InputProfile, ModelSpec, Threshold, Tolerance
 
 OUTPUT = "output"

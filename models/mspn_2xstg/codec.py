@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from posegate import topdown
-from posegate.topdown import Geometry
+from posegate.flows import topdown
+from posegate.flows.topdown import Geometry
 
 INPUT_H, INPUT_W = 256, 192
 HEATMAP_H, HEATMAP_W = 64, 48

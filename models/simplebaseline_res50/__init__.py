@@ -2,7 +2,7 @@
 Pose Estimation and Tracking"; microsoft/human-pose-estimation.pytorch): COCO val2017 AP 70.4 with flip test on
 the 56.4 AP person detections (upstream README, pose_resnet_50 256x192).
 
-The second top-down model, one folder: crop geometry and oracle come from posegate.topdown, the flow is
+The second top-down model, one folder: crop geometry and oracle come from posegate.flows.topdown, the flow is
 TopDown, and only the network, normalisation, flip test, decode and finalisation (rescoring, OKS-NMS) are
 its own. No trained weights are available here: seeded weights, tensor parity and the decoder oracle gate.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from models.simplebaseline_res50 import codec
 from models.simplebaseline_res50.network import build_network
-from posegate.flows import TopDown
+from posegate.flows.kinds import TopDown
 from posegate.spec import Checkpoint, InputProfile, ModelSpec, Threshold, Tolerance
 
 OUTPUT = "heatmaps"

@@ -1,6 +1,6 @@
 """SimpleBaseline pre/post-processing, after microsoft/human-pose-estimation.pytorch (the paper's code).
 
-Crop geometry and oracle are posegate.topdown's; this module holds what is SimpleBaseline's own:
+Crop geometry and oracle are posegate.flows.topdown's; this module holds what is SimpleBaseline's own:
 - box -> centre/scale: lib/dataset/coco.py ``_xywh2cs``: the box fitted to the 3:4 aspect, /200
   (pixel_std), then x 1.25; no test-time widening beforehand (MSPN's 1.09, 1.135).
 - input: lib/dataset/JointsDataset.py reads with cv2.imread (BGR, never converted) and warps with
@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from posegate import topdown
-from posegate.topdown import Geometry
+from posegate.flows import topdown
+from posegate.flows.topdown import Geometry
 
 INPUT_H, INPUT_W = 256, 192
 HEATMAP_H, HEATMAP_W = 64, 48

@@ -11,7 +11,7 @@ from models.videopose3d_243 import codec
 from models.videopose3d_243.network import build_network
 from models.videopose3d_243.port import LAYOUT as PORT
 from posegate.backends.openvino_backend import OpenVinoSettings
-from posegate.flows import Sequences
+from posegate.flows.kinds import Sequences
 from posegate.spec import Checkpoint, Golden, InputProfile, ModelSpec, Threshold, Tolerance
 
 OUTPUT = "3d_preds"  # the port's names

@@ -10,11 +10,11 @@ import torch.nn.functional as F
 from models import MODELS
 from models.videopose3d_243 import adapt_ascend_layout
 from models.videopose3d_243.network import TemporalModel
-from posegate.cache import ArtifactCache
 from posegate.compat import torch_release
 from posegate.compat.safe_load import ADD_SAFE_GLOBALS
+from posegate.metrics.rounding import reordered_sum_tolerance
 from posegate.pipeline import Pipeline
-from posegate.rounding import reordered_sum_tolerance
+from posegate.storage.cache import ArtifactCache
 from posegate.weights import WeightsError
 
 pytestmark = pytest.mark.stage
@@ -33,7 +33,7 @@ def _as_ascend(state: dict) -> dict:
 
 
 @pytest.mark.skipif(torch_release() < ADD_SAFE_GLOBALS, reason=f"the official container holds numpy arrays: "
-                    f"reading it safely needs torch >= 2.4, this is {torch.__version__} (tests/test_compat.py checks "
+                    f"reading it safely needs torch >= 2.4, this is {torch.__version__} (tests/machinery/test_compat.py checks "
                     "the message it gets instead)")
 def test_official_container_loads_model_pos(tmp_path):
     state = _trained_like()

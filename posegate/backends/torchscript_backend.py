@@ -12,7 +12,7 @@ import torch
 
 from posegate.backends.base import Backend, SessionInfo
 from posegate.backends.torch_runtime import TorchModuleSession, pick_device
-from posegate.torchscript import default_trace_shape, load
+from posegate.export.to_torchscript import default_trace_shape, load
 
 TRACED = "model.ts"
 

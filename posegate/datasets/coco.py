@@ -20,8 +20,8 @@ import cv2
 import numpy as np
 from pycocotools.coco import COCO
 
-from posegate import digests
 from posegate.datasets.image_header import MAX_IMAGE_PIXELS, header_size
+from posegate.storage import digests
 
 ANNOTATION_FILE = Path("annotations") / "person_keypoints_val2017.json"
 IMAGE_DIR = "val2017"

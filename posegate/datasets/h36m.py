@@ -3,7 +3,7 @@
 A folder is a Human3.6M set when it holds ``data_3d_h36m.npz`` and a 2D file (the CPN detections
 ``data_2d_h36m_cpn_ft_h36m_dbb.npz``, else the ground-truth ``data_2d_h36m_gt.npz``). The npz files
 hold pickled dicts (subject -> action -> arrays), as upstream writes them; they are read by
-``posegate.safe_npz``, which admits only numpy's array reconstruction, so a crafted file cannot run
+``posegate.storage.safe_npz``, which admits only numpy's array reconstruction, so a crafted file cannot run
 code when loaded. Camera calibrations come from a
 ``cameras.json`` (keys ``S<n>_<camera id>``: R, T in metres, c, f, k, p, w, h) beside the files, in an
 ``h36m-cameras/`` subfolder, or in ``h36m-cameras/`` beside the set.
@@ -21,8 +21,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from posegate import safe_npz
 from posegate.datasets.coco import DatasetError
+from posegate.storage import safe_npz
 from posegate.weights import file_digest
 
 FILE_3D = "data_3d_h36m.npz"

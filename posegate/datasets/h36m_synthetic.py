@@ -82,7 +82,7 @@ def _save_npz(path: Path, **objects) -> None:
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
         for name, obj in objects.items():
             buf = io.BytesIO()
-            # writing upstream's layout (pickled dicts) for our own generated data; readers use posegate.safe_npz
+            # writing upstream's layout (pickled dicts) for our own generated data; posegate.storage.safe_npz reads them
             np.lib.format.write_array(buf, np.array(obj, dtype=object))
             z.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0)), buf.getvalue())
 

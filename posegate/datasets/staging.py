@@ -12,7 +12,7 @@ from typing import Callable
 
 from filelock import FileLock
 
-from posegate.cache import TEMP_MARKER, make_temp_dir
+from posegate.storage.cache import TEMP_MARKER, make_temp_dir
 
 MARKER = ".complete"
 

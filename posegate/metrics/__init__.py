@@ -12,7 +12,7 @@ from posegate.datasets.h36m import PARENTS
 from posegate.metrics.coco_ap import agreement_ap, evaluate_keypoints
 from posegate.metrics.mpjpe import evaluate_sequences, prediction_distance
 from posegate.metrics.score import Score
-from posegate.visuals import save_worst_frames, save_worst_images
+from posegate.metrics.visuals import save_worst_frames, save_worst_images
 
 
 class CocoAP:

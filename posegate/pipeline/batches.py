@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from posegate import serial
-from posegate.flows import MissingData
+from posegate.flows.kinds import MissingData
+from posegate.storage import serial
 
 
 @dataclass(frozen=True)

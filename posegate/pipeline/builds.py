@@ -13,9 +13,9 @@ import torch
 
 from posegate import __version__
 from posegate.backends import BACKENDS, ModelSource
-from posegate.export import export_onnx
+from posegate.export.to_onnx import export_onnx
+from posegate.export.to_torchscript import default_trace_shape, export_torchscript, trace_shape
 from posegate.pipeline.origins import Origin
-from posegate.torchscript import default_trace_shape, export_torchscript, trace_shape
 from posegate.weights import WeightsInfo, build_model, file_digest
 
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from posegate.artifacts import BoundArtifact
-from posegate.cache import ArtifactCache
 from posegate.pipeline.batches import Inputs
 from posegate.pipeline.builds import Builds, Weights
 from posegate.pipeline.failures import Memo
 from posegate.pipeline.predictions import Predictor
 from posegate.pipeline.sessions import Sessions
+from posegate.storage.cache import ArtifactCache
 
 
 class Pipeline:

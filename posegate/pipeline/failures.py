@@ -1,7 +1,7 @@
 """Stage failures and the memo that turns one failed build into a skip for each of its dependants."""
 from __future__ import annotations
 
-from posegate.cases import Case
+from posegate.cases.generate import Case
 
 
 class StageFailed(RuntimeError):

@@ -1,7 +1,7 @@
 """Which stage test builds an artifact, as the very case the registry generates for that test.
 
 A dependant that skips because an upstream build failed tells the user which test to read. The case
-comes from ``posegate.cases.generate`` (never an id assembled here), so the name stays the name of a
+comes from ``posegate.cases.generate.generate`` (never an id assembled here), so the name stays the name of a
 test that exists when the generator, a profile or a backend's shape rule changes.
 """
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from posegate.backends import BACKENDS
-from posegate.cases import Case, generate
+from posegate.cases.generate import Case, generate
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ import torch
 
 from posegate.artifacts import BoundArtifact, check_signature
 from posegate.backends import BACKENDS, EngineIO
-from posegate.flows import MissingData
+from posegate.flows.kinds import MissingData
 from posegate.pipeline.origins import Origin
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from posegate import parity
+from posegate.metrics import parity
 from posegate.port.explain import (
     Explained,
     exact,

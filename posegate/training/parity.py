@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from posegate.rounding import reordered_sum_tolerance
+from posegate.metrics.rounding import reordered_sum_tolerance
 from posegate.training import distributed
 from posegate.training.loop import TrainConfig, train
 

@@ -1,0 +1,1 @@
+"""Golden files: upstream's recipe weights and inputs, and the decoder golden cases."""

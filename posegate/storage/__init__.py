@@ -1,0 +1,1 @@
+"""Files on disk: the artifact cache, pickle-free serialisation, content digests, safe npz, atomic writes."""
