@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from posegate.backends.base import Backend, Session, SessionInfo
+from posegate.backends.base import Backend, EngineIO, Session, SessionInfo
 
 # What the CPU plugin computes in for each precision we ask for. fp32 must be pinned: on CPUs with
 # BF16 support the plugin's default is bf16, which would make an "fp32" run silently lossy. An INT8
@@ -29,7 +29,7 @@ class OvSession(Session):
         hint = next(h for h in _HINTS[precision] if h == "f32" or h.upper() in caps)
         self._core, self._xml, self._config, self._static = core, str(xml), {"INFERENCE_PRECISION_HINT": hint}, {}
         self._per_shape = settings.per_shape_engines
-        self.compiled = core.compile_model(str(xml), "CPU", self._config)
+        self.compiled = core.compile_model(self._model_to_compile(spec, io), "CPU", self._config)
         self.request = self.compiled.create_infer_request()
         actual = self.compiled.get_property("INFERENCE_PRECISION_HINT")
         super().__init__(spec, SessionInfo("openvino", precision, actual.get_type_name(),
@@ -39,6 +39,17 @@ class OvSession(Session):
         # a supplied IR's interface check reports every difference at once; a run must not guess
         self.problem = f"{xml}: no outputs {missing}; the model has {names}" if missing else None
         self.order = None if missing else [names.index(n) for n in self.io.engine_outputs]
+
+    def _model_to_compile(self, spec, io):
+        """The IR as read, or, for per-shape engines, reshaped to the first profile's concrete input: the
+        outputs and the precision actually used are read off this engine. OpenVINO up to 2024.4 cannot
+        compile VideoPose3D's free frame axis at all (shape inference bounds it below the 163-frame dilated
+        kernel of layers_conv.6), so a per-shape model never compiles its dynamic form."""
+        if not self._per_shape:
+            return self._xml
+        model = self._core.read_model(self._xml)
+        model.reshape({(io or EngineIO.of(spec)).input: [1, *spec.profiles[0].concrete_dims]})
+        return model
 
     def _run(self, x):
         if self.problem:
@@ -62,8 +73,10 @@ class OvSession(Session):
     def signature(self):
         def dims(port):
             return [d.get_length() if d.is_static else None for d in port.get_partial_shape()]
-        return ({p.get_any_name(): dims(p) for p in self.compiled.inputs},
-                {p.get_any_name(): dims(p) for p in self.compiled.outputs})
+        # the IR's own signature: a per-shape session's compiled engine has one concrete shape
+        model = self._core.read_model(self._xml) if self._per_shape else self.compiled
+        return ({p.get_any_name(): dims(p) for p in model.inputs},
+                {p.get_any_name(): dims(p) for p in model.outputs})
 
     def close(self):
         self.request = self.compiled = None
