@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 from posegate.backends import BACKENDS
-from posegate.datasets.coco import DatasetError
+from posegate.datasets.base import DatasetError
 from posegate.datasets.discovery import discover
 from posegate.port.options import PortOptionError
 from posegate.port.options import parse as parse_ports

@@ -33,8 +33,8 @@ def _as_ascend(state: dict) -> dict:
 
 
 @pytest.mark.skipif(torch_release() < ADD_SAFE_GLOBALS, reason=f"the official container holds numpy arrays: "
-                    f"reading it safely needs torch >= 2.4, this is {torch.__version__} (tests/machinery/test_compat.py checks "
-                    "the message it gets instead)")
+                    f"reading it safely needs torch >= 2.4, this is {torch.__version__} "
+                    "(tests/machinery/test_compat.py checks the message it gets instead)")
 def test_official_container_loads_model_pos(tmp_path):
     state = _trained_like()
     path = tmp_path / SPEC.checkpoint.filename
