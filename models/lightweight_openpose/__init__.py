@@ -70,5 +70,6 @@ SPEC = make_spec(
                   recipe_sha256="a557d63665dc429adc690847af0c3d0110268f7880f230efe457f016cb106eec"),
     decoder_golden=DECODERS,
     # the three-step recipe trains this network (posegate.training): refinement stages -> network
-    training=Recipe(PoseEstimationWithMobileNet, preprocess=codec.preprocess, decode=codec.decode),
+    training=Recipe(PoseEstimationWithMobileNet, preprocess=codec.preprocess, decode=codec.decode,
+                    step_checkpoints=tuple(f"lightweight_openpose_train_step{k}.pth" for k in (1, 2, 3))),
 )
