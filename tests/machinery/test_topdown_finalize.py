@@ -15,8 +15,7 @@ import pytest
 from models import MODELS
 from posegate.flows import topdown
 from posegate.flows.kinds import TopDown
-from posegate.gate import shards
-from posegate.pipeline import Pipeline
+from posegate.pipeline import Pipeline, shards
 from posegate.storage import serial
 
 pytestmark = pytest.mark.stage
