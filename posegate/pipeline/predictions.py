@@ -8,10 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
+# not `from posegate.pipeline import shards`: that names the package's __init__, which imports this module
+import posegate.pipeline.shards as shards
 from posegate import __version__
 from posegate.backends import BACKENDS, REFERENCE
 from posegate.metrics.parity import nonfinite_counts
-from posegate.pipeline import shards
 from posegate.pipeline.progress import Progress
 from posegate.storage import serial
 from posegate.weights import file_digest
