@@ -55,7 +55,9 @@ def test_padding_is_exactly_zero(case):
 def test_a_typo_in_a_tests_needs_stops_collection_naming_the_test(tmp_path):
     """The suite's own collection plugin, in a fresh process, on a test file with the typo."""
     (tmp_path / "test_typo.py").write_text(TYPO)
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    # the outer run's worker identity and added options are not the inner run's
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTEST_ADDOPTS", "PYTEST_XDIST_WORKER")}
+    env["PYTHONPATH"] = str(REPO)
     done = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "fixtures.options",
                            "-p", "fixtures.cases", "-p", "no:randomly", "-p", "no:cacheprovider", "-p", "no:xdist",
                            "test_typo.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
