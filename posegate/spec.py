@@ -172,6 +172,8 @@ class ModelSpec:
     seed: int = 0
     known_failures: Mapping[str, str] = field(default_factory=dict)  # test-id regex -> reason (strict xfail)
     expected_throughput: Mapping[str, Any] = field(default_factory=dict)  # seed tables, by device
+    # a posegate.golden.decoders.DecoderGolden: the model's golden decoder file and how its cases feed the decoder
+    decoder_golden: Any = None
     port: Any = None  # a posegate.port.layout.PortLayout: the files the seed port's own scripts write (--port)
     training: Any = None  # a posegate.training.recipe.Recipe for a model the suite trains (python -m posegate.training)
     artifacts: tuple[ArtifactContract, ...] = ()  # converted models validated as given, not built

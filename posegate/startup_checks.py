@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 from posegate.backends import BACKENDS
-from posegate.datasets.coco import DatasetError
+from posegate.datasets.base import DatasetError
 from posegate.datasets.discovery import discover
 from posegate.port.options import PortOptionError
 from posegate.port.options import parse as parse_ports
@@ -29,7 +29,8 @@ def expected_weight_files(specs) -> list[str]:
     for spec in specs:
         names += [spec.checkpoint.filename, *spec.checkpoint.alternatives]
         names += [c.path for c in getattr(spec, "artifacts", ()) or () if getattr(c, "path", None)]
-    names += [MOBILENET_FILE] + [f"lightweight_openpose_train_step{k}.pth" for k in (1, 2, 3)]
+    names += [MOBILENET_FILE] + [f for spec in specs if getattr(spec, "training", None)
+                                 for f in spec.training.step_checkpoints]
     return list(dict.fromkeys(str(n) for n in names))
 
 

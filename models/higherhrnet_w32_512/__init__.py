@@ -13,6 +13,7 @@ dynamic profiles and the dataset-level accuracy layers (AP and metric parity per
 from __future__ import annotations
 
 from models.higherhrnet_w32_512 import codec
+from models.higherhrnet_w32_512.golden import DECODERS
 from models.higherhrnet_w32_512.network import build_network
 from models.higherhrnet_w32_512.port import LAYOUT as PORT
 from posegate.flows.kinds import BottomUp
@@ -72,6 +73,7 @@ SPEC = ModelSpec(
     ),
     golden=Golden("higherhrnet_w32_512.npz", {"out_quarter": "out_quarter", "out_half": "out_half"},
                   recipe_sha256="befc457ed756cc6f2fb4f2c98a7607363170f54fa790750ef05acbf1c96596f6"),
+    decoder_golden=DECODERS,
     opsets=(11, 17),
     probe_dims=(3, 128, 128),  # export sample and smoke runs: any multiple of 64 is a valid input
     # the seed's 310P (optimised) column, img/s at batch 1 by (H, W); one image is one network pass there

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from models.lightweight_openpose import codec
+from models.lightweight_openpose.golden import DECODERS
 from models.lightweight_openpose.network import PoseEstimationWithMobileNet, build_network
 from models.lightweight_openpose.port import LAYOUT as PORT
 from posegate.flows.kinds import BottomUp
@@ -33,7 +34,8 @@ def _tolerances():
             "int8": {o: int8_pafs if o.endswith("pafs") else int8_heatmaps for o in OUTPUTS}}
 
 
-def make_spec(name, version, build, checkpoint, thresholds, golden=None, notes="", artifacts=(), training=None):
+def make_spec(name, version, build, checkpoint, thresholds, golden=None, notes="", artifacts=(), training=None,
+              decoder_golden=None):
     """Everything but the network is shared by the Lightweight OpenPose family."""
     return ModelSpec(
         name=name, version=version, build_network=build, checkpoint=checkpoint,
@@ -43,7 +45,7 @@ def make_spec(name, version, build, checkpoint, thresholds, golden=None, notes="
         tolerances=_tolerances(),
         metric_parity={"fp32": 0.005, "fp16": 0.03, "int8": 0.05},
         agreement={"fp32": 0.95, "fp16": 0.6, "int8": 0.5},
-        thresholds=thresholds, golden=golden, opsets=(11, 17),
+        thresholds=thresholds, golden=golden, decoder_golden=decoder_golden, opsets=(11, 17),
         expected_throughput={"Ascend310P3": {"368x640": {1: 338.76}}},
         artifacts=artifacts, notes=notes, training=training,
         port=PORT,  # seed 000's files (the OMZ variant's port writes the same ones)
@@ -66,6 +68,8 @@ SPEC = make_spec(
     ),
     golden=Golden("lightweight_openpose.npz", {o: o for o in OUTPUTS},
                   recipe_sha256="a557d63665dc429adc690847af0c3d0110268f7880f230efe457f016cb106eec"),
+    decoder_golden=DECODERS,
     # the three-step recipe trains this network (posegate.training): refinement stages -> network
-    training=Recipe(PoseEstimationWithMobileNet, preprocess=codec.preprocess, decode=codec.decode),
+    training=Recipe(PoseEstimationWithMobileNet, preprocess=codec.preprocess, decode=codec.decode,
+                    step_checkpoints=tuple(f"lightweight_openpose_train_step{k}.pth" for k in (1, 2, 3))),
 )

@@ -6,6 +6,7 @@ flip test, the seed's figures) and ``256x192-flip`` upstream's (each crop batche
 from __future__ import annotations
 
 from models.mspn_2xstg import codec
+from models.mspn_2xstg.golden import DECODERS
 from models.mspn_2xstg.network import build_network
 from models.mspn_2xstg.port import LAYOUT as PORT
 from posegate.flows.kinds import TopDown
@@ -58,6 +59,7 @@ SPEC = ModelSpec(
     ),
     golden=Golden("mspn_2xstg.npz", {"heatmaps": OUTPUT},
                   recipe_sha256="3e7dff02a900b732eb975b4da140e4b9b062401ce7bdbfbcc564bf876d0f5c8c"),
+    decoder_golden=DECODERS,
     opsets=(11, 17),
     port=PORT,  # seed 002's files (--port)
     expected_throughput={"Ascend310P3": {"256x192": {1: 595, 4: 933, 8: 815, 16: 786, 32: 717, 64: 713}}},

@@ -11,6 +11,7 @@ from dataclasses import replace
 from posegate.backends import BACKENDS
 from posegate.cases.case import Case
 from posegate.cases.kinds import KINDS, ModelScope
+from posegate.flows.kinds import check_capabilities
 
 __all__ = ["STAGES", "Case", "generate"]
 
@@ -29,6 +30,8 @@ def generate(kind: str, specs, datasets=None, needs: str | None = None, artifact
     make = KINDS.get(kind)
     if make is None:
         raise ValueError(f"unknown case kind {kind!r}; known kinds: {', '.join(sorted(KINDS))}")
+    if needs is not None:
+        check_capabilities({needs}, f"case kind {kind!r} with needs={needs!r}")
     datasets = datasets or {}
     artifacts = artifacts or {}
     cases: list[Case] = []

@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import Callable
 
 from posegate.datasets import coco, h36m, h36m_synthetic, synthetic
+from posegate.datasets.base import Dataset
 
 
 @dataclass(frozen=True)
 class DatasetKind:
     name: str
-    recognise: Callable[[Path], object | None]  # folder -> dataset, or None when not this kind
-    synthetic: Callable[[Path, Path | None], object]  # (folder, reference dir) -> a generated dataset
+    recognise: Callable[[Path], Dataset | None]  # folder -> dataset, or None when not this kind
+    synthetic: Callable[[Path, Path | None], Dataset]  # (folder, reference dir) -> a generated dataset
     official: str  # what to supply for the official gate, said in every skip that needs it
 
 

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 from pycocotools.coco import COCO
 
+from posegate.datasets.base import Dataset, DatasetError
 from posegate.datasets.image_header import MAX_IMAGE_PIXELS, header_size
 from posegate.storage import digests
 
@@ -49,10 +50,6 @@ PERSON_CATEGORY = {
 _IMAGE_KEYS = ("id", "file_name", "height", "width")
 # What COCOeval reads from every ground-truth person for keypoint OKS.
 _ANNOTATION_KEYS = ("id", "image_id", "category_id", "keypoints", "num_keypoints", "area", "bbox", "iscrowd")
-
-
-class DatasetError(ValueError):
-    """A dataset file is missing or malformed; the message names the file and the remedy."""
 
 
 class ImageInfo(NamedTuple):
@@ -275,13 +272,13 @@ def check_image_header(raw: bytes, path: Path) -> None:
                            "(posegate.datasets.image_header.MAX_IMAGE_PIXELS); not decoded")
 
 
-class CocoKeypointDataset:
+class CocoKeypointDataset(Dataset):
     """A COCO person-keypoint dataset folder; the annotation file is read and checked on construction."""
 
     kind = "coco-keypoints"
 
     def __init__(self, root: Path):
-        self._root = Path(root).resolve()
+        super().__init__(root)
         self._data, self._sha256 = read_annotation_file(self.annotation_file)
         self._images = {img["id"]: img for img in self._data["images"]}
         self._check_images_complete()
@@ -303,20 +300,6 @@ class CocoKeypointDataset:
         raise DatasetError(f"{folder}: {len(absent)} of the {len(self._images)} images listed in "
                            f"{ANNOTATION_FILE.as_posix()} are missing: {listed}; {fix}")
 
-    def __repr__(self) -> str:
-        return f"CocoKeypointDataset({self.identity!r})"
-
-    def __len__(self) -> int:
-        return len(self._images)
-
-    @property
-    def name(self) -> str:
-        return self._root.name
-
-    @property
-    def root(self) -> Path:
-        return self._root
-
     @property
     def annotation_file(self) -> Path:
         return self._root / ANNOTATION_FILE
@@ -324,6 +307,10 @@ class CocoKeypointDataset:
     @cached_property
     def image_ids(self) -> list[int]:
         return sorted(self._images)
+
+    @property
+    def units(self) -> list[int]:
+        return self.image_ids
 
     @cached_property
     def has_images(self) -> bool:
@@ -357,10 +344,9 @@ class CocoKeypointDataset:
         return self.has_images
 
     @property
-    def is_official_val2017(self) -> bool:
+    def is_official(self) -> bool:
+        """The full val2017: its 5000 images listed and present."""
         return len(self._images) == OFFICIAL_VAL2017_IMAGES and self.has_images
-
-    is_official = is_official_val2017
 
     @cached_property
     def coco(self) -> COCO:

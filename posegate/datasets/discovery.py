@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from posegate.datasets import KINDS
-from posegate.datasets.coco import DatasetError
+from posegate.datasets.base import DatasetError
 
 
 def discover(data_root: Path) -> list:

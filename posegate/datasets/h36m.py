@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from posegate.datasets.coco import DatasetError
+from posegate.datasets.base import Dataset, DatasetError
 from posegate.storage import safe_npz
 from posegate.weights import file_digest
 
@@ -116,27 +116,13 @@ def _digest(*paths: Path) -> str:
     return hashlib.sha256("".join(file_digest(p) for p in paths).encode()).hexdigest()
 
 
-class H36mDataset:
+class H36mDataset(Dataset):
     kind = "h36m"
 
     def __init__(self, root: Path):
-        self._root = Path(root).resolve()
+        super().__init__(root)
         self.keypoints_file = next((self._root / f for f in (FILE_2D_CPN, FILE_2D_GT) if (self._root / f).is_file()),
                                    self._root / FILE_2D_CPN)
-
-    def __repr__(self) -> str:
-        return f"H36mDataset({self._root})"
-
-    def __len__(self) -> int:
-        return len(self.sequences)
-
-    @property
-    def name(self) -> str:
-        return self._root.name
-
-    @property
-    def root(self) -> Path:
-        return self._root
 
     @property
     def keypoints(self) -> str:
@@ -199,6 +185,10 @@ class H36mDataset:
                                        f"{len(CAMERA_IDS)} (cameras {', '.join(CAMERA_IDS)})")
                 keys += [(subject, action, i) for i in range(len(CAMERA_IDS))]
         return keys
+
+    @property
+    def units(self) -> list[tuple[str, str, int]]:
+        return self.sequences
 
     def camera(self, subject: str, index: int) -> Camera:
         try:

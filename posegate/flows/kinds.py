@@ -17,6 +17,24 @@ from posegate.flows import codec_contracts
 from posegate.flows.codec_contracts import BottomUpCodec, Contract, SequencesCodec, TopDownCodec
 from posegate.flows.topdown import oracle_people
 
+# What a flow may declare and a test may ask for (``@pytest.mark.cases(kind, needs=...)``). A name outside
+# this table is a typo: it would otherwise select no model, and its tests would vanish without a word.
+CAPABILITIES = {
+    "image": "whole images in: pixel-level preprocessing checks apply",
+    "letterbox": "inputs padded to the engine shape: exact-zero padding and a padding record to check",
+    "crop": "one crop per person box: crop geometry checks apply",
+    "sequence": "keypoint sequences in, no pixels",
+}
+
+
+def check_capabilities(names, who: str) -> frozenset:
+    """``names`` as a frozenset, or a ValueError naming ``who`` and each unknown name."""
+    unknown = sorted(set(names) - set(CAPABILITIES))
+    if unknown:
+        raise ValueError(f"{who}: unknown capability {', '.join(map(repr, unknown))}; "
+                         f"known: {', '.join(sorted(CAPABILITIES))} (posegate.flows.kinds.CAPABILITIES)")
+    return frozenset(names)
+
 
 class MissingData(LookupError):
     """An input the run needs is absent (not malformed): dependants skip with this message."""
@@ -25,13 +43,17 @@ class MissingData(LookupError):
 class Flow(ABC):
     dataset_kind: str = ""
     unit: str = "samples"  # what throughput counts
-    capabilities: frozenset = frozenset()  # checks that apply: "image", "letterbox", "crop", "sequence"
+    capabilities: frozenset = frozenset()  # checks that apply, names of CAPABILITIES
     has_oracle: bool = False
     decode_cost_batch: int = 1  # batch whose decoding must cost less than its inference
     decode_needs_trained_weights: bool = False  # random weights make decoding unrepresentative
     copies: int = 1  # engine inputs per sample (2 where the batch also holds flipped copies)
     contract: Contract | None = None  # what the codec and its records must have (posegate.flows.codec_contracts)
     record_contract: type | None = None  # a stricter record Protocol than the contract's, where capabilities need one
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        check_capabilities(cls.capabilities, f"flow {cls.__name__}")
 
     def _bind_codec(self, codec, **positional: int) -> None:
         """Keep ``codec`` after checking it against the flow's contract: at the spec module's import, a
@@ -142,7 +164,7 @@ class BottomUp(Flow):
         # (HigherHRNet's flipped images), and decode gets one sample's copies stacked on a first axis
         self.decode_outputs, self.stride, self.copies = decode_outputs, stride, copies
         if capabilities is not None:
-            self.capabilities = capabilities
+            self.capabilities = check_capabilities(capabilities, f"{type(self).__name__}(capabilities=...)")
         self._bind_codec(codec, decode=len(decode_outputs) + 1)  # one map per decoded output, then the record
         # letterboxed inputs are checked for exactly zero padding, which the records locate
         self.record_contract = codec_contracts.LetterboxRecord if "letterbox" in self.capabilities else None

@@ -3,7 +3,8 @@
 - ``builds``: the reference network's weights, its exports (ONNX, TorchScript) and backend conversions;
 - ``sessions``: engines loaded on converted or supplied models;
 - ``batches``: a dataset's samples and preprocessed batches;
-- ``predictions``: reference outputs, decoded results of whole datasets, shards;
+- ``predictions``: reference outputs, decoded results of whole datasets; ``shards`` splits and merges them;
+- ``progress``: the progress line of long evaluations (training's validation uses it too);
 - ``failures`` and ``origins``: a failed build remembered once, naming the stage test that builds it.
 """
 from posegate.pipeline.batches import Batch

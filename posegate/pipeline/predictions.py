@@ -1,5 +1,5 @@
 """What the engines say: the reference's outputs on the parity batch, and a whole dataset's decoded results
-through one backend, predicted at once or in shards (posegate.gate.shards) and finalised per image after the merge."""
+through one backend, predicted at once or in shards (posegate.pipeline.shards), finalised per image after the merge."""
 from __future__ import annotations
 
 import hashlib
@@ -8,11 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
+# not `from posegate.pipeline import shards`: that names the package's __init__, which imports this module
+import posegate.pipeline.shards as shards
 from posegate import __version__
 from posegate.backends import BACKENDS, REFERENCE
-from posegate.gate import shards
-from posegate.gate.progress import Progress
 from posegate.metrics.parity import nonfinite_counts
+from posegate.pipeline.progress import Progress
 from posegate.storage import serial
 from posegate.weights import file_digest
 

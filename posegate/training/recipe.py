@@ -18,6 +18,8 @@ class Recipe:
     preprocess: Callable  # (BGR image, codec profile name) -> (CHW float32 input, record)
     decode: Callable  # (heatmaps, pafs, record) -> COCO keypoint results (dicts) of one image
     val_profile: str = "upstream"  # the codec profile validation preprocesses with
+    # each training step's best checkpoint under the name a weights dir holds it by (the training gate reads them)
+    step_checkpoints: tuple[str, ...] = ()
 
 
 def default_recipe(registry=None) -> Recipe:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from posegate.gate.progress import Progress
 from posegate.metrics.coco_ap import evaluate_keypoints
+from posegate.pipeline.progress import Progress
 from posegate.training.recipe import Recipe, default_recipe
 
 CPU = torch.device("cpu")

@@ -12,7 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
-from posegate.datasets import synthetic
+from posegate.datasets import KINDS, synthetic
+from posegate.datasets.base import Dataset
 from posegate.datasets.coco import ANNOTATION_FILE, CocoKeypointDataset, DatasetError, recognise
 from posegate.datasets.discovery import discover
 from posegate.metrics.coco_ap import agreement_ap, evaluate_keypoints
@@ -52,7 +53,7 @@ def tree_bytes(root: Path) -> dict[str, bytes]:
 @needs_shared
 def test_mini_set_is_recognised_with_images():
     dataset = recognise(MINI)
-    assert dataset is not None and dataset.has_images and not dataset.is_official_val2017
+    assert dataset is not None and dataset.has_images and not dataset.is_official
     assert dataset.image_ids == [785, 40083, 196141, 197388]
     assert dataset.identity.startswith("coco-val2017-mini@") and dataset.identity.endswith(":4img")
     assert dataset.detections_file is not None and len(dataset.load_detections()) == 118
@@ -206,6 +207,16 @@ def test_concurrent_generation_yields_one_valid_set(tmp_path):
     assert [w.exitcode for w in workers] == [0, 0]
     assert [p.name for p in tmp_path.iterdir() if p.is_dir()] == ["shared-set"]
     assert recognise(root).has_images and len(recognise(root).image_ids) == 3
+
+
+def test_every_kind_is_a_dataset_counted_by_its_units(tmp_path):
+    """The shared surface (name, root, len, identity, official) holds for every kind, drawn synthetically."""
+    for kind in KINDS.values():
+        dataset = kind.synthetic(tmp_path / kind.name, None)
+        assert isinstance(dataset, Dataset) and dataset.kind == kind.name
+        assert len(dataset) == len(dataset.units) > 0 and not dataset.is_official and dataset.has_inputs
+        assert dataset.name == dataset.root.name and dataset.identity.startswith(f"{dataset.name}@")
+        assert repr(dataset) == f"{type(dataset).__name__}({dataset.root})"
 
 
 # Metrics ---------------------------------------------------------------------------------------

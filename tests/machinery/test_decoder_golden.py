@@ -15,28 +15,33 @@ from scipy.optimize import linear_sum_assignment
 
 from models import MODELS
 from models.higherhrnet_w32_512 import codec as higherhrnet_codec
+from models.higherhrnet_w32_512 import golden as higherhrnet_golden
 from posegate.golden import decoders as golden
 
 STAGE = "golden"
 pytestmark = pytest.mark.stage
 
-CASES = [pytest.param(m, c, id=f"{m}-{c}") for m, cases in golden.CASES.items() for c in cases]
+# every model that declares a golden decoder file (its spec's decoder_golden, from models/<name>/golden.py)
+CASES = [pytest.param(m, c, id=f"{m}-{c}") for m, spec in MODELS.items() if spec.decoder_golden is not None
+         for c in spec.decoder_golden.cases]
 
 
 def _data(run_context, model):
-    path = run_context.reference_file(*golden.FOLDER, golden.FILES[model])
+    declared = MODELS[model].decoder_golden
+    path = run_context.reference_file(*golden.FOLDER, declared.file)
     if path is None:
-        pytest.skip(f"supply {'/'.join(golden.FOLDER)}/{golden.FILES[model]} under --reference-dir "
+        pytest.skip(f"supply {'/'.join(golden.FOLDER)}/{declared.file} under --reference-dir "
                     "(the project's shared data folder holds it)")
     data = golden.open_cases(path)
     names = golden.case_names(data)
-    assert names == list(golden.CASES[model]), f"{path}: unexpected cases {names}"
+    assert names == list(declared.cases), f"{path}: unexpected cases {names}"
     return data
 
 
 @pytest.mark.parametrize("model, case_name", CASES)
 def test_decoder_gives_upstreams_results(model, case_name, run_context, record):
-    cmp = golden.COMPARE[model](_data(run_context, model), case_name, MODELS[model].flow.codec)
+    spec = MODELS[model]
+    cmp = spec.decoder_golden.compare(_data(run_context, model), case_name, spec.flow.codec)
     record(golden_decoder=cmp.summary())
     assert cmp.ok, (f"{model} {case_name}: {len(cmp.problems)} differences from upstream, e.g. "
                     + "; ".join(cmp.problems[:5]))
@@ -58,7 +63,7 @@ def test_higherhrnet_departures_from_upstream_are_caught(departure, case_name, r
         monkeypatch.setattr(codec, "match_by_tag", functools.partial(codec.match_by_tag, assign=_scipy_pairs))
     else:
         decode = functools.partial(codec.decode, **{departure.replace("-", "_"): True})
-    assert not golden.higherhrnet(data, case_name, codec, decode=decode).ok
+    assert not higherhrnet_golden.compare(data, case_name, codec, decode=decode).ok
 
 
 # ----------------------------------------------------------------------- the comparison can fail

@@ -31,10 +31,9 @@ from posegate.context import RunContext
 from posegate.datasets import h36m_synthetic, image_header, synthetic
 from posegate.datasets.coco import ANNOTATION_FILE, CocoKeypointDataset, DatasetError
 from posegate.datasets.h36m import FILE_3D, H36mDataset
-from posegate.gate import shards
 from posegate.gate.baseline import AccuracyBaseline
 from posegate.gate.throughput import ThroughputBaseline
-from posegate.pipeline import Pipeline
+from posegate.pipeline import Pipeline, shards
 from posegate.storage import cache as cache_mod
 from posegate.storage import serial
 from posegate.storage.cache import ArtifactBuildError, ArtifactCache

@@ -1,6 +1,9 @@
 """Layering: posegate/ is the generic machinery and never imports the model folders, and its modules
 import one another without cycles. Read from the source with ``ast`` (function-level imports count:
 a lazy import hides a dependency, it does not remove it); the checker is shown to catch planted faults.
+
+At the package level ("rooms": posegate's sub-packages, and each root module as a room of its own) the
+graph has no cycle either, and every arrow runs down a declared order of layers (``LAYERS``).
 """
 from __future__ import annotations
 
@@ -112,8 +115,68 @@ def problems(modules: dict[str, str], packages: set[str] = frozenset(), exempt=f
     return out
 
 
+# The rooms, lowest first; a room imports only rooms of its own layer or below. Read from the code (the
+# order it has), not wished on it: each layer names what it is for.
+LAYERS = (
+    ("posegate", "compat", "storage", "cli_options"),  # version shims, bytes on disk, option names: no posegate
+    ("weights", "flows", "golden"),  # checkpoints; how a task's data moves; upstream-output comparisons
+    ("datasets",),  # data folders, validated (digests from storage, file digests from weights)
+    ("metrics",),  # AP, MPJPE, parity arithmetic over datasets
+    ("spec", "export", "port"),  # a model's declaration; ONNX/TorchScript export; the audit of a team's files
+    ("backends", "artifacts"),  # engines; a supplied converted model bound to its contract
+    ("registry", "context"),  # the one dict of specs; what a run found (data, weights, artifacts)
+    ("cases",),  # test cases generated from the registries
+    ("pipeline",),  # the stages as cached artifacts: builds, sessions, batches, predictions, shards
+    ("training",),  # seed 003's training; validates through the pipeline's progress line
+    ("gate", "diagnosis"),  # judging results (baselines, throughput, report); localising and reducing failures
+    ("startup_checks", "pytest_plugin"),  # the session's entry: option and input checks, the option plugin
+)
+
+
+def room(module: str, package: str = "posegate") -> str:
+    """``posegate.gate.baseline`` -> ``gate``; a root module is its own room; the package's __init__ is
+    ``posegate``."""
+    parts = module.split(".")
+    return package if len(parts) == 1 else parts[1]
+
+
+def room_graph(edges: dict[str, set[str]]) -> dict[str, dict[str, list[str]]]:
+    """{room: {room it imports: the module arrows that make it}}, arrows within a room left out."""
+    rooms = {room(m): {} for m in edges}
+    for m, targets in sorted(edges.items()):
+        for t in sorted(targets):
+            if room(m) != room(t):
+                rooms[room(m)].setdefault(room(t), []).append(f"{m} -> {t}")
+    return rooms
+
+
+def room_problems(modules: dict[str, str], packages: set[str] = frozenset(), layers=LAYERS) -> list[str]:
+    """Rooms no layer declares, cycles between rooms, and every arrow that runs up the layers."""
+    rooms = room_graph(graph(modules, packages))
+    level = {r: i for i, layer in enumerate(layers) for r in layer}
+    out = [f"room {r} is in no layer: add it to LAYERS where its imports put it" for r in sorted(rooms)
+           if r not in level]
+    found = cycles({r: set(arrows) for r, arrows in rooms.items()})
+    out += [f"package cycle: {' <-> '.join(sorted(c))}" for c in found]
+    for r, arrows in sorted(rooms.items()):
+        for t, via in sorted(arrows.items()):
+            if r in level and t in level and level[t] > level[r]:
+                out.append(f"{r} -> {t} runs up (layer {level[r]} imports layer {level[t]}): {via[0]}")
+    return out
+
+
 def _packages(root: Path = REPO, package: str = "posegate") -> set[str]:
     return {module_name(p.relative_to(root)) for p in (root / package).rglob("__init__.py")}
+
+
+def test_rooms_have_no_cycle_and_no_arrow_runs_up():
+    modules = sources()
+    rooms = room_graph(graph(modules, _packages()))
+    assert len(rooms) >= 20, f"the checker found too few rooms to mean anything: {sorted(rooms)}"
+    found = room_problems(modules, _packages())
+    assert not found, "\n".join(found)
+    declared = {r for layer in LAYERS for r in layer}
+    assert declared == set(rooms), f"LAYERS names rooms that do not exist: {sorted(declared - set(rooms))}"
 
 
 def test_posegate_never_imports_models_and_has_no_import_cycle():
@@ -151,3 +214,40 @@ def test_checker_passes_look_alikes():
 def test_a_stale_exemption_fails():
     assert problems(CLEAN, exempt={frozenset({"posegate.a", "posegate.b"})}) == \
         ["exempted cycle posegate.a <-> posegate.b is gone: delete it from EXEMPT"]
+
+
+# ---- the room checker catches planted faults -------------------------------------------------------
+
+ROOMS = {"posegate.storage.cache": "import os\n", "posegate.gate.report": "from posegate.storage import cache\n",
+         "posegate.metrics": "from posegate.storage.cache import Cache\n", "posegate.spec": "import numpy\n"}
+PLANT_LAYERS = (("storage",), ("metrics", "spec"), ("gate",))
+
+
+@pytest.mark.parametrize("planted, expected", [
+    ({"posegate.storage.cache": "from posegate.gate.report import Summary\n"},
+     ["package cycle: gate <-> storage",
+      "storage -> gate runs up (layer 0 imports layer 2): posegate.storage.cache -> posegate.gate.report"]),
+    ({"posegate.storage.index": "def f():\n    from posegate.spec import ModelSpec\n"},
+     ["storage -> spec runs up (layer 0 imports layer 1): posegate.storage.index -> posegate.spec"]),
+    # no module cycle (metrics -> storage.cache, storage.serial -> spec -> metrics), but a cycle between rooms
+    ({"posegate.storage.serial": "from posegate import spec\n", "posegate.spec": "from posegate import metrics\n"},
+     ["package cycle: metrics <-> spec <-> storage",
+      "storage -> spec runs up (layer 0 imports layer 1): posegate.storage.serial -> posegate.spec"]),
+    ({"posegate.metrics": "import numpy\n", "posegate.spec": "from posegate.metrics import METRICS\n",
+      "posegate.storage.serial": "import numpy\n"}, []),  # an arrow within a layer is allowed
+    ({"posegate.newroom": "import numpy\n"}, ["room newroom is in no layer: add it to LAYERS where its imports "
+                                               "put it"]),
+], ids=["upward-arrow-and-cycle", "lazy-upward-arrow", "package-cycle-without-module-cycle", "within-a-layer",
+        "undeclared-room"])
+def test_room_checker_catches_a_planted_fault(planted, expected):
+    assert room_problems(ROOMS, layers=PLANT_LAYERS) == []
+    assert room_problems({**ROOMS, **planted}, layers=PLANT_LAYERS) == expected
+
+
+def test_a_package_cycle_is_caught_where_the_modules_have_none():
+    """metrics -> storage.cache, storage.serial -> spec -> metrics: no module is on a cycle, the rooms are."""
+    planted = {**ROOMS, "posegate.storage.serial": "from posegate import spec\n",
+               "posegate.spec": "from posegate import metrics\n"}
+    assert problems(planted) == []
+    assert room_problems(planted, layers=(("storage", "metrics", "spec", "gate"),)) == [
+        "package cycle: metrics <-> spec <-> storage"]

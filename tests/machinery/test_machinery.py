@@ -13,9 +13,9 @@ from fixtures import cases as cases_plugin
 from models import MODELS
 from posegate.backends import BACKENDS
 from posegate.cases.known_failures import known_failure
-from posegate.gate.progress import Progress
 from posegate.gate.report import Summary
 from posegate.metrics.parity import compare
+from posegate.pipeline.progress import Progress
 from posegate.spec import Tolerance
 
 STAGE = "weights"

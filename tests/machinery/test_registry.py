@@ -1,9 +1,14 @@
 """The registries and case ids: the only lists of models and backends, and readable stable ids."""
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
 from dataclasses import replace
 from importlib import metadata
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -18,6 +23,7 @@ from posegate.backends import BACKENDS, REFERENCE
 from posegate.backends.atc import AtcSettings
 from posegate.backends.openvino_backend import OpenVinoSettings
 from posegate.cases.generate import generate
+from posegate.cases.kinds import KINDS
 from posegate.gate import machine
 from posegate.registry import SpecError, register
 from posegate.startup_checks import InputError
@@ -50,9 +56,40 @@ def test_cases_follow_declared_capabilities():
             assert c.full == (c.batch not in profile.batch_sizes or not profile.default or slow)
 
 
+REPO = Path(__file__).resolve().parents[2]
+# every kind's ids with datasets of both kinds known, as a collecting process prints them
+_COLLECT = """
+import json
+from models import MODELS
+from posegate.cases.generate import generate
+from posegate.cases.kinds import KINDS
+sets = {"coco-keypoints": [("coco-mini", True), ("coco-notes", False)], "h36m": [("h36m-test", True)]}
+print(json.dumps({k: [c.id for c in generate(k, MODELS.values(), datasets=sets)] for k in sorted(KINDS)}))
+"""
+
+
+def _ids_in_processes(*hash_seeds: str) -> list[dict[str, list[str]]]:
+    """Each seed's collection, the processes side by side (each imports torch: seconds)."""
+    procs = [subprocess.Popen([sys.executable, "-c", _COLLECT], cwd=REPO, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(REPO)})
+             for seed in hash_seeds]
+    found = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err[-2000:]
+        found.append(json.loads(out.splitlines()[-1]))
+    return found
+
+
 def test_ids_are_identical_across_collections():
-    """xdist workers collect independently; their ids must agree."""
-    assert [c.id for c in generate("perf", MODELS.values())] == [c.id for c in generate("perf", MODELS.values())]
+    """xdist workers collect independently, each with its own string hash seed; their ids must agree in
+    content and order, or a worker runs a test the controller never scheduled. Two processes with different
+    PYTHONHASHSEED stand for two workers (a set iterated anywhere in generation would reorder them)."""
+    first, second = _ids_in_processes("1", "2")
+    assert sorted(first) == sorted(KINDS) and all(first[k] for k in ("infer", "perf", "accuracy", "convert"))
+    for kind in sorted(KINDS):
+        assert first[kind] == second[kind], f"case kind {kind!r}: ids differ between two collecting processes"
 
 
 @pytest.mark.parametrize("name", sorted(BACKENDS))

@@ -9,9 +9,8 @@ import pytest
 
 from fixtures.artifacts import skip_unavailable
 from models.mspn_2xstg.codec import CropRecord
-from posegate.gate import shards
 from posegate.metrics import METRICS
-from posegate.pipeline import Pipeline
+from posegate.pipeline import Pipeline, shards
 
 STAGE = "accuracy"
 pytestmark = pytest.mark.accuracy

@@ -14,6 +14,7 @@ import pytest
 
 from fixtures.artifacts import skip_unavailable
 from models.mspn_2xstg import codec as mspn_codec
+from models.mspn_2xstg import golden as mspn_golden
 from models.mspn_2xstg import recipe as mspn_recipe
 from posegate.backends import BACKENDS, REFERENCE
 from posegate.context import SYNTHETIC
@@ -192,12 +193,12 @@ def test_mspn_decode_beats_upstreams_steps(flip, benchmark, run_context, record)
     one joint at a time, one cv2.GaussianBlur per map), timed interleaved on this machine's inputs: the
     golden decoder cases' network outputs where the reference dir has them, else noisy Gaussians."""
     crops = 64
-    path = run_context.reference_file(*golden.FOLDER, golden.FILES["mspn_2xstg"])
+    path = run_context.reference_file(*golden.FOLDER, mspn_golden.DECODERS.file)
     if path is not None:
         data = golden.open_cases(path)
-        maps = np.concatenate([data[f"{c}/heatmaps"] for c in golden.CASES["mspn_2xstg"]])
-        mirrored = np.concatenate([data[f"{c}/heatmaps_flipped"] for c in golden.CASES["mspn_2xstg"]])
-        records = [r for c in golden.CASES["mspn_2xstg"] for r in golden.mspn_records(data, c, mspn_codec)]
+        maps = np.concatenate([data[f"{c}/heatmaps"] for c in mspn_golden.DECODERS.cases])
+        mirrored = np.concatenate([data[f"{c}/heatmaps_flipped"] for c in mspn_golden.DECODERS.cases])
+        records = [r for c in mspn_golden.DECODERS.cases for r in mspn_golden.records(data, c, mspn_codec)]
         take = np.arange(crops) % len(maps)
         maps, mirrored, records = maps[take], mirrored[take], [records[i] for i in take]
     else:

@@ -22,7 +22,7 @@ SLACK = 0.01
 
 
 def checkpoint_name(step: int) -> str:
-    return f"lightweight_openpose_train_step{step}.pth"
+    return SPEC.training.step_checkpoints[step - 1]
 
 
 @pytest.mark.parametrize("step", sorted(SEED_AP), ids=lambda s: f"step{s}")
