@@ -20,13 +20,15 @@ import torch
 
 from models import MODELS
 from posegate.backends import BACKENDS, EngineIO
+from posegate.backends.openvino import OvProbe
+from posegate.backends.openvino import inference_hint as ov_hint
 from posegate.context import SYNTHETIC
 from posegate.diagnosis import advice_metric
 from posegate.diagnosis.advice import _errors, _ov_run, advise_openvino, ov_keep_fp32, rank, write
 from posegate.diagnosis.advice_case import metric_of_ir
 from posegate.diagnosis.faults import PRECISION_FAULTS
 from posegate.diagnosis.localize import localize, tolerance_of
-from posegate.diagnosis.probes import OrtProbe, OvProbe, ov_hint
+from posegate.diagnosis.probes import OrtProbe
 from posegate.metrics import METRICS
 
 STAGE = "accuracy"

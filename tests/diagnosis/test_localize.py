@@ -18,12 +18,14 @@ from torch import nn
 from models import MODELS
 from posegate.artifacts import bind
 from posegate.backends import BACKENDS, EngineIO
-from posegate.backends.onnxruntime_backend import OrtSession
+from posegate.backends.onnxruntime import OrtSession
+from posegate.backends.openvino import OvProbe
+from posegate.backends.openvino import inference_hint as ov_hint
 from posegate.context import SYNTHETIC
 from posegate.diagnosis.advice import _errors, _ov_run, advise_openvino, ov_keep_fp32
 from posegate.diagnosis.faults import FAULTS
 from posegate.diagnosis.localize import Node, localize, match, module_scope, tolerance_of
-from posegate.diagnosis.probes import OrtProbe, OvProbe, ov_hint
+from posegate.diagnosis.probes import OrtProbe
 from posegate.metrics import METRICS
 from posegate.metrics.parity import compare
 from posegate.pipeline import Pipeline

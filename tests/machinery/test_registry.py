@@ -15,8 +15,8 @@ from fixtures.options import resolve_baseline
 from models import MODELS
 from posegate import registry
 from posegate.backends import BACKENDS, REFERENCE
-from posegate.backends.atc import AtcSettings
-from posegate.backends.openvino_backend import OpenVinoSettings
+from posegate.backends.ascend import AtcSettings
+from posegate.backends.openvino import OpenVinoSettings
 from posegate.cases.generate import generate
 from posegate.gate import machine
 from posegate.registry import SpecError, register
