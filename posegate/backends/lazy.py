@@ -34,8 +34,10 @@ def reason(module: str, install: str | None = None, shown_as: str | None = None,
 
 
 def version(module: str) -> str | None:
-    """``module.__version__`` when it imports here, else None (a cache key must not fail on its absence)."""
+    """``module.__version__`` when it imports here, else None (a cache key must not fail on its absence).
+    Importing it is the point where a wheel's libraries must be loaded before another library's (TensorRT's
+    before ONNX Runtime's TensorRT provider)."""
     try:
-        return importlib.import_module(module).__version__
+        return getattr(importlib.import_module(module), "__version__", None)
     except ImportError:
         return None

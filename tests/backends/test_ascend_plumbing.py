@@ -153,8 +153,8 @@ def test_plumbing_atc_commands_of_every_registered_model_shape_and_precision():
 
 
 def test_plumbing_npu_smi_table_gives_the_chip():
-    assert atc_tool.parse_npu_smi(NPU_SMI) == "310P3"
-    assert atc_tool.parse_npu_smi("no devices") is None
+    assert npu.parse_npu_smi(NPU_SMI) == "310P3"
+    assert npu.parse_npu_smi("no devices") is None
 
 
 def _source(spec, onnx_path):
@@ -344,7 +344,7 @@ def test_plumbing_chip_from_a_fake_npu_smi_makes_the_backend_available(tmp_path,
     assert backend.unavailable_reason() is None
     assert backend.device() == "Ascend310P3" and backend.artifact_settings("fp16")["soc"] == "Ascend310P3"
     smi.write_text(f"#!{sys.executable}\nprint('no NPU')\n")
-    atc_tool._smi_chip.cache_clear()
+    npu._smi_chip.cache_clear()
     assert "lists no healthy NPU" in backend.unavailable_reason()
 
 
@@ -472,7 +472,7 @@ def test_plumbing_one_fp32_rule_for_every_ascend_backend(chip, monkeypatch):
     """Issue 25, 2: ascend and torch-aie refuse fp32 on the same chips, with the same reason."""
     monkeypatch.setenv(npu.CHIP_ENV, chip)
     got = {name: BACKENDS[name].precision_problem("fp32") for name in ("ascend", "torch-aie")}
-    refused = not atc_tool.computes_fp32(chip)
+    refused = not npu.computes_fp32(chip)
     assert all(bool(v) == refused for v in got.values()), got
     if refused:
         assert got["ascend"].removeprefix("ascend") == got["torch-aie"].removeprefix("torch-aie")
@@ -504,18 +504,18 @@ A3_ROWS = ["| 0       910_9391          | OK            | 95.3         42       
 def test_plumbing_npu_smi_names_atlas_a3_chips(row, chip, tmp_path, monkeypatch, fake_atc):
     """Issue 25, 4: both forms of an A3 row (bare and Ascend-prefixed) give the soc_version ATC takes."""
     table = "\n".join(row if "310P3" in ln else ln for ln in NPU_SMI.splitlines())
-    assert atc_tool.parse_npu_smi(table) == chip
+    assert npu.parse_npu_smi(table) == chip
     monkeypatch.delenv(npu.CHIP_ENV)
     smi = tmp_path / "bin" / "npu-smi"
     smi.write_text(f"#!{sys.executable}\nprint({table!r})\n")
     smi.chmod(smi.stat().st_mode | stat.S_IEXEC)
-    atc_tool._smi_chip.cache_clear()
+    npu._smi_chip.cache_clear()
     try:
         assert BACKENDS["ascend"].device() == f"Ascend{chip}"
         args = _atc_command(_spec("input", (3, 256, 192)), "m.onnx", "o", (1, 3, 256, 192), chip, "fp32")
         assert args[-1] == f"--soc_version=Ascend{chip}" and "--precision_mode_v2=origin" in args
     finally:
-        atc_tool._smi_chip.cache_clear()
+        npu._smi_chip.cache_clear()
 
 
 def test_plumbing_ais_stand_in_path_rules_are_its_own(ais, tmp_path, monkeypatch):

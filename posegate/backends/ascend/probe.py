@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from posegate.backends.ascend.atc import atc_command, producer_nodes, run_atc
+from posegate.backends.ascend.atc import AtcSettings, atc_command, producer_nodes, run_atc
 from posegate.backends.base import EngineIO
 from posegate.backends.npu import DEVICE_ENV
 from posegate.diagnosis.probes import OrtProbe, ProbeSpec
@@ -23,7 +23,7 @@ class AscendProbe(OrtProbe):
     def __init__(self, path, io, precision, spec, chip: str | None = None, run_atc=None, session=None,
                  settings=None):
         super().__init__(path, io, precision)
-        self.spec, self.chip, self.settings = spec, chip, settings
+        self.spec, self.chip, self.settings = spec, chip, settings or AtcSettings()  # the backend passes the spec's
         self._run_atc, self._session = run_atc, session  # injectable for the plumbing tests
 
     def atc_args(self, names: list[str], stem: str, shape: tuple) -> list[str]:
