@@ -180,6 +180,13 @@ class Backend(ABC):
     def has_probe(self) -> bool:
         return type(self).probe is not Backend.probe
 
+    def advice_validator(self, precision: str):
+        """What re-validates the precision advice's candidates on this machine, for a case at ``precision``:
+        ``keep_fp32(source ONNX, nodes, out path without suffix, compress) -> model path`` and
+        ``run(model path, x, input name, rounds) -> (outputs, runs/s or None)`` (posegate.diagnosis.advice
+        searches with it). None: this backend does not validate advice."""
+        return None
+
     def write_advice(self, keep: list[str], folder: Path, modules: dict, ir: str | None = None) -> dict[str, str]:
         """The precision advice (ONNX node names to keep in fp32; ``modules``: node -> torch module) in this
         engine's own format, as files a user feeds to its converter: {kind: path}. {}: no format of its own."""

@@ -17,8 +17,6 @@ from pathlib import Path
 import numpy as np
 
 from posegate.backends import BACKENDS
-from posegate.backends.openvino.advice import ov_keep_fp32
-from posegate.backends.openvino.advice import run_ir as _ov_run
 from posegate.diagnosis.localize import upstream
 
 STEPS = (1, 2, 4, 8, 16, 32, 64)
@@ -80,23 +78,43 @@ def _errors(out: dict, ref: dict) -> dict:
     return {n: float(np.max(np.abs(out[n] - ref[n])) / max(float(np.max(np.abs(ref[n]))), 1e-30)) for n in ref}
 
 
-def advise_openvino(source: Path, localization, ref: dict, x: np.ndarray, input_name: str, target: float,
-                    folder: Path, hint: str = "f16", rounds: int = 5) -> Advice:
-    """The search on OpenVINO: the smallest top-k of the ranking whose IR meets ``target`` on every output."""
+def validator(precision: str):
+    """The first backend that re-validates advice here (``Backend.advice_validator``), or CannotAdvise saying
+    why none can."""
+    reasons = []
+    for backend in BACKENDS.values():
+        found = backend.advice_validator(precision)
+        if found is None:
+            continue
+        why = backend.unavailable_reason()
+        if why is None:
+            return found
+        reasons.append(why)
+    raise CannotAdvise("no backend here re-validates the advice: " + ("; ".join(reasons) or "none offers to"))
+
+
+class CannotAdvise(RuntimeError):
+    """No backend here can re-validate advice candidates; the message says why."""
+
+
+def advise(check, source: Path, localization, ref: dict, x: np.ndarray, input_name: str, target: float,
+           folder: Path, rounds: int = 5) -> Advice:
+    """The search on ``check`` (a validator): the smallest top-k of the ranking whose model meets ``target`` on
+    every output."""
     folder.mkdir(parents=True, exist_ok=True)
     advice = Advice(localization.precision, target, ranked=rank(localization))
-    base = ov_keep_fp32(source, [], folder / "reduced.xml", compress=True)  # as the suite converts fp16
-    out, advice.throughput_before = _ov_run(base, x, input_name, hint, rounds)
+    base = check.keep_fp32(source, [], folder / "reduced", compress=True)  # as the suite converts fp16
+    out, advice.throughput_before = check.run(base, x, input_name, rounds)
     advice.before = _errors(out, ref)
-    out, _ = _ov_run(ov_keep_fp32(source, [], folder / "fp32-weights.xml"), x, input_name, hint)
+    out, _ = check.run(check.keep_fp32(source, [], folder / "fp32-weights"), x, input_name)
     advice.weights_only = _errors(out, ref)
     best = None
     layers = [r["nodes"] for r in advice.ranked]  # the ones adding most first; every compared layer last
     computing = sum(r["computing"] for r in advice.ranked)
     for k in sorted({*(s for s in STEPS if s < len(layers)), computing, len(layers)} - {0}):
         keep = list(dict.fromkeys(n for group in layers[:k] for n in group))
-        xml = ov_keep_fp32(source, keep, folder / f"keep{len(keep)}.xml")
-        out, _ = _ov_run(xml, x, input_name, hint)
+        xml = check.keep_fp32(source, keep, folder / f"keep{len(keep)}")
+        out, _ = check.run(xml, x, input_name)
         errors = _errors(out, ref)
         advice.tried.append({"layers": min(k, len(layers)), "nodes": len(keep), "worst": max(errors.values())})
         if best is None or max(errors.values()) < max(best[2].values()):
@@ -106,19 +124,19 @@ def advise_openvino(source: Path, localization, ref: dict, x: np.ndarray, input_
             break
     _, advice.keep, advice.after, xml = best
     advice.met = max(advice.after.values()) <= target
-    _, advice.throughput_after = _ov_run(xml, x, input_name, hint, rounds)
-    advice.files = write(advice.keep, folder, openvino_ir=str(xml))
+    _, advice.throughput_after = check.run(xml, x, input_name, rounds)
+    advice.files = write(advice.keep, folder, ir=str(xml))
     (folder / "advice.json").write_text(json.dumps(advice.as_dict(), indent=1))
     advice.files["advice"] = str(folder / "advice.json")
     return advice
 
 
-def write(keep: list[str], folder: Path, openvino_ir: str | None = None, modules: dict | None = None) -> dict:
+def write(keep: list[str], folder: Path, ir: str | None = None, modules: dict | None = None) -> dict:
     """The advice in each engine's own format, as files a user feeds to their converter: every backend that
     has a format writes it (``Backend.write_advice``); ``modules`` (node -> torch module) adds each node's
     module where the format has room for it (comments, JSON fields)."""
     folder.mkdir(parents=True, exist_ok=True)
     files = {}
     for backend in BACKENDS.values():
-        files.update(backend.write_advice(keep, folder, modules or {}, openvino_ir))
+        files.update(backend.write_advice(keep, folder, modules or {}, ir))
     return files

@@ -4,7 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from posegate.backends import BACKENDS, EngineIO
-from posegate.backends.openvino.precision import inference_hint
 from posegate.diagnosis import advice
 from posegate.diagnosis.localize import Localization, localize, tolerance_of
 from posegate.diagnosis.probes import CannotLocalize
@@ -57,17 +56,18 @@ def advisable(backend: str, precision: str) -> bool:
 
 def advise(pipeline, spec, backend: str, precision: str, x, reference: dict, localization: Localization,
            folder: Path, target: float | None = None):
-    """Precision advice for a reduced-precision case from its localisation, re-validated on OpenVINO (the
-    backend every run here has); the files are written for every tool alike."""
+    """Precision advice for a reduced-precision case from its localisation, re-validated on the backend here
+    that offers to (OpenVINO's CPU plugin, which every run here has); the files are written for every tool."""
     if not advisable(backend, precision):
         raise CannotLocalize(f"{backend}-{precision} is not a reduced precision the advice knows")
     bound = pipeline.artifacts.get((spec.name, backend, precision))
     source = Path(bound.path) if bound is not None and bound.path is not None else pipeline.onnx(spec, 17)
     if source.suffix != ".onnx":
         source = pipeline.onnx(spec, 17)  # the advice is applied to the ONNX the converter reads
-    if BACKENDS["openvino"].unavailable_reason():
-        raise CannotLocalize(f"no backend here re-validates the advice: {BACKENDS['openvino'].unavailable_reason()}")
+    try:
+        check = advice.validator(precision)
+    except advice.CannotAdvise as e:
+        raise CannotLocalize(str(e)) from None
     target = target if target is not None else localization.tolerance_output
     ref = {n: reference[n][: x.shape[0]] for n in spec.output_names}
-    return advice.advise_openvino(source, localization, ref, x, spec.input_name, target, Path(folder),
-                                  hint=inference_hint("fp16"))
+    return advice.advise(check, source, localization, ref, x, spec.input_name, target, Path(folder))

@@ -10,6 +10,7 @@ import pytest
 from models import MODELS
 from posegate.backends import BACKENDS, EngineIO
 from posegate.backends.ascend.probe import AscendProbe
+from posegate.backends.openvino.advice import ov_keep_fp32
 from posegate.backends.tensorrt.advice import trtexec_args
 from posegate.backends.tensorrt.probe import TrtProbe
 from posegate.diagnosis import advice
@@ -87,8 +88,8 @@ def test_advice_files_follow_each_tools_documented_form(tmp_path):
 
 
 def test_openvino_rt_info_mark_survives_into_the_saved_ir(exported, tmp_path):
-    xml = advice.ov_keep_fp32(exported, ["/model/model.0/model.0.0/Conv"], tmp_path / "k.xml")
+    xml = ov_keep_fp32(exported, ["/model/model.0/model.0.0/Conv"], tmp_path / "k.xml")
     text = xml.read_text()
     assert text.count('name="DisablePrecisionConversion"') >= 1  # what the CPU plugin reads back
-    none = advice.ov_keep_fp32(exported, [], tmp_path / "n.xml").read_text()
+    none = ov_keep_fp32(exported, [], tmp_path / "n.xml").read_text()
     assert 'name="DisablePrecisionConversion"' not in none

@@ -49,6 +49,20 @@ def run_ir(xml: Path, x: np.ndarray, input_name: str, hint: str, rounds: int = 0
 
 
 
+class IrValidator:
+    """Re-validates precision-advice candidates on the CPU plugin: an IR per candidate with its nodes marked,
+    compiled at the backend's own inference precision hint."""
+
+    def __init__(self, hint: str):
+        self.hint = hint
+
+    def keep_fp32(self, source: Path, keep: list[str], out: Path, compress: bool = False) -> Path:
+        return ov_keep_fp32(source, keep, out.with_suffix(".xml"), compress)
+
+    def run(self, model: Path, x: np.ndarray, input_name: str, rounds: int = 0):
+        return run_ir(model, x, input_name, self.hint, rounds)
+
+
 def write(keep: list[str], folder: Path, modules: dict, ir: str | None = None) -> dict[str, str]:
     """The nodes to mark (with their torch modules) and the IR the advice saved, for whoever converts again."""
     files = {}

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from posegate.backends.base import Backend, Session, SessionInfo
 from posegate.backends.lazy import load, reason
+from posegate.backends.openvino.advice import IrValidator
 from posegate.backends.openvino.advice import write as write_advice
 from posegate.backends.openvino.precision import inference_hint
 from posegate.backends.openvino.probe import OvProbe
@@ -90,6 +91,9 @@ class OpenVinoBackend(Backend):
         if path.is_dir():
             path = next(iter(sorted(path.glob("*.xml"))), path)
         return OvProbe(path, io, precision)
+
+    def advice_validator(self, precision):
+        return IrValidator(inference_hint(precision))
 
     def write_advice(self, keep, folder, modules, ir=None):
         return write_advice(keep, folder, modules, ir)
