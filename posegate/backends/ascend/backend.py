@@ -1,4 +1,4 @@
-"""Ascend NPUs: ONNX -> OM through ATC (posegate.backends.atc), one OM per (batch, input shape), run
+"""Ascend NPUs: ONNX -> OM through ATC (posegate.backends.ascend.atc), one OM per (batch, input shape), run
 with ais_bench's InferSession. Timing is the NPU compute time ais_bench reports, which excludes
 host<->device copies, as the seeds' figures do.
 
@@ -36,11 +36,12 @@ from posegate.backends.ascend.atc import (
 )
 from posegate.backends.ascend.probe import AscendProbe
 from posegate.backends.base import Backend, Session, SessionInfo
-from posegate.backends.lazy import reason
+from posegate.backends.lazy import load, reason
 from posegate.backends.npu import DEVICE_ENV, AscendChip, chip_name, computes_fp32
 from posegate.diagnosis.probes import CannotLocalize, device_source
 
 ATC_OPSET = 11  # seed 001: ATC supports ONNX opset 11
+INSTALL = "see requirements-ascend.txt"
 EXECUTION_FILE = "execution.txt"  # what the built OM computes in, as the ATC run showed it
 # ais_bench's path check, as the later ais_bench runs it on InferSession's model_path (interface.py calls
 # interface_check.check_model_path_legality -> common/path_security_check.py check_path_legality with
@@ -189,7 +190,7 @@ class AisSession(Session):
         if problem:
             raise ValueError(problem)
         if infer_session is None:
-            from ais_bench.infer.interface import InferSession as infer_session  # noqa: PLC0415 (optional engine, lazy)
+            infer_session = load("ais_bench.infer.interface", INSTALL, shown_as="ais_bench").InferSession
         self.process = process or ACL
         self.sess = infer_session(device_id, str(om))
         self.process.opened(self.sess)
@@ -255,7 +256,7 @@ class AscendBackend(AscendChip, Backend):
         return self.open_unavailable_reason()
 
     def open_unavailable_reason(self):
-        missing = reason("ais_bench.infer.interface", "see requirements-ascend.txt", shown_as="ais_bench")
+        missing = reason("ais_bench.infer.interface", INSTALL, shown_as="ais_bench")
         if missing:
             return missing
         chip, why = chip_name()
