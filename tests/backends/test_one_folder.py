@@ -14,7 +14,10 @@ import posegate.backends
 from models import MODELS
 from posegate.backends import BACKENDS, EngineIO
 from posegate.cases.case import Case
+from posegate.cases.generate import generate
+from posegate.cases.kinds import KINDS, READY
 from posegate.cases.readiness import BACKEND, BUILD, PARITY, Readiness
+from posegate.datasets import KINDS as DATASET_KINDS
 from posegate.diagnosis import advice, diagnose
 
 STAGE = "convert"
@@ -138,3 +141,12 @@ def test_the_registry_refuses_a_name_registered_twice(throwaway, tmp_path):
     throwaway("json")
     with pytest.raises(ValueError, match="backend 'throwaway' is registered twice"):
         posegate.backends._registered(["throwaway", "throwaway"])
+
+
+def test_every_kind_whose_cases_name_a_backend_declares_what_they_need_of_it():
+    """The skip is decided at collection from the kind's ``ready=``: a kind that forgot it would run its cases
+    on a backend that is not here (and fail) instead of skipping them."""
+    datasets = {kind: [("synthetic", True)] for kind in DATASET_KINDS}
+    backed = {kind for kind in KINDS if any(c.backend for c in generate(kind, MODELS.values(), datasets))}
+    assert {"convert", "infer", "perf", "accuracy", "parity", "shards", "postprocess", "decode_cost"} <= backed
+    assert [k for k in sorted(backed) if READY[k] is None] == []
