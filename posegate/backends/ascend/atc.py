@@ -159,6 +159,6 @@ def run_atc(args: list[str], cwd: Path, run=subprocess.run) -> Path:
             f"no {stem}.om or {stem}_<os>_<cpu>.om written (.om files there: {oms or 'none'})"
         raise AtcError(f"atc failed ({why}): {' '.join(args)}\n--- atc log (last 40 lines) ---\n{tail}")
     shutil.rmtree(cwd / "kernel_meta", ignore_errors=True)  # ATC's compile scratch
-    # ais_bench refuses a group- or other-writable model (see ascend_backend.ais_path_problem)
+    # ais_bench refuses a group- or other-writable model (see posegate.backends.ascend.backend.ais_path_problem)
     om.chmod(om.stat().st_mode & ~0o022)
     return om
