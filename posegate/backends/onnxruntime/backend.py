@@ -22,7 +22,7 @@ class OrtSession(Session):
         opts = ort.SessionOptions()
         opts.log_severity_level = log_severity  # 2 (warnings) where a provider's failure must be read
         kwargs = {"provider_options": provider_options} if provider_options else {}
-        if not fallback:  # InferenceSession's own kwarg: no silent retry on the CPU (see posegate.backends.onnxruntime_gpu)
+        if not fallback:  # InferenceSession's own kwarg: no silent retry on the CPU (see ..onnxruntime_gpu)
             kwargs["enable_fallback"] = 0
         self.sess = ort.InferenceSession(str(path), opts, providers=list(providers), **kwargs)
         super().__init__(spec, SessionInfo(backend, precision, execution,
