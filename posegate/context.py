@@ -107,9 +107,13 @@ class RunContext:
         return {kind: [(n, True if d is None else d.has_inputs) for n, d in sets.items()]
                 for kind, sets in self.datasets.items()}
 
+    def real_inputs(self, kind: str) -> list:
+        """The datasets of the kind with inputs to run a network on (the synthetic set is not one of them)."""
+        return [d for d in self.datasets.get(kind, {}).values() if d is not None and d.has_inputs]
+
     def parity_dataset(self, kind: str):
         """Real inputs for tensor parity: the smallest dataset of the kind with inputs, else a synthetic set."""
-        usable = [d for d in self.datasets.get(kind, {}).values() if d is not None and d.has_inputs]
+        usable = self.real_inputs(kind)
         if usable:
             return min(usable, key=len)
         self.datasets.setdefault(kind, {}).setdefault(SYNTHETIC, None)

@@ -14,8 +14,6 @@ from posegate.metrics import margin
 from posegate.weights import build_model
 
 PRECISIONS = ("fp32", "fp16", "int8")
-# Quantised against real inputs' activation ranges: parity on synthetic noise says nothing about them.
-CALIBRATED = ("int8",)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from models.videopose3d_243 import codec
 from models.videopose3d_243.network import build_network
 from models.videopose3d_243.port import LAYOUT as PORT
-from posegate.backends.openvino_backend import OpenVinoSettings
+from posegate.backends.openvino import OpenVinoSettings
 from posegate.flows.kinds import Sequences
 from posegate.spec import Checkpoint, Golden, InputProfile, ModelSpec, Threshold, Tolerance
 

@@ -153,6 +153,15 @@ class Backend(ABC):
     settings_type: type | None = None
     settings_change_artifacts: bool = True  # False: the settings act when loading only, not in the cache key
 
+    # ---- precision policy: what each precision it offers means here
+    # precisions quantised on calibration data (an INT8 IR): their parity needs real inputs, not synthetic ones
+    calibrated: tuple[str, ...] = ()
+    # precisions below fp32 whose error the precision advice (layers kept in fp32) addresses
+    reduced: tuple[str, ...] = ()
+
+    # ---- localisation: the model files of its artifact folder a probe reads (in preference order)
+    artifact_suffixes: tuple[str, ...] = ()
+
     def unavailable_reason(self) -> str | None:
         """None when usable here, else why not (a missing package, tool or device)."""
         return None
@@ -160,6 +169,28 @@ class Backend(ABC):
     def precision_problem(self, precision: str) -> str | None:
         """Why this device cannot compute in ``precision`` (None: it can)."""
         return None
+
+    def probe(self, pipeline, spec, path: Path, io: EngineIO, precision: str):
+        """A probe exposing the intermediate tensors of the model file ``path`` (the interface of
+        posegate.diagnosis.probes.OrtProbe), raising posegate.diagnosis.probes.CannotLocalize when it cannot be
+        built here; None: this backend has no probe."""
+        return None
+
+    @property
+    def has_probe(self) -> bool:
+        return type(self).probe is not Backend.probe
+
+    def advice_validator(self, precision: str):
+        """What re-validates the precision advice's candidates on this machine, for a case at ``precision``:
+        ``keep_fp32(source ONNX, nodes, out path without suffix, compress) -> model path`` and
+        ``run(model path, x, input name, rounds) -> (outputs, runs/s or None)`` (posegate.diagnosis.advice
+        searches with it). None: this backend does not validate advice."""
+        return None
+
+    def write_advice(self, keep: list[str], folder: Path, modules: dict, ir: str | None = None) -> dict[str, str]:
+        """The precision advice (ONNX node names to keep in fp32; ``modules``: node -> torch module) in this
+        engine's own format, as files a user feeds to its converter: {kind: path}. {}: no format of its own."""
+        return {}
 
     def shape_problem(self, spec, profile) -> str | None:
         """Why this backend cannot build engines for ``profile`` (None: it can)."""

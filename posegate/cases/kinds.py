@@ -13,18 +13,26 @@ from dataclasses import dataclass, field
 
 from posegate.backends import BACKENDS, REFERENCE
 from posegate.cases.case import Case
+from posegate.cases.readiness import BACKEND, BUILD, LEVELS, PARITY
 from posegate.export.to_torchscript import engine_cases
 
 CaseGenerator = Callable[["ModelScope"], Iterable[Case]]
 KINDS: dict[str, CaseGenerator] = {}
+# kind -> what its cases need of their backend (posegate.cases.readiness), checked at collection
+READY: dict[str, str | None] = {}
 
 
-def case_kind(name: str) -> Callable[[CaseGenerator], CaseGenerator]:
-    """Register a generator under a kind name (one name, one generator: a repeated name is a mistake)."""
+def case_kind(name: str, ready: str | None = None) -> Callable[[CaseGenerator], CaseGenerator]:
+    """Register a generator under a kind name (one name, one generator: a repeated name is a mistake);
+    ``ready``: what its cases need of their backend to run here (readiness.BACKEND, BUILD or PARITY)."""
+    if ready not in LEVELS:
+        raise ValueError(f"case kind {name!r}: unknown readiness {ready!r}; expected one of {LEVELS[1:]}")
+
     def register(fn: CaseGenerator) -> CaseGenerator:
         if name in KINDS:
             raise ValueError(f"case kind {name!r} is registered twice: {KINDS[name].__name__} and {fn.__name__}")
         KINDS[name] = fn
+        READY[name] = ready
         return fn
     return register
 
@@ -123,7 +131,7 @@ def torchscript(scope):
 
 # ------------------------------------------------------------------------------------ per backend
 
-@case_kind("convert")
+@case_kind("convert", ready=BUILD)
 def convert(scope):
     """One conversion per backend and precision; a static-shape backend builds one per engine shape."""
     m = scope.spec.name
@@ -135,34 +143,34 @@ def convert(scope):
             yield from (Case(m, b, prec, bs, p.name, full=f) for bs, f in batches(p))
 
 
-@case_kind("artifact")
+@case_kind("artifact", ready=BUILD)
 def artifact(scope):
     """A supplied converted model's interface check, at its profile's first batch."""
     yield from (Case(scope.spec.name, b, prec, p.batch_sizes[0], p.name, variant="artifact")
                 for b, prec, p in scope.supplied())
 
 
-@case_kind("infer")
+@case_kind("infer", ready=PARITY)
 def infer(scope):
     """Tensor parity with the reference, per engine batch (the reference is not compared with itself)."""
     yield from _supplied_batches(scope)
     yield from _every_batch(scope, include_reference=False)
 
 
-@case_kind("perf")
+@case_kind("perf", ready=PARITY)
 def perf(scope):
     """Throughput per engine batch, the reference's too (the ratio's denominator)."""
     yield from _supplied_batches(scope)
     yield from _every_batch(scope, include_reference=True)
 
 
-@case_kind("accuracy")
+@case_kind("accuracy", ready=BUILD)
 def accuracy(scope):
     """The metric on each dataset with inputs, the reference's too (the floor it is held to)."""
     yield from _every_dataset(scope, include_reference=True)
 
 
-@case_kind("parity")
+@case_kind("parity", ready=BUILD)
 def parity(scope):
     """The metric's difference from the reference's, on each dataset with inputs."""
     yield from _every_dataset(scope, include_reference=False)
@@ -177,21 +185,21 @@ def oracle(scope):
         yield from (Case(scope.spec.name, dataset=d) for d, _ in scope.sets)
 
 
-@case_kind("postprocess")
+@case_kind("postprocess", ready=BACKEND)
 def postprocess(scope):
     """Decoding the reference's outputs, per profile at its first batch."""
     yield from (Case(scope.spec.name, REFERENCE, "fp32", p.batch_sizes[0], p.name, full=not p.default)
                 for p in scope.spec.profiles)
 
 
-@case_kind("shards")
+@case_kind("shards", ready=BACKEND)
 def shards(scope):
     """Sharded predictions merged, on the baseline backend at the default profile, per dataset with inputs."""
     p = next(p for p in scope.spec.profiles if p.default)
     yield from (Case(scope.spec.name, scope.baseline, "fp32", p.eval_batch, p.name, d) for d in scope.evaluable)
 
 
-@case_kind("decode_cost")
+@case_kind("decode_cost", ready=BACKEND)
 def decode_cost(scope):
     """Decoding against inference time on the baseline backend, per profile at the flow's batch."""
     yield from (Case(scope.spec.name, scope.baseline, "fp32", scope.spec.flow.decode_cost_batch, p.name,

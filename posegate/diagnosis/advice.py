@@ -2,30 +2,23 @@
 
 Layers are ranked by the error they add themselves (error leaving minus the worst error entering, from a
 localisation of the reduced-precision run); the search keeps the top 1, 2, 4, ... of them in fp32 until the
-outputs are within the target, re-validating each candidate on OpenVINO here. The result is written in
-each tool's own format (all keyed by the ONNX node names, which ATC, TensorRT's ONNX parser and
-OpenVINO's ONNX frontend keep as operator, layer and friendly names):
-
-- ATC: a ``--keep_dtype`` file (one operator name a line) with ``--precision_mode=force_fp16``
-  (hiascend.com CANN docs, atctool "--keep_dtype": "--keep_dtype=$HOME/exceptionlist.cfg --precision_mode=force_fp16");
-- TensorRT: ``trtexec --fp16 --precisionConstraints=obey --layerPrecisions=NAME:fp32,...`` and the
-  same as builder calls (ILayer.precision, set_output_type, BuilderFlag.OBEY_PRECISION_CONSTRAINTS);
-- OpenVINO: runtime info on the nodes. Python's ``rt_info["precise_0"]`` is what ``save_model`` writes as
-  the ``DisablePrecisionConversion`` attribute the CPU plugin honours (checked here: marking in memory
-  alone changes nothing; through a saved IR it does), so the advice is applied by saving an IR.
+outputs are within the target, re-validating each candidate on OpenVINO here (its IR marks:
+posegate.backends.openvino.advice). The result is written in each engine's own format by the backend that
+owns it (``Backend.write_advice``: ATC's --keep_dtype file, trtexec's and TensorRT's builder form, OpenVINO's
+marks), all keyed by the ONNX node names, which ATC, TensorRT's ONNX parser and OpenVINO's ONNX frontend
+keep as operator, layer and friendly names.
 """
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from posegate.backends import BACKENDS
 from posegate.diagnosis.localize import upstream
 
-OV_KEEP = "precise_0"
 STEPS = (1, 2, 4, 8, 16, 32, 64)
 # ONNX and OpenVINO op types that compute with weights or sums (OpenVINO names a Conv with bias after its Add)
 COMPUTING = {"Conv", "ConvTranspose", "Gemm", "MatMul", "Add", "Convolution", "GroupConvolution",
@@ -81,64 +74,47 @@ def rank(localization) -> list[dict]:
     return sorted(out, key=lambda r: (not r["computing"], -r["added"]))
 
 
-def _openvino():
-    """OpenVINO, imported when advice is asked for: the suite runs without it (its backend then says why)."""
-    import openvino  # noqa: PLC0415 (optional device library, lazy on purpose)
-    return openvino
-
-
-def ov_keep_fp32(source: Path, keep: list[str], out_xml: Path, compress: bool = False) -> Path:
-    """An IR of ``source`` (ONNX) with the ``keep`` nodes (and the ops OpenVINO splits them into, named
-    after them) marked to stay fp32. Weights stay fp32 unless ``compress``: measured here, the CPU plugin
-    keeps a marked node in fp32 only when its weights are not fp16-compressed (a decompressed weight feeds
-    the f16 path whatever the mark)."""
-    ov = _openvino()
-    model = ov.convert_model(str(source))
-    names = set(keep)
-    for op in model.get_ordered_ops():
-        name = op.get_friendly_name()
-        if name in names or any(name.startswith(n + "/") for n in names):
-            op.get_rt_info()[OV_KEEP] = ""
-    ov.save_model(model, str(out_xml), compress_to_fp16=compress)
-    return out_xml
-
-
-def _ov_run(xml: Path, x: np.ndarray, input_name: str, hint: str, rounds: int = 0):
-    ov = _openvino()
-    core = ov.Core()
-    compiled = core.compile_model(core.read_model(str(xml)), "CPU", {"INFERENCE_PRECISION_HINT": hint})
-    request = compiled.create_infer_request()
-    out = {p.get_any_name(): np.array(v) for p, v in zip(compiled.outputs, request.infer({input_name: x}).values())}
-    rate = None
-    if rounds:
-        start = time.perf_counter()
-        for _ in range(rounds):
-            request.infer({input_name: x})
-        rate = rounds / (time.perf_counter() - start)
-    return out, rate
-
-
 def _errors(out: dict, ref: dict) -> dict:
     return {n: float(np.max(np.abs(out[n] - ref[n])) / max(float(np.max(np.abs(ref[n]))), 1e-30)) for n in ref}
 
 
-def advise_openvino(source: Path, localization, ref: dict, x: np.ndarray, input_name: str, target: float,
-                    folder: Path, hint: str = "f16", rounds: int = 5) -> Advice:
-    """The search on OpenVINO: the smallest top-k of the ranking whose IR meets ``target`` on every output."""
+def validator(precision: str):
+    """The first backend that re-validates advice here (``Backend.advice_validator``), or CannotAdvise saying
+    why none can."""
+    reasons = []
+    for backend in BACKENDS.values():
+        found = backend.advice_validator(precision)
+        if found is None:
+            continue
+        why = backend.unavailable_reason()
+        if why is None:
+            return found
+        reasons.append(why)
+    raise CannotAdvise("no backend here re-validates the advice: " + ("; ".join(reasons) or "none offers to"))
+
+
+class CannotAdvise(RuntimeError):
+    """No backend here can re-validate advice candidates; the message says why."""
+
+
+def advise(check, source: Path, localization, ref: dict, x: np.ndarray, input_name: str, target: float,
+           folder: Path, rounds: int = 5) -> Advice:
+    """The search on ``check`` (a validator): the smallest top-k of the ranking whose model meets ``target`` on
+    every output."""
     folder.mkdir(parents=True, exist_ok=True)
     advice = Advice(localization.precision, target, ranked=rank(localization))
-    base = ov_keep_fp32(source, [], folder / "reduced.xml", compress=True)  # as the suite converts fp16
-    out, advice.throughput_before = _ov_run(base, x, input_name, hint, rounds)
+    base = check.keep_fp32(source, [], folder / "reduced", compress=True)  # as the suite converts fp16
+    out, advice.throughput_before = check.run(base, x, input_name, rounds)
     advice.before = _errors(out, ref)
-    out, _ = _ov_run(ov_keep_fp32(source, [], folder / "fp32-weights.xml"), x, input_name, hint)
+    out, _ = check.run(check.keep_fp32(source, [], folder / "fp32-weights"), x, input_name)
     advice.weights_only = _errors(out, ref)
     best = None
     layers = [r["nodes"] for r in advice.ranked]  # the ones adding most first; every compared layer last
     computing = sum(r["computing"] for r in advice.ranked)
     for k in sorted({*(s for s in STEPS if s < len(layers)), computing, len(layers)} - {0}):
         keep = list(dict.fromkeys(n for group in layers[:k] for n in group))
-        xml = ov_keep_fp32(source, keep, folder / f"keep{len(keep)}.xml")
-        out, _ = _ov_run(xml, x, input_name, hint)
+        xml = check.keep_fp32(source, keep, folder / f"keep{len(keep)}")
+        out, _ = check.run(xml, x, input_name)
         errors = _errors(out, ref)
         advice.tried.append({"layers": min(k, len(layers)), "nodes": len(keep), "worst": max(errors.values())})
         if best is None or max(errors.values()) < max(best[2].values()):
@@ -148,55 +124,19 @@ def advise_openvino(source: Path, localization, ref: dict, x: np.ndarray, input_
             break
     _, advice.keep, advice.after, xml = best
     advice.met = max(advice.after.values()) <= target
-    _, advice.throughput_after = _ov_run(xml, x, input_name, hint, rounds)
-    advice.files = write(advice.keep, folder, openvino_ir=str(xml))
+    _, advice.throughput_after = check.run(xml, x, input_name, rounds)
+    advice.files = write(advice.keep, folder, ir=str(xml))
     (folder / "advice.json").write_text(json.dumps(advice.as_dict(), indent=1))
     advice.files["advice"] = str(folder / "advice.json")
     return advice
 
 
-def trtexec_args(keep: list[str]) -> list[str]:
-    """trtexec options keeping ``keep`` in fp32 in an fp16 engine (names quoted by the caller's shell, not here)."""
-    return ["--fp16", "--precisionConstraints=obey", "--layerPrecisions=" + ",".join(f"{n}:fp32" for n in keep)]
-
-
-def atc_args(keep_file: Path) -> list[str]:
-    return [f"--keep_dtype={keep_file}", "--precision_mode=force_fp16"]
-
-
-def write(keep: list[str], folder: Path, openvino_ir: str | None = None, modules: dict | None = None) -> dict:
-    """The advice in each tool's own format, as files a user feeds to their converter; ``modules`` (node ->
-    torch module) adds each node's module where the format has room for it (comments, JSON fields)."""
-    modules = modules or {}
+def write(keep: list[str], folder: Path, ir: str | None = None, modules: dict | None = None) -> dict:
+    """The advice in each engine's own format, as files a user feeds to their converter: every backend that
+    has a format writes it (``Backend.write_advice``); ``modules`` (node -> torch module) adds each node's
+    module where the format has room for it (comments, JSON fields)."""
     folder.mkdir(parents=True, exist_ok=True)
     files = {}
-    cfg = folder / "keep_dtype.cfg"
-    cfg.write_text("".join(f"{n}\n" for n in keep))
-    (folder / "atc_options.txt").write_text(" ".join(atc_args(cfg)) + "\n")
-    files["atc_keep_dtype"], files["atc_options"] = str(cfg), str(folder / "atc_options.txt")
-    (folder / "trtexec_options.txt").write_text(" ".join(f"'{a}'" for a in trtexec_args(keep)) + "\n")
-    files["trtexec"] = str(folder / "trtexec_options.txt")
-    builder = folder / "tensorrt_layer_precisions.py"
-    builder.write_text(
-        '"""Keep these layers in fp32 in an fp16 TensorRT build (posegate precision advice)."""\n'
-        "import tensorrt as trt\n\n"
-        f"KEEP_FP32 = {json.dumps(keep, indent=4)}\n"
-        + "".join(f"# {n}: torch module {modules[n]}\n" for n in keep if modules.get(n)) + "\n\n"
-        "def apply(network, config):\n"
-        "    config.set_flag(trt.BuilderFlag.FP16)\n"
-        "    config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)\n"
-        "    for i in range(network.num_layers):\n"
-        "        layer = network.get_layer(i)\n"
-        "        if layer.name in KEEP_FP32:\n"
-        "            layer.precision = trt.float32\n"
-        "            for j in range(layer.num_outputs):\n"
-        "                layer.set_output_type(j, trt.float32)\n")
-    files["tensorrt_builder"] = str(builder)
-    ov_file = folder / "openvino_keep_fp32.json"
-    ov_file.write_text(json.dumps({"rt_info": OV_KEEP, "saved_as": "DisablePrecisionConversion",
-                                   "nodes": keep, "modules": {n: modules.get(n) for n in keep},
-                                   "ir": openvino_ir}, indent=1))
-    files["openvino"] = str(ov_file)
-    if openvino_ir:
-        files["openvino_ir"] = openvino_ir
+    for backend in BACKENDS.values():
+        files.update(backend.write_advice(keep, folder, modules or {}, ir))
     return files

@@ -6,9 +6,10 @@ from pathlib import Path
 
 from posegate.artifacts import bind
 from posegate.backends import BACKENDS
+from posegate.backends.openvino.advice import run_ir as _ov_run
+from posegate.backends.openvino.precision import inference_hint as ov_hint
 from posegate.diagnosis import advice_metric
-from posegate.diagnosis.advice import _ov_run, rank
-from posegate.diagnosis.probes import ov_hint
+from posegate.diagnosis.advice import rank
 from posegate.metrics import METRICS
 from posegate.pipeline import Pipeline
 

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from posegate.backends.openvino.advice import ov_keep_fp32
 from posegate.diagnosis import advice
 
 MAX_EVALUATIONS = 20
@@ -116,7 +117,7 @@ def advise(source: Path, ranked: list[dict], metric_of: Callable[[Path, str], fl
 
     def evaluate(nodes: list[str]) -> float:
         count["n"] += 1
-        xml = advice.ov_keep_fp32(source, nodes, folder / f"candidate{count['n']}.xml", compress=not nodes)
+        xml = ov_keep_fp32(source, nodes, folder / f"candidate{count['n']}.xml", compress=not nodes)
         return metric_of(xml, hint)
     groups, result.tried, result.met, result.evaluations = search(ranked, evaluate, reference, bound, max_evaluations)
     result.keep = list(dict.fromkeys(n for g in groups for n in ranked[g]["nodes"]))
@@ -127,22 +128,22 @@ def advise(source: Path, ranked: list[dict], metric_of: Callable[[Path, str], fl
         result.verdict = f"no set found within {max_evaluations} evaluations"
     else:
         result.verdict = "no set of the ranked layers meets the bound, not even all of them"
-    fp32 = advice.ov_keep_fp32(source, [], folder / "fp32.xml")
-    fp16 = advice.ov_keep_fp32(source, [], folder / "fp16.xml", compress=True)
-    advised = advice.ov_keep_fp32(source, result.keep, folder / "advised.xml", compress=not result.keep)
+    fp32 = ov_keep_fp32(source, [], folder / "fp32.xml")
+    fp16 = ov_keep_fp32(source, [], folder / "fp16.xml", compress=True)
+    advised = ov_keep_fp32(source, result.keep, folder / "advised.xml", compress=not result.keep)
     result.settings = {"fp32": {"layers": "all", "metric": metric_of(fp32, "f32"), "rate": rate_of(fp32, "f32")},
                        "fp16": {"layers": 0, "metric": metric_of(fp16, hint), "rate": rate_of(fp16, hint)},
                        "advised (metric)": {"layers": len(result.keep), "metric": metric_of(advised, hint),
                                             "rate": rate_of(advised, hint)}}
     if tensor_keep is not None:
-        xml = advice.ov_keep_fp32(source, tensor_keep, folder / "tensor-advice.xml", compress=not tensor_keep)
+        xml = ov_keep_fp32(source, tensor_keep, folder / "tensor-advice.xml", compress=not tensor_keep)
         result.settings["advised (tensors)"] = {"layers": len(tensor_keep), "metric": metric_of(xml, hint),
                                                 "rate": rate_of(xml, hint)}
     r32, r16, ra = (result.settings[k]["rate"] for k in ("fp32", "fp16", "advised (metric)"))
     if r16 - r32 > 0:
         result.speedup_kept = (ra - r32) / (r16 - r32)
     modules = {n: ranked[g]["module"] for g in groups for n in ranked[g]["nodes"]}
-    result.files = advice.write(result.keep, folder, openvino_ir=str(advised), modules=modules)
+    result.files = advice.write(result.keep, folder, ir=str(advised), modules=modules)
     (folder / "layers.json").write_text(json.dumps(
         [{"node": n, "module": ranked[g]["module"]} for g in groups for n in ranked[g]["nodes"]], indent=1))
     result.files["layers"] = str(folder / "layers.json")

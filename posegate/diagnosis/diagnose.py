@@ -1,16 +1,15 @@
 """Which probe localises a failing case, and running it on the parity input (see posegate.diagnosis.localize)."""
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 
 from posegate.backends import BACKENDS, EngineIO
-from posegate.diagnosis import advice, device_probes
+from posegate.diagnosis import advice
 from posegate.diagnosis.localize import Localization, localize, tolerance_of
-from posegate.diagnosis.probes import CannotLocalize, OrtProbe, OvProbe, ov_hint
+from posegate.diagnosis.probes import CannotLocalize
 from posegate.metrics.visuals import error_along_graph
 
-__all__ = ["CannotLocalize", "PROBES", "advise", "artifact_of", "probe_for", "run"]
+__all__ = ["CannotLocalize", "advisable", "advise", "artifact_of", "probe_for", "run"]
 
 
 def artifact_of(pipeline, spec, backend: str, precision: str, shape) -> tuple[Path, EngineIO]:
@@ -23,35 +22,19 @@ def artifact_of(pipeline, spec, backend: str, precision: str, shape) -> tuple[Pa
     if not BACKENDS[backend].converts:
         raise CannotLocalize(f"{backend} is the reference itself")
     folder = pipeline.converted(spec, backend, precision, shape)
-    files = [p for p in sorted(folder.iterdir()) if p.suffix in (".onnx", ".xml", ".om", ".engine", ".plan")]
+    files = [p for p in sorted(folder.iterdir()) if p.suffix in BACKENDS[backend].artifact_suffixes]
     if not files:
         raise CannotLocalize(f"{folder}: no model file the probes read")
     return files[0], EngineIO.of(spec)
 
 
-def _ort_probe(pipeline, spec, path: Path, io, precision: str):
-    if path.suffix != ".onnx":
-        raise CannotLocalize(f"{path}: onnxruntime localises ONNX files")
-    return OrtProbe(path, io, precision)
-
-
-def _ov_probe(pipeline, spec, path: Path, io, precision: str):
-    if path.is_dir():
-        path = next(iter(sorted(path.glob("*.xml"))), path)
-    return OvProbe(path, io, precision)
-
-
-# backend name -> (pipeline, spec, artifact path, EngineIO, precision) -> a probe of its intermediates
-PROBES = {"onnxruntime": _ort_probe, "openvino": _ov_probe,
-          "tensorrt": partial(device_probes.probe, "tensorrt"), "ascend": partial(device_probes.probe, "ascend")}
-
-
 def probe_for(pipeline, spec, backend: str, precision: str, shape=None):
     path, io = artifact_of(pipeline, spec, backend, precision, shape)
-    make = PROBES.get(backend)
-    if make is None:
-        raise CannotLocalize(f"{backend}: no probe exposes its intermediate tensors ({', '.join(PROBES)} have one)")
-    return make(pipeline, spec, path, io, precision)
+    probe = BACKENDS[backend].probe(pipeline, spec, path, io, precision)
+    if probe is None:
+        having = ", ".join(name for name, b in BACKENDS.items() if b.has_probe)
+        raise CannotLocalize(f"{backend}: no probe exposes its intermediate tensors ({having} have one)")
+    return probe
 
 
 def run(pipeline, spec, backend: str, precision: str, shape, x, plot_dir: Path | None = None) -> Localization:
@@ -66,22 +49,25 @@ def run(pipeline, spec, backend: str, precision: str, shape, x, plot_dir: Path |
     return result
 
 
-REDUCED = {"openvino": "fp16", "tensorrt": "fp16", "ascend": "fp16"}
+def advisable(backend: str, precision: str) -> bool:
+    """Whether the precision advice applies to this case: a precision its backend calls reduced."""
+    return precision in BACKENDS[backend].reduced
 
 
 def advise(pipeline, spec, backend: str, precision: str, x, reference: dict, localization: Localization,
            folder: Path, target: float | None = None):
-    """Precision advice for a reduced-precision case from its localisation, re-validated on OpenVINO (the
-    backend every run here has); the files are written for every tool alike."""
-    if REDUCED.get(backend) != precision:
+    """Precision advice for a reduced-precision case from its localisation, re-validated on the backend here
+    that offers to (OpenVINO's CPU plugin, which every run here has); the files are written for every tool."""
+    if not advisable(backend, precision):
         raise CannotLocalize(f"{backend}-{precision} is not a reduced precision the advice knows")
     bound = pipeline.artifacts.get((spec.name, backend, precision))
     source = Path(bound.path) if bound is not None and bound.path is not None else pipeline.onnx(spec, 17)
     if source.suffix != ".onnx":
         source = pipeline.onnx(spec, 17)  # the advice is applied to the ONNX the converter reads
-    if BACKENDS["openvino"].unavailable_reason():
-        raise CannotLocalize(f"no backend here re-validates the advice: {BACKENDS['openvino'].unavailable_reason()}")
+    try:
+        check = advice.validator(precision)
+    except advice.CannotAdvise as e:
+        raise CannotLocalize(str(e)) from None
     target = target if target is not None else localization.tolerance_output
     ref = {n: reference[n][: x.shape[0]] for n in spec.output_names}
-    return advice.advise_openvino(source, localization, ref, x, spec.input_name, target, Path(folder),
-                                  hint=ov_hint("fp16"))
+    return advice.advise(check, source, localization, ref, x, spec.input_name, target, Path(folder))

@@ -2,10 +2,9 @@
 
 Every probe answers the same four questions for posegate.diagnosis.localize: the graph's nodes in topological
 order, which tensors are floating point (comparable), the graph inputs, and ``run(x, names)``.
-ONNX Runtime runs an ONNX file with the tensors added as graph outputs; OpenVINO reads an ONNX file or
-an IR and adds them with ``Model.add_outputs`` (an IR converted from ONNX keeps the ONNX node names as
-friendly names and the tensor names, so the same scope matching applies). TensorRT and Ascend probes
-live in posegate.diagnosis.device_probes.
+This is the library the backends build their probes on (``Backend.probe``, in each backend's folder):
+``OrtProbe`` runs an ONNX file with the tensors added as graph outputs on ONNX Runtime, and its graph side
+(nodes, float tensors, sizes, ``with_outputs``) serves every probe that rebuilds from ONNX.
 """
 from __future__ import annotations
 
@@ -14,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from posegate.backends.openvino_backend import _HINTS
 from posegate.diagnosis.localize import Node
 
 _FLOATS = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)
@@ -23,8 +21,8 @@ _FLOATS = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)
 class CannotLocalize(RuntimeError):
     """This backend or artifact offers no way to expose its intermediates here; the message says why.
 
-    Defined beside the probes (posegate.diagnosis.diagnose re-exports it) so
-    posegate.diagnosis.device_probes can raise it without importing diagnose, which dispatches to it."""
+    Defined beside the probes (posegate.diagnosis.diagnose re-exports it) so a backend's probe can raise it
+    without importing diagnose, which asks the backends for their probes."""
 
 
 class OrtProbe:
@@ -94,76 +92,22 @@ class OrtProbe:
         return dict(zip(names, values))
 
 
-class OvProbe:
-    backend = "openvino"
+class ProbeSpec:
+    """The spec as a device probe's session sees it: the probed tensors as its outputs, the spec's input checks."""
 
-    def __init__(self, path: Path, io, precision: str = "fp32"):
-        import openvino as ov  # noqa: PLC0415 (optional engine, lazy)
-        self.path, self.io, self.precision = Path(path), io, precision
-        self.core = ov.Core()
-        self.hint = ov_hint(precision, self.core)
-        model = self.core.read_model(str(self.path))
-        self._nodes, self._floats, self._inputs = [], set(), set()
-        for op in model.get_ordered_ops():
-            kind = op.get_type_name()
-            outs = tuple(_name(o) for o in op.outputs())
-            ins = tuple(_name(i.get_source_output()) for i in op.inputs())
-            if kind == "Parameter":
-                self._inputs.update(outs)
-            if kind in ("Parameter", "Constant", "Result"):
-                continue
-            self._nodes.append(Node(op.get_friendly_name(), kind, ins, outs))
-            self._floats.update(_name(o) for o in op.outputs() if o.get_element_type().is_real())
+    def __init__(self, spec, names):
+        self._spec, self.output_names = spec, tuple(names)
 
-    def nodes(self) -> list[Node]:
-        return self._nodes
-
-    def float_tensors(self) -> set[str]:
-        return set(self._floats)
-
-    def inputs(self) -> set[str]:
-        return set(self._inputs)
-
-    def sizes(self, x: np.ndarray) -> dict[str, int]:
-        model = self.core.read_model(str(self.path))
-        try:
-            model.reshape({self.io.input: list(x.shape)})
-        except Exception:
-            return {}
-        out = {}
-        for op in model.get_ordered_ops():
-            for o in op.outputs():
-                shape = o.get_partial_shape()
-                out[_name(o)] = 4 * int(np.prod([d.get_length() for d in shape])) if shape.is_static else 0
-        return out
-
-    def run(self, x: np.ndarray, names: list[str], model=None) -> dict[str, np.ndarray]:
-        model = model if model is not None else self.core.read_model(str(self.path))
-        ports = {_name(o): o for op in model.get_ordered_ops() for o in op.outputs()}
-        have = {_name(o) for o in model.outputs}
-        extra = [ports[n] for n in names if n in ports and n not in have]
-        if extra:
-            model.add_outputs(extra)
-        compiled = self.core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": self.hint})
-        res = compiled.create_infer_request().infer({self.io.input: self.io.to_engine(x)})
-        out = {}
-        for port, value in zip(compiled.outputs, res.values()):
-            for n in port.get_names() or {_name(port)}:
-                if n in names:
-                    out[n] = np.array(value)
-        return out
+    def __getattr__(self, name):
+        return getattr(self._spec, name)
 
 
-def ov_hint(precision: str, core=None) -> str:
-    """The inference precision the openvino backend's sessions ask the CPU for (its _HINTS rule)."""
-    import openvino as ov  # noqa: PLC0415 (optional engine, lazy)
-    caps = set((core or ov.Core()).get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
-    return next(h for h in _HINTS.get(precision, ["f32"]) if h == "f32" or h.upper() in caps)
-
-
-def _name(port) -> str:
-    """A port's tensor name; an unnamed one gets its node's name and index (stable within a model)."""
-    names = sorted(port.get_names())
-    if names:
-        return names[0]
-    return f"{port.get_node().get_friendly_name()}:{port.get_index()}"
+def device_source(backend, pipeline, spec, path: Path) -> Path:
+    """The ONNX file a device backend's probe rebuilds with its intermediates exposed: the artifact itself when
+    it is ONNX, else the suite's export at the backend's opset (an engine or OM cannot grow outputs).
+    CannotLocalize when the backend cannot run here."""
+    reason = backend.unavailable_reason()
+    if reason:
+        raise CannotLocalize(f"{backend.name} unavailable: {reason}")
+    source = Path(path)
+    return source if source.suffix == ".onnx" else pipeline.onnx(spec, backend.opset)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 import stat
 import sys
 import types
@@ -17,14 +16,16 @@ import pytest
 from onnx import TensorProto, helper
 
 from models import MODELS
-from posegate.backends import BACKENDS, Backend, EngineIO, ModelSource, Session, SessionInfo
-from posegate.backends import ascend_backend as asc
-from posegate.backends import atc as atc_tool
-from posegate.backends.atc import AtcSettings
+from posegate.backends import BACKENDS, Backend, EngineIO, ModelSource, Session, SessionInfo, npu
+from posegate.backends.ascend import atc as atc_tool
+from posegate.backends.ascend import backend as asc
+from posegate.backends.ascend.atc import AtcSettings
 from posegate.gate.throughput import expected, per_second
 from posegate.pipeline import Pipeline
 from posegate.spec import InputProfile
 from posegate.storage.cache import ArtifactCache
+from tests import standins
+from tests.standins import FakeInferSession
 
 STAGE = "convert"
 pytestmark = pytest.mark.stage
@@ -152,40 +153,8 @@ def test_plumbing_atc_commands_of_every_registered_model_shape_and_precision():
 
 
 def test_plumbing_npu_smi_table_gives_the_chip():
-    assert atc_tool.parse_npu_smi(NPU_SMI) == "310P3"
-    assert atc_tool.parse_npu_smi("no devices") is None
-
-
-@pytest.fixture
-def fake_atc(tmp_path, monkeypatch):
-    """An `atc` on PATH that records its argv (and the log variables it ran with) and writes the OM, or fails
-    when FAKE_ATC_FAIL is set. FAKE_ATC_OM names the file it writes ({stem}: the --output value; GE's
-    model_helper.cc names an OM carrying its .so binaries <stem>_<os>_<cpu>.om, or none: FAKE_ATC_OM="");
-    FAKE_ATC_HF32_LOG is a line it prints, as the INFO log that shows ge.exec.allow_hf32 would."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    calls = tmp_path / "atc_calls.jsonl"
-    script = bin_dir / "atc"
-    script.write_text(f"""#!{sys.executable}
-import json, os, sys
-env = {{k: os.environ.get(k) for k in ("ASCEND_SLOG_PRINT_TO_STDOUT", "ASCEND_GLOBAL_LOG_LEVEL")}}
-with open({str(calls)!r}, "a") as f:
-    f.write(json.dumps({{"argv": sys.argv[1:], "cwd": os.getcwd(), "env": env}}) + "\\n")
-if os.environ.get("FAKE_ATC_FAIL"):
-    print("ATC run failed, E19010: No parser is registered for Op [Conv_1818, optype [ai.onnx::11::Foo]]")
-    sys.exit(255)
-if os.environ.get("FAKE_ATC_HF32_LOG"):
-    print(os.environ["FAKE_ATC_HF32_LOG"])
-out = [a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--output=")][0]
-name = os.environ.get("FAKE_ATC_OM", "{{stem}}.om").replace("{{stem}}", out)
-if name:
-    open(name, "wb").write(b"OM")
-print("ATC run success")
-""")
-    script.chmod(script.stat().st_mode | stat.S_IEXEC)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv(atc_tool.CHIP_ENV, "310P3")
-    return calls
+    assert npu.parse_npu_smi(NPU_SMI) == "310P3"
+    assert npu.parse_npu_smi("no devices") is None
 
 
 def _source(spec, onnx_path):
@@ -236,146 +205,6 @@ def test_ascend_backend_reports_why_it_is_unavailable_here():
     if reason is None:
         pytest.skip("an Ascend toolchain and NPU are present: the stage tests run on them")
     assert any(w in reason for w in ("atc", "ais_bench", "npu-smi", "NPU"))
-
-
-def _ais_bench_refuses(model_path) -> bool:
-    """The later ais_bench's model-path rules, as its InferSession applies them (interface_check.py
-    check_model_path_legality -> common/path_security_check.py check_path_legality(path, READ, suffix=["om"]),
-    Ascend's tools repo, ais-bench_workload/tool/ais_bench, 2023-2025): written from that source, never by
-    calling the adapter, so the two can disagree. The 32-'/' limit is issue 25's statement; no ais_bench
-    source read for it has that rule."""
-    path = os.path.abspath(str(model_path))  # FileStat.__init__
-    if len(path) > 4096 or any(len(name) > 255 for name in path.split("/")):  # is_legal_path_length
-        return True
-    if re.search(r"[^_A-Za-z0-9/.-]", path):  # PATH_WHITE_LIST_REGEX
-        return True
-    if path.count("/") > 32:
-        return True
-    if not os.path.exists(path) or os.path.islink(path):  # check_linux_permission: exists, is_softlink
-        return True
-    st = os.stat(path)
-    if not (st.st_uid == os.geteuid() or st.st_gid in os.getgroups()):  # is_user_or_group_owner
-        return True
-    if stat.S_IMODE(st.st_mode) & (stat.S_IWGRP | stat.S_IWOTH):  # READ_FILE_NOT_PERMITTED_STAT
-        return True
-    if not os.access(os.path.realpath(path), os.R_OK) or not st.st_mode & stat.S_IRUSR:
-        return True
-    return not stat.S_ISREG(st.st_mode) or os.path.splitext(path)[1] != ".om"  # is_file, suffix ["om"]
-
-
-class FakeInferSession:
-    """ais_bench's InferSession over a pretend aclruntime, after github.com/Ascend/tools
-    ais-bench_workload/tool/ais_bench: ais_bench/infer/interface.py and aclruntime's C++
-    (PyInferenceSession.cpp, ModelInferenceProcessor.cpp). ``style`` picks the generation:
-
-    - "2023": sumary()/reset_sumaryinfo(); infer() knows dymdims/dymshape and runs any other mode as
-      static; no free_resource; finalize() is aclFinalize for the whole process.
-    - "later": summary()/reset_summaryinfo(); infer() raises for an unknown mode and for dymhw on an
-      input whose dims 2 and 3 are not both -1; free_resource(); a static finalize().
-
-    - "2023": exec_time_list holds one float (ms) per call (InferSumaryInfo's std::vector<float>, Ascend/tools
-      ModelInferenceProcessor.h); no path check in Python (interface.py hands model_path to aclruntime).
-    - "later": exec_time_list holds (start, end) pairs in ms from the session's zero point
-      (std::vector<pair<float, float>>, pushed as {start_time, end_time} in ModelInferenceProcessor::Execute;
-      benchmark_process.py takes end - start), and InferSession refuses a model path by its own rules
-      (_ais_bench_refuses, written from its path_security_check.py, not from the adapter).
-
-    Both: a feed whose byte size differs from the input's current size (the OM's, or the gear set by
-    set_dynamic_hw/dims) is refused. OMs by name: "dyn" has dynamic H and W (--dynamic_image_size), "dims"
-    a dynamic W (--dynamic_dims), others are static.
-    """
-    style = "later"
-    instances = []
-    process = {"finalized": 0}
-
-    def __init__(self, device_id, model_path):
-        if self.style == "later" and _ais_bench_refuses(model_path):  # check_model_path_legality's wording
-            raise RuntimeError(f"om path:{model_path} is illegal. Please check.")
-        self.device_id, self.om, self.calls, self.freed = device_id, model_path, [], False
-        name = os.path.basename(model_path)
-        self.in_shape = [1, 3, -1, -1] if "dyn" in name else [1, 3, 368, -1] if "dims" in name else [1, 3, 368, 640]
-        self.gears = {(368, 640), (368, 496)}
-        self.realsize = 4 * int(np.prod(self.in_shape)) if -1 not in self.in_shape else 4 * 3 * 368 * 1488
-        FakeInferSession.instances.append(self)
-        if self.style == "2023":
-            self.sumary, self.reset_sumaryinfo = self._summary, self._reset
-        else:
-            self.summary, self.reset_summaryinfo, self.free_resource = self._summary, self._reset, self._free
-        self._times = []
-
-    @staticmethod
-    def finalize():  # later: static; 2023: an instance method; both end ACL for the whole process
-        FakeInferSession.process["finalized"] += 1
-
-    def get_inputs(self):
-        return [types.SimpleNamespace(name="data", shape=list(self.in_shape), datatype="FLOAT")]
-
-    def get_outputs(self):  # ATC decorates and reorders: PAFs first
-        return [types.SimpleNamespace(name="Conv_9:0:stage2_pafs", shape=[1, 38, 1, 2]),
-                types.SimpleNamespace(name="Conv_8:0:stage2_heatmaps", shape=[1, 19, 1, 2])]
-
-    def _gear(self, h, w):
-        if (h, w) not in self.gears:
-            raise RuntimeError(f"gear {h}x{w} not in the OM's gears")
-        self.realsize = 4 * 3 * h * w
-
-    def set_dynamic_hw(self, a, b):  # the later release passes (shape[2], shape[3])
-        self._gear(a, b)
-
-    def set_dynamic_dims(self, dims):  # "data:1,3,368,640"
-        self._gear(*[int(v) for v in dims.split(":")[1].split(",")[2:]])
-
-    def set_dynamic_batchsize(self, n):
-        raise RuntimeError("not a dymbatch model!")
-
-    def infer(self, feeds, mode="static", custom_sizes=100000, out_array=True):
-        if self.process["finalized"]:
-            raise RuntimeError("aclrtSetDevice failed: ACL was finalized")
-        shape = feeds[0].shape
-        if self.style == "later":
-            if mode not in ("static", "dymbatch", "dymhw", "dymdims", "dymshape"):
-                raise RuntimeError(f"wrong infer_mode:{mode}")
-            if mode == "dymhw":
-                if not (self.in_shape[2] < 0 and self.in_shape[3] < 0):
-                    raise RuntimeError("not a dymhw model!")
-                self.set_dynamic_hw(shape[2], shape[3])
-        if mode == "dymdims":
-            self.set_dynamic_dims("data:" + ",".join(str(d) for d in shape))
-        if feeds[0].nbytes != self.realsize:  # CheckInVectorAndFillBaseTensor
-            raise RuntimeError(f"Check i:0 name:data in size:{feeds[0].nbytes} needsize:{self.realsize} not match")
-        self.calls.append((mode, [f.shape for f in feeds]))
-        if self.style == "later":  # (start, end) from the zero point; end - start = 2.5 ms
-            start = 10.0 * len(self.calls)
-            self._times.append((start, start + 2.5))
-        else:
-            self._times.append(2.5)
-        return [np.full((1, 38, 1, 2), 38, np.float32), np.full((1, 19, 1, 2), 19, np.float32)]
-
-    def _summary(self):
-        return types.SimpleNamespace(exec_time_list=list(self._times))
-
-    def _reset(self):
-        self._times = []
-
-    def _free(self):
-        self.freed = True
-
-
-@pytest.fixture
-def ais(monkeypatch):
-    """ais_bench importable as the stand-in, a fresh process, and the ACL release hook not at exit."""
-    FakeInferSession.instances = []
-    FakeInferSession.process = {"finalized": 0}
-    interface = types.ModuleType("ais_bench.infer.interface")
-    interface.InferSession = FakeInferSession
-    modules = (("ais_bench", types.ModuleType("ais_bench")), ("ais_bench.infer", types.ModuleType("ais_bench.infer")),
-               ("ais_bench.infer.interface", interface))
-    for name, mod in modules:
-        monkeypatch.setitem(sys.modules, name, mod)
-    process = asc.AclProcess(register=lambda fn: None)
-    monkeypatch.setattr(asc, "ACL", process)
-    yield process
-    FakeInferSession.style = "later"
 
 
 def _om(tmp_path, name):
@@ -467,7 +296,7 @@ def test_plumbing_ais_path_rules_fail_early_with_the_reason(ais, tmp_path, monke
         asc.AisSession(spec, loose, "fp16", 0, _io(spec))
     assert FakeInferSession.instances == []  # refused before ais_bench saw it
     # the cache is checked before ATC runs
-    monkeypatch.setenv(atc_tool.CHIP_ENV, "310P3")
+    monkeypatch.setenv(npu.CHIP_ENV, "310P3")
     with pytest.raises(atc_tool.AtcError, match="cannot hold OMs for ais_bench"):
         BACKENDS["ascend"].convert(_source(spec, tmp_path / "x.onnx"), odd, "fp16", (1, 3, 368, 640))
 
@@ -505,7 +334,7 @@ def test_plumbing_throughput_arithmetic_as_the_seeds_compute_it():
 
 
 def test_plumbing_chip_from_a_fake_npu_smi_makes_the_backend_available(tmp_path, monkeypatch, fake_atc):
-    monkeypatch.delenv(atc_tool.CHIP_ENV)
+    monkeypatch.delenv(npu.CHIP_ENV)
     smi = tmp_path / "bin" / "npu-smi"
     smi.write_text(f"#!{sys.executable}\nimport sys\nassert sys.argv[1:] == ['info']\nprint({NPU_SMI!r})\n")
     smi.chmod(smi.stat().st_mode | stat.S_IEXEC)
@@ -515,13 +344,13 @@ def test_plumbing_chip_from_a_fake_npu_smi_makes_the_backend_available(tmp_path,
     assert backend.unavailable_reason() is None
     assert backend.device() == "Ascend310P3" and backend.artifact_settings("fp16")["soc"] == "Ascend310P3"
     smi.write_text(f"#!{sys.executable}\nprint('no NPU')\n")
-    atc_tool._smi_chip.cache_clear()
+    npu._smi_chip.cache_clear()
     assert "lists no healthy NPU" in backend.unavailable_reason()
 
 
 def test_plumbing_supplied_om_needs_no_atc(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
-    monkeypatch.setenv(atc_tool.CHIP_ENV, "310P3")
+    monkeypatch.setenv(npu.CHIP_ENV, "310P3")
     for name in ("ais_bench", "ais_bench.infer", "ais_bench.infer.interface"):
         monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
     assert "atc is not on PATH" in BACKENDS["ascend"].unavailable_reason()
@@ -571,12 +400,12 @@ def test_plumbing_static_shape_backend_builds_and_caches_one_artifact_per_engine
 
 
 def test_plumbing_fp32_skips_on_the_fp16_only_310(monkeypatch):
-    monkeypatch.setenv(atc_tool.CHIP_ENV, "310")
+    monkeypatch.setenv(npu.CHIP_ENV, "310")
     assert "fp16" in BACKENDS["ascend"].precision_problem("fp32")
     assert BACKENDS["ascend"].precision_problem("fp16") is None
-    monkeypatch.setenv(atc_tool.CHIP_ENV, "310P3")  # force_fp32 = cube_fp16in_fp32out: not fp32 parity
+    monkeypatch.setenv(npu.CHIP_ENV, "310P3")  # force_fp32 = cube_fp16in_fp32out: not fp32 parity
     assert "cube_fp16in_fp32out" in BACKENDS["ascend"].precision_problem("fp32")
-    monkeypatch.setenv(atc_tool.CHIP_ENV, "910B3")
+    monkeypatch.setenv(npu.CHIP_ENV, "910B3")
     assert BACKENDS["ascend"].precision_problem("fp32") is None
 
 
@@ -610,7 +439,7 @@ def test_plumbing_a2_fp32_turns_hf32_off_and_believes_only_the_atc_log(tmp_path,
                                                                        log_line, execution):
     """Issue 25, 1: on Atlas A2/A3 ATC converts fp32 Conv to HF32 by default; fp32 passes --allow_hf32=false
     and is f32 only where the ATC log shows ge.exec.allow_hf32, else hf32 with fp32 parity skipped."""
-    monkeypatch.setenv(atc_tool.CHIP_ENV, "910B3")
+    monkeypatch.setenv(npu.CHIP_ENV, "910B3")
     monkeypatch.setenv("FAKE_ATC_HF32_LOG", log_line)
     spec, out = _convert(tmp_path, "fp32")
     call = json.loads(fake_atc.read_text().splitlines()[0])
@@ -632,7 +461,7 @@ def test_plumbing_a2_fp32_turns_hf32_off_and_believes_only_the_atc_log(tmp_path,
 def test_plumbing_310p_fp32_skip_names_both_atc_modes(monkeypatch):
     """Issue 25, 1: the 310P accepts --precision_mode_v2=origin (the ATC guide lists the inference series),
     with fp32 convolutions on AI CPU kernels: the skip says so instead of claiming origin is refused."""
-    monkeypatch.setenv(atc_tool.CHIP_ENV, "310P3")
+    monkeypatch.setenv(npu.CHIP_ENV, "310P3")
     why = BACKENDS["ascend"].precision_problem("fp32")
     assert "force_fp32" in why and "origin" in why and "AI CPU" in why
     assert atc_tool.fp32_flags("310P3") == ["--precision_mode=force_fp32"]
@@ -641,9 +470,9 @@ def test_plumbing_310p_fp32_skip_names_both_atc_modes(monkeypatch):
 @pytest.mark.parametrize("chip", ["310", "310P3", "Ascend310P3", "910B3", "910_9391"])
 def test_plumbing_one_fp32_rule_for_every_ascend_backend(chip, monkeypatch):
     """Issue 25, 2: ascend and torch-aie refuse fp32 on the same chips, with the same reason."""
-    monkeypatch.setenv(atc_tool.CHIP_ENV, chip)
+    monkeypatch.setenv(npu.CHIP_ENV, chip)
     got = {name: BACKENDS[name].precision_problem("fp32") for name in ("ascend", "torch-aie")}
-    refused = not atc_tool.computes_fp32(chip)
+    refused = not npu.computes_fp32(chip)
     assert all(bool(v) == refused for v in got.values()), got
     if refused:
         assert got["ascend"].removeprefix("ascend") == got["torch-aie"].removeprefix("torch-aie")
@@ -675,18 +504,18 @@ A3_ROWS = ["| 0       910_9391          | OK            | 95.3         42       
 def test_plumbing_npu_smi_names_atlas_a3_chips(row, chip, tmp_path, monkeypatch, fake_atc):
     """Issue 25, 4: both forms of an A3 row (bare and Ascend-prefixed) give the soc_version ATC takes."""
     table = "\n".join(row if "310P3" in ln else ln for ln in NPU_SMI.splitlines())
-    assert atc_tool.parse_npu_smi(table) == chip
-    monkeypatch.delenv(atc_tool.CHIP_ENV)
+    assert npu.parse_npu_smi(table) == chip
+    monkeypatch.delenv(npu.CHIP_ENV)
     smi = tmp_path / "bin" / "npu-smi"
     smi.write_text(f"#!{sys.executable}\nprint({table!r})\n")
     smi.chmod(smi.stat().st_mode | stat.S_IEXEC)
-    atc_tool._smi_chip.cache_clear()
+    npu._smi_chip.cache_clear()
     try:
         assert BACKENDS["ascend"].device() == f"Ascend{chip}"
         args = _atc_command(_spec("input", (3, 256, 192)), "m.onnx", "o", (1, 3, 256, 192), chip, "fp32")
         assert args[-1] == f"--soc_version=Ascend{chip}" and "--precision_mode_v2=origin" in args
     finally:
-        atc_tool._smi_chip.cache_clear()
+        npu._smi_chip.cache_clear()
 
 
 def test_plumbing_ais_stand_in_path_rules_are_its_own(ais, tmp_path, monkeypatch):
@@ -706,12 +535,12 @@ def test_plumbing_ais_stand_in_path_rules_are_its_own(ais, tmp_path, monkeypatch
     cases = {"symlink": link, "character": _om(odd, "m.om"), "group-writable": loose, "33 levels": _om(deep, "m.om"),
              "unreadable": unreadable}
     for why, path in cases.items():
-        assert _ais_bench_refuses(path), why
+        assert standins.ais_bench_refuses(path), why
         assert asc.ais_path_problem(path), why
-    assert not _ais_bench_refuses(good) and asc.ais_path_problem(good) is None
+    assert not standins.ais_bench_refuses(good) and asc.ais_path_problem(good) is None
     monkeypatch.setattr(os, "geteuid", lambda: os.stat(good).st_uid + 1)  # another user's file, not our group
     monkeypatch.setattr(os, "getgroups", lambda: [])
-    assert _ais_bench_refuses(good) and "owned" in asc.ais_path_problem(good)
+    assert standins.ais_bench_refuses(good) and "owned" in asc.ais_path_problem(good)
     monkeypatch.undo()
     monkeypatch.setattr(asc, "ais_path_problem", lambda path: None)  # an adapter that checks nothing
     with pytest.raises(RuntimeError, match="is illegal"):

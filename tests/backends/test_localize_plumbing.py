@@ -9,8 +9,11 @@ import pytest
 
 from models import MODELS
 from posegate.backends import BACKENDS, EngineIO
+from posegate.backends.ascend.probe import AscendProbe
+from posegate.backends.openvino.advice import ov_keep_fp32
+from posegate.backends.tensorrt.advice import trtexec_args
+from posegate.backends.tensorrt.probe import TrtProbe
 from posegate.diagnosis import advice
-from posegate.diagnosis.device_probes import AscendProbe, TrtProbe, probe
 from posegate.diagnosis.diagnose import CannotLocalize
 
 STAGE = "infer"
@@ -66,7 +69,7 @@ def test_without_the_device_localisation_says_why(pipeline, exported, backend):
     if reason is None:
         pytest.skip(f"{backend} is available here: the stand-in tests above and the stage tests cover it")
     with pytest.raises(CannotLocalize, match=f"{backend} unavailable: "):
-        probe(backend, pipeline, SPEC, exported, EngineIO.of(SPEC), "fp16")
+        BACKENDS[backend].probe(pipeline, SPEC, exported, EngineIO.of(SPEC), "fp16")
 
 
 def test_advice_files_follow_each_tools_documented_form(tmp_path):
@@ -75,7 +78,7 @@ def test_advice_files_follow_each_tools_documented_form(tmp_path):
     assert (tmp_path / "keep_dtype.cfg").read_text().splitlines() == keep  # one operator name a line
     atc = (tmp_path / "atc_options.txt").read_text().split()
     assert atc == [f"--keep_dtype={tmp_path / 'keep_dtype.cfg'}", "--precision_mode=force_fp16"]
-    assert advice.trtexec_args(keep) == [
+    assert trtexec_args(keep) == [
         "--fp16", "--precisionConstraints=obey",
         "--layerPrecisions=/model/model.0/model.0.0/Conv:fp32,/cpm/align/align.0/Conv:fp32"]
     builder = (tmp_path / "tensorrt_layer_precisions.py").read_text()
@@ -85,8 +88,8 @@ def test_advice_files_follow_each_tools_documented_form(tmp_path):
 
 
 def test_openvino_rt_info_mark_survives_into_the_saved_ir(exported, tmp_path):
-    xml = advice.ov_keep_fp32(exported, ["/model/model.0/model.0.0/Conv"], tmp_path / "k.xml")
+    xml = ov_keep_fp32(exported, ["/model/model.0/model.0.0/Conv"], tmp_path / "k.xml")
     text = xml.read_text()
     assert text.count('name="DisablePrecisionConversion"') >= 1  # what the CPU plugin reads back
-    none = advice.ov_keep_fp32(exported, [], tmp_path / "n.xml").read_text()
+    none = ov_keep_fp32(exported, [], tmp_path / "n.xml").read_text()
     assert 'name="DisablePrecisionConversion"' not in none

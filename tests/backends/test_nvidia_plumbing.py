@@ -4,11 +4,9 @@ the provider options of ONNX Runtime's TensorRT provider, and the guard against 
 fallback to the CPU."""
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import importlib.abc
 import importlib.util
-import json
 import sys
 import types
 import warnings
@@ -20,181 +18,17 @@ import onnxruntime
 import pytest
 from onnx import TensorProto, helper
 
-import posegate.backends.onnxruntime_gpu_backend as gpu
+import posegate.backends.onnxruntime_gpu.backend as gpu
 from models import MODELS
 from posegate.backends import BACKENDS, EngineIO, ModelSource, nvidia
-from posegate.backends.onnxruntime_backend import OrtSession
-from posegate.backends.onnxruntime_gpu_backend import OrtGpuSession, trt_execution, trt_provider_options
-from posegate.backends.tensorrt_backend import EngineBuildError, HostBuffers, TrtSession, build_engine
+from posegate.backends.onnxruntime import OrtSession
+from posegate.backends.onnxruntime_gpu.backend import OrtGpuSession, trt_execution, trt_provider_options
+from posegate.backends.tensorrt import EngineBuildError, TrtSession, build_engine
 from posegate.spec import InputProfile
+from tests.standins import FakeTrt, HostBuffers, install_tensorrt
 
 STAGE = "convert"
 pytestmark = pytest.mark.stage
-
-
-class FakeTrt:
-    """The parts of the tensorrt module (TensorRT 10 Python API) the backend uses, following the real
-    signatures and return values (docs.nvidia.com/deeplearning/tensorrt/latest/_static/python-api):
-    a builder config starts with BuilderFlag.TF32 set; add_optimization_profile returns the profile's
-    index, -1 for an invalid one; build_serialized_network returns None on failure;
-    IExecutionContext.set_input_shape / set_tensor_address / execute_async_v3 return False instead of
-    raising, and an output's shape has -1 dims until the input shape is set. Its "engine" is an
-    identity network, run on host memory by the backend's HostBuffers."""
-
-    def __init__(self, parses=True, fp16=True, builds=True):
-        self.log = {"flags": None, "profiles": [], "parsed": None}
-        log = self.log
-        self.Logger = type("Logger", (), {"WARNING": 2, "__init__": lambda s, level=None: None})
-        self.NetworkDefinitionCreationFlag = types.SimpleNamespace(EXPLICIT_BATCH=0)
-        self.BuilderFlag = types.SimpleNamespace(FP16="FP16", TF32="TF32")
-        self.MemoryPoolType = types.SimpleNamespace(WORKSPACE="WORKSPACE")
-        self.TensorIOMode = types.SimpleNamespace(INPUT="INPUT", OUTPUT="OUTPUT")
-
-        class Parser:
-            num_errors = 0 if parses else 1
-
-            def __init__(self, network, logger):
-                pass
-
-            def parse(self, data):
-                log["parsed"] = len(data)
-                return parses
-
-            def get_error(self, i):
-                return "In node 3 (Foo): UNSUPPORTED_NODE"
-
-        class Profile:
-            """IOptimizationProfile. set_shape as its binding (NVIDIA/TensorRT python/src/infer/pyCore.cpp,
-            lambdas::opt_profile_set_shape): setDimensions for MIN, OPT, MAX in turn, a RuntimeError
-            "Shape provided for <sel> is inconsistent with other shapes." at the first that fails (a rank
-            unlike the others', or a dim below the selector before it), None otherwise."""
-
-            def __init__(self):
-                self.shapes = {}
-
-            def set_shape(self, name, low, opt, high):
-                log["profiles"].append((name, tuple(low), tuple(opt), tuple(high)))
-                given = []
-                for selector, dims in (("min", low), ("opt", opt), ("max", high)):
-                    before = given[-1] if given else None
-                    if before is not None and (len(dims) != len(before) or any(d < b for d, b in zip(dims, before))):
-                        raise RuntimeError(f"Shape provided for {selector} is inconsistent with other shapes.")
-                    given.append(list(dims))
-                self.shapes[name] = given
-
-            def __bool__(self):
-                return bool(self.shapes) and all(
-                    len(lo) == len(o) == len(hi) and all(a <= b <= c for a, b, c in zip(lo, o, hi))
-                    for lo, o, hi in self.shapes.values())
-
-        class Config:
-            def __init__(self):
-                self.flags, self.profiles = {"TF32"}, []
-
-            def set_memory_pool_limit(self, pool, size):
-                log["workspace"] = size
-
-            def set_flag(self, flag):
-                self.flags.add(flag)
-
-            def clear_flag(self, flag):
-                self.flags.discard(flag)
-
-            def get_flag(self, flag):
-                return flag in self.flags
-
-            def add_optimization_profile(self, p):
-                if not p:
-                    return -1
-                self.profiles.append(p)
-                return len(self.profiles) - 1
-
-        class Builder:
-            platform_has_fast_fp16 = fp16
-
-            def __init__(self, logger):
-                pass
-
-            def create_network(self, flags):
-                log["network_flags"] = flags
-                return object()
-
-            def create_builder_config(self):
-                return Config()
-
-            def create_optimization_profile(self):
-                return Profile()
-
-            def build_serialized_network(self, network, config):
-                log["flags"] = sorted(config.flags)
-                if not builds or not config.profiles:
-                    return None
-                (name, shapes), = config.profiles[0].shapes.items()
-                return json.dumps({"input": name, "output": "out", "profile": shapes}).encode()
-
-        trt = self
-
-        class Context:
-            def __init__(self, engine):
-                self.engine, self.shape, self.addresses = engine, None, {}
-
-            def set_input_shape(self, name, shape):
-                lo, _, hi = self.engine.profile
-                if name != self.engine.input or len(shape) != len(lo):
-                    return False
-                if not all(a <= d <= b for a, d, b in zip(lo, shape, hi)):
-                    return False
-                self.shape = tuple(shape)
-                return True
-
-            def get_tensor_shape(self, name):
-                return self.shape if self.shape is not None else self.engine.get_tensor_shape(name)
-
-            def set_tensor_address(self, name, ptr):
-                if name not in (self.engine.input, self.engine.output):
-                    return False
-                self.addresses[name] = ptr
-                return True
-
-            def execute_async_v3(self, stream):
-                if self.shape is None or len(self.addresses) != 2:
-                    return False
-                nbytes = 4 * int(np.prod(self.shape))
-                ctypes.memmove(self.addresses[self.engine.output], self.addresses[self.engine.input], nbytes)
-                return True
-
-        class Engine:
-            def __init__(self, meta):
-                self.input, self.output, self.profile = meta["input"], meta["output"], meta["profile"]
-                self.num_io_tensors = 2
-
-            def get_tensor_name(self, i):
-                return (self.input, self.output)[i]
-
-            def get_tensor_mode(self, name):
-                return trt.TensorIOMode.INPUT if name == self.input else trt.TensorIOMode.OUTPUT
-
-            def get_tensor_shape(self, name):
-                lo, _, hi = self.profile
-                return tuple(a if a == b else -1 for a, b in zip(lo, hi))
-
-            def get_tensor_profile_shape(self, name, index):
-                return [tuple(s) for s in self.profile]
-
-            def create_execution_context(self):
-                return Context(self)
-
-        class Runtime:
-            def __init__(self, logger):
-                pass
-
-            def deserialize_cuda_engine(self, data):
-                try:
-                    return Engine(json.loads(bytes(data)))
-                except ValueError:
-                    return None  # TensorRT returns None for an engine it cannot read
-
-        self.OnnxParser, self.Builder, self.Runtime = Parser, Builder, Runtime
 
 
 def _onnx(tmp_path):
@@ -246,8 +80,7 @@ def test_plumbing_trt_profile_set_shape_raises_and_becomes_an_engine_build_error
 
 
 def test_plumbing_trt_convert_through_the_backend_uses_the_specs_range(tmp_path, monkeypatch):
-    trt = FakeTrt()
-    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    trt = install_tensorrt(monkeypatch)
     spec = MODELS["lightweight_openpose"]
     out = tmp_path / "artifact"
     out.mkdir()
@@ -354,7 +187,7 @@ def test_plumbing_ort_gpu_session_refuses_the_silent_cpu_fallback(tmp_path, monk
     monkeypatch.setattr(onnxruntime, "get_available_providers",
                         lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     monkeypatch.setattr(nvidia, "cuda_device", lambda: ("Tesla T4", ""))
-    monkeypatch.setattr("posegate.backends.onnxruntime_gpu_backend.cuda_device", lambda: ("Tesla T4", ""))
+    monkeypatch.setattr("posegate.backends.onnxruntime_gpu.backend.cuda_device", lambda: ("Tesla T4", ""))
     assert backend.unavailable_reason() is None and backend.device() == "T4"
     spec = dataclasses.replace(MODELS["lightweight_openpose"], input_name="data", output_names=("out",))
     with warnings.catch_warnings():
@@ -370,7 +203,7 @@ def cuda_looks_available(monkeypatch):
     monkeypatch.setattr(onnxruntime, "get_available_providers",
                         lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     monkeypatch.setattr(nvidia, "cuda_device", lambda: ("Tesla T4", ""))
-    monkeypatch.setattr("posegate.backends.onnxruntime_gpu_backend.cuda_device", lambda: ("Tesla T4", ""))
+    monkeypatch.setattr("posegate.backends.onnxruntime_gpu.backend.cuda_device", lambda: ("Tesla T4", ""))
     return dataclasses.replace(MODELS["lightweight_openpose"], input_name="data", output_names=("out",))
 
 

@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from posegate.backends import BACKENDS, ModelSource
-from posegate.backends import atc as atc_tool
-from posegate.backends import torch_aie_backend as aie_backend
+from posegate.backends import BACKENDS, ModelSource, npu
+from posegate.backends.torch_aie import backend as aie_backend
 from posegate.export import to_torchscript as torchscript
 from posegate.spec import InputProfile
 
@@ -30,89 +29,6 @@ class _Net(torch.nn.Module):
     def forward(self, x):
         y = self.conv(x)
         return y, y * 2
-
-
-class FakeAie:
-    """torch_aie as the examples call it: Input(shape, dtype=), compile(ts, inputs=, precision_policy=,
-    soc_version=, optimization_level=), npu.Stream / npu.stream; records every call."""
-
-    def __init__(self):
-        self.calls = {"compile": [], "sync": 0, "streams": []}
-        aie = self
-
-        class PrecisionPolicy:
-            FP16, FP32 = "PrecisionPolicy.FP16", "PrecisionPolicy.FP32"
-
-        class Input:
-            def __init__(self, shape=None, dtype=torch.float, min_shape=None, max_shape=None):
-                if shape is None and (min_shape is None or max_shape is None):
-                    raise ValueError("torch_aie.Input needs shape, or min_shape and max_shape")
-                self.shape, self.dtype = tuple(shape), dtype
-
-        class Compiled(torch.nn.Module):
-            """The compiled module refuses what an AIE engine built for one static input refuses."""
-
-            def __init__(self, ts, spec_in):
-                super().__init__()
-                self.ts, self.shape, self.dtype = ts, spec_in.shape, spec_in.dtype
-
-            def forward(self, x):
-                if tuple(x.shape) != self.shape:
-                    raise RuntimeError(f"input shape {tuple(x.shape)} != compiled static shape {self.shape}")
-                if x.dtype != self.dtype:
-                    raise RuntimeError(f"input dtype {x.dtype} != compiled dtype {self.dtype}")
-                return self.ts(x)
-
-        class Stream:
-            def __init__(self, device):
-                aie.calls["streams"].append(device)
-
-            def synchronize(self):
-                aie.calls["sync"] += 1
-
-        class _StreamCtx:
-            def __init__(self, stream):
-                self.stream = stream
-
-            def __enter__(self):
-                return self.stream
-
-            def __exit__(self, *exc):
-                return False
-
-        def compile(module, inputs, precision_policy=None, soc_version=None, optimization_level=0, **kw):
-            if not isinstance(module, torch.jit.ScriptModule):
-                raise TypeError("torch_aie.compile takes a TorchScript module")
-            if len(inputs) != 1:
-                raise ValueError("one Input per forward argument")
-            aie.calls["compile"].append({"shape": inputs[0].shape, "dtype": inputs[0].dtype, "policy": precision_policy,
-                                         "soc": soc_version, "level": optimization_level})
-            compiled = Compiled(module, inputs[0])
-            compiled.save = lambda path: torch.jit.save(
-                torch.jit.trace(module, torch.zeros(inputs[0].shape)), path)
-            return compiled
-
-        self.enums = types.ModuleType("torch_aie._enums")
-        self.enums.PrecisionPolicy = PrecisionPolicy
-        self.module = types.ModuleType("torch_aie")
-        self.module.Input, self.module.compile, self.module._enums = Input, compile, self.enums
-        self.module.npu = types.SimpleNamespace(Stream=Stream, stream=_StreamCtx)
-        self.Compiled = Compiled
-
-
-@pytest.fixture
-def aie(monkeypatch):
-    fake = FakeAie()
-    npu = types.ModuleType("torch_npu")
-    npu.devices = []
-    npu.npu = types.SimpleNamespace(set_device=lambda d: npu.devices.append(d))
-    monkeypatch.setitem(sys.modules, "torch_aie", fake.module)
-    monkeypatch.setitem(sys.modules, "torch_aie._enums", fake.enums)
-    monkeypatch.setitem(sys.modules, "torch_npu", npu)
-    monkeypatch.setenv(atc_tool.CHIP_ENV, "310P3")
-    monkeypatch.setenv(aie_backend.DEVICE_ENV, "3")
-    fake.npu = npu
-    return fake
 
 
 class _Spec:
@@ -131,7 +47,7 @@ def _source(tmp_path, shape):
                                                    ("fp32", "PrecisionPolicy.FP32", "910B3")])
 def test_plumbing_torch_aie_compiles_the_trace_for_its_static_shape(tmp_path, aie, precision, policy, chip,
                                                                     monkeypatch):
-    monkeypatch.setenv(atc_tool.CHIP_ENV, chip)  # fp32: an Atlas A2 chip; the 310P has no fp32 (next test)
+    monkeypatch.setenv(npu.CHIP_ENV, chip)  # fp32: an Atlas A2 chip; the 310P has no fp32 (next test)
     backend = BACKENDS["torch-aie"]
     assert backend.unavailable_reason() is None and backend.precision_problem(precision) is None
     out = tmp_path / "artifact"
@@ -172,14 +88,14 @@ def test_plumbing_torch_aie_static_shapes_only_and_310_310p_have_no_fp32(monkeyp
     spec = types.SimpleNamespace(name="tiny")
     assert "static shape" in backend.shape_problem(spec, InputProfile("368xW", (3, 368, None), "x", (1,)))
     assert backend.shape_problem(spec, InputProfile("368x640", (3, 368, 640), "x", (1,))) is None
-    monkeypatch.setenv(atc_tool.CHIP_ENV, "310")
+    monkeypatch.setenv(npu.CHIP_ENV, "310")
     assert backend.precision_problem("fp32") and backend.precision_problem("fp16") is None
     # issue 25, 2: PrecisionPolicy.FP32 on the 310P meets the same cube units as ATC's fp32
-    monkeypatch.setenv(atc_tool.CHIP_ENV, "310P3")
+    monkeypatch.setenv(npu.CHIP_ENV, "310P3")
     assert "not fp32 on its cube units" in backend.precision_problem("fp32")
     assert backend.precision_problem("fp16") is None
-    monkeypatch.setenv(aie_backend.DEVICE_ENV, "first")
-    with pytest.raises(ValueError, match=aie_backend.DEVICE_ENV):
+    monkeypatch.setenv(npu.DEVICE_ENV, "first")
+    with pytest.raises(ValueError, match=npu.DEVICE_ENV):
         aie_backend.device_id()
 
 

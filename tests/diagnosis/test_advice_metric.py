@@ -20,13 +20,17 @@ import torch
 
 from models import MODELS
 from posegate.backends import BACKENDS, EngineIO
+from posegate.backends.openvino import OvProbe
+from posegate.backends.openvino import inference_hint as ov_hint
+from posegate.backends.openvino.advice import IrValidator, ov_keep_fp32
+from posegate.backends.openvino.advice import run_ir as _ov_run
 from posegate.context import SYNTHETIC
 from posegate.diagnosis import advice_metric
-from posegate.diagnosis.advice import _errors, _ov_run, advise_openvino, ov_keep_fp32, rank, write
+from posegate.diagnosis.advice import _errors, advise, rank, write
 from posegate.diagnosis.advice_case import metric_of_ir
 from posegate.diagnosis.faults import PRECISION_FAULTS
 from posegate.diagnosis.localize import localize, tolerance_of
-from posegate.diagnosis.probes import OrtProbe, OvProbe, ov_hint
+from posegate.diagnosis.probes import OrtProbe
 from posegate.metrics import METRICS
 
 STAGE = "accuracy"
@@ -70,8 +74,8 @@ def port(pipeline, run_context, tmp_path_factory):
     loc = localize(model, OvProbe(reduced, io, "fp16"), x, tolerance_of(spec, "fp16", spec.output_names),
                    tuple(spec.output_names), {n: n for n in spec.output_names})
     before = max(_errors(_ov_run(reduced, x, spec.input_name, hint)[0], ref).values())
-    tensor = advise_openvino(source, loc, ref, x, spec.input_name, before / 2, tmp / "tensor-advice", hint=hint,
-                             rounds=2)
+    tensor = advise(IrValidator(hint), source, loc, ref, x, spec.input_name, before / 2, tmp / "tensor-advice",
+                    rounds=2)
     reference = METRICS[spec.metric].evaluate(dataset, pipeline.predictions(spec, "torch", "fp32", profile,
                                                                             dataset)).value
     got = advice_metric.advise(source, rank(loc), metric_of, rate_of, reference, spec.metric_parity["fp16"],

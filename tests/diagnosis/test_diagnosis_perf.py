@@ -13,7 +13,7 @@ import pytest
 
 from models import MODELS
 from posegate.backends import EngineIO
-from posegate.backends.onnxruntime_backend import OrtSession
+from posegate.backends.onnxruntime import OrtSession
 from posegate.diagnosis.faults import FAULTS
 from posegate.diagnosis.localize import localize, tolerance_of
 from posegate.diagnosis.probes import OrtProbe

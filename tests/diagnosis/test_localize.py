@@ -18,12 +18,16 @@ from torch import nn
 from models import MODELS
 from posegate.artifacts import bind
 from posegate.backends import BACKENDS, EngineIO
-from posegate.backends.onnxruntime_backend import OrtSession
+from posegate.backends.onnxruntime import OrtSession
+from posegate.backends.openvino import OvProbe
+from posegate.backends.openvino import inference_hint as ov_hint
+from posegate.backends.openvino.advice import IrValidator, ov_keep_fp32
+from posegate.backends.openvino.advice import run_ir as _ov_run
 from posegate.context import SYNTHETIC
-from posegate.diagnosis.advice import _errors, _ov_run, advise_openvino, ov_keep_fp32
+from posegate.diagnosis.advice import _errors, advise
 from posegate.diagnosis.faults import FAULTS
 from posegate.diagnosis.localize import Node, localize, match, module_scope, tolerance_of
-from posegate.diagnosis.probes import OrtProbe, OvProbe, ov_hint
+from posegate.diagnosis.probes import OrtProbe
 from posegate.metrics import METRICS
 from posegate.metrics.parity import compare
 from posegate.pipeline import Pipeline
@@ -194,8 +198,8 @@ def test_precision_advice_reduces_the_openvino_fp16_error(zoo, tmp_path, record)
     loc = localize(zoo.model, OvProbe(reduced, zoo.io, "fp16"), zoo.x,
                    tolerance_of(zoo.spec, "fp16", zoo.spec.output_names), tuple(zoo.spec.output_names),
                    {n: n for n in zoo.spec.output_names})
-    got = advise_openvino(zoo.path, loc, zoo.ref, zoo.x, zoo.spec.input_name, before / 2, tmp_path / "advice",
-                          hint=hint, rounds=2)
+    got = advise(IrValidator(hint), zoo.path, loc, zoo.ref, zoo.x, zoo.spec.input_name, before / 2,
+                 tmp_path / "advice", rounds=2)
     record(advice=got.as_dict())
     assert got.ranked and got.keep and max(got.before.values()) == pytest.approx(before, rel=1e-6)
     assert max(got.after.values()) < before, got.describe()

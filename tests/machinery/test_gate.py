@@ -145,7 +145,7 @@ def test_oks_and_worst_case_pictures(run_context, tmp_path):
 
 DEGRADE = """
 import os
-from posegate.backends.onnxruntime_backend import OrtSession
+from posegate.backends.onnxruntime import OrtSession
 _run = OrtSession._run
 factor = 1 + float(os.environ["POSEGATE_TEST_DEGRADE"])
 OrtSession._run = lambda self, x: [o * factor for o in _run(self, x)]

@@ -20,8 +20,8 @@ from fixtures.options import resolve_baseline
 from models import MODELS
 from posegate import registry
 from posegate.backends import BACKENDS, REFERENCE
-from posegate.backends.atc import AtcSettings
-from posegate.backends.openvino_backend import OpenVinoSettings
+from posegate.backends.ascend import AtcSettings
+from posegate.backends.openvino import OpenVinoSettings
 from posegate.cases.generate import generate
 from posegate.cases.kinds import KINDS
 from posegate.gate import machine

@@ -7,7 +7,6 @@ import pickle
 import numpy as np
 import pytest
 
-from fixtures.artifacts import skip_unavailable
 from models.mspn_2xstg.codec import CropRecord
 from posegate.metrics import METRICS
 from posegate.pipeline import Pipeline, shards
@@ -77,7 +76,6 @@ def test_merged_shards_score_as_one_run(case, pipeline, run_context, needs, reco
     spec, profile = case.spec, case.profile
     dataset = run_context.dataset(spec.flow.dataset_kind, case.dataset)
     metric = METRICS[spec.metric]
-    skip_unavailable(case.backend)
     whole = needs(pipeline.predictions, spec, case.backend, case.precision, profile, dataset)
     expected = metric.evaluate(dataset, whole).value
     for of in (2, 3):

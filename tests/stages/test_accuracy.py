@@ -7,7 +7,6 @@ from types import SimpleNamespace
 
 import pytest
 
-from fixtures.artifacts import skip_unavailable
 from models import MODELS
 from posegate.backends import REFERENCE
 from posegate.datasets import KINDS
@@ -55,7 +54,6 @@ def test_metric_parity(case, pipeline, run_context, needs, record):
     """A converted backend's metric equals the reference's on the same inputs, and its results agree."""
     spec, dataset = case.spec, _dataset(run_context, case)
     metric = METRICS[spec.metric]
-    skip_unavailable(case.backend, case)
     # measured even when tensor parity failed: only a backend that could not run makes it skip
     needs.stage("infer", ran=True, model=case.model, backend=case.backend, precision=case.precision, shape=case.shape)
     ref = _predictions(pipeline, case, dataset, REFERENCE, "fp32", needs)
@@ -127,7 +125,6 @@ def test_accuracy(case, pipeline, run_context, needs, record, visuals):
     """The task metric on a dataset; where the spec's gate applies (dataset and weights), it is asserted."""
     spec, dataset = case.spec, _dataset(run_context, case)
     metric = METRICS[spec.metric]
-    skip_unavailable(case.backend, case)
     if case.backend != REFERENCE:
         needs.stage("infer", ran=True, model=case.model, backend=case.backend, precision=case.precision,
                     shape=case.shape)

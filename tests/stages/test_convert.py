@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fixtures.artifacts import skip_unavailable
 from posegate.backends import BACKENDS
 from posegate.metrics.parity import describe_nonfinite, nonfinite_counts
 
@@ -16,7 +15,6 @@ pytestmark = pytest.mark.stage
 @pytest.mark.cases("convert")
 def test_convert(case, pipeline, needs, record):
     spec = case.spec
-    skip_unavailable(case.backend, case)
     backend = BACKENDS[case.backend]
     shape = None if case.shape is None else spec.engine_shape(case.profile, case.batch)
     needs(pipeline.exported, spec, case.backend, shape)
@@ -38,7 +36,6 @@ def test_convert(case, pipeline, needs, record):
 def test_artifact(case, pipeline, needs, record):
     """A supplied converted model: its input/output names and shapes match its contract and the reference."""
     spec = case.spec
-    skip_unavailable(case.backend, case)
     bound = pipeline.artifacts[(case.model, case.backend, case.precision)]
     if bound.path is None:
         pytest.skip(bound.missing_reason())

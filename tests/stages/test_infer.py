@@ -5,15 +5,12 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.artifacts import skip_unavailable
 from fixtures.gate import _safe as safe_name
 from posegate.backends import BACKENDS
-from posegate.context import SYNTHETIC
 from posegate.diagnosis import advice_case, diagnose
 from posegate.diagnosis.reduce import CannotReduce
 from posegate.diagnosis.reduce.case import run as reduce_run
 from posegate.metrics.parity import compare
-from posegate.spec import CALIBRATED
 
 STAGE = "infer"
 pytestmark = pytest.mark.stage
@@ -22,11 +19,7 @@ pytestmark = pytest.mark.stage
 @pytest.mark.cases("infer")
 def test_infer(case, pipeline, run_context, needs, record, request):
     spec, profile = case.spec, case.profile
-    skip_unavailable(case.backend, case)
     dataset = run_context.parity_dataset(spec.flow.dataset_kind)
-    if case.precision in CALIBRATED and dataset.name == SYNTHETIC:
-        pytest.skip(f"{case.precision} parity needs real inputs (its quantisation was calibrated on them): give "
-                    f"--data-root a {spec.flow.dataset_kind} dataset with inputs")
     reference = needs(pipeline.reference_outputs, spec, profile, dataset, case.batch)
     session = needs(pipeline.session, spec, case.backend, case.precision, spec.engine_shape(profile, case.batch))
     if session.info.precision_problem:  # known once built, e.g. an Ascend OM whose ATC log kept HF32 on
@@ -39,7 +32,7 @@ def test_infer(case, pipeline, run_context, needs, record, request):
            weights=pipeline.weights_identity(spec), execution=session.info.execution)
     failing = [f"{n}: {e.describe()}" for n, e in errors.items() if not e.ok]
     where = ""
-    advise = request.config.option.advise_precision and diagnose.REDUCED.get(case.backend) == case.precision
+    advise = request.config.option.advise_precision and diagnose.advisable(case.backend, case.precision)
     if failing or request.config.option.localize or advise:
         x = batch.x if case.variant == "artifact" or BACKENDS[case.backend].static_shapes else batch.x[:1]
         where = localize_case(pipeline, case, x, record, request, reference if advise else None,

@@ -12,16 +12,13 @@ from functools import partial
 import numpy as np
 import pytest
 
-from fixtures.artifacts import skip_unavailable
 from models.mspn_2xstg import codec as mspn_codec
 from models.mspn_2xstg import golden as mspn_golden
 from models.mspn_2xstg import recipe as mspn_recipe
 from posegate.backends import BACKENDS, REFERENCE
-from posegate.context import SYNTHETIC
 from posegate.gate.throughput import MIN_ROUNDS, expected, per_second, validity
 from posegate.golden import decoders as golden
 from posegate.metrics.parity import compare
-from posegate.spec import CALIBRATED
 
 STAGE = "perf"
 pytestmark = pytest.mark.perf
@@ -47,7 +44,6 @@ def _perf_input(spec, profile, pipeline, run_context, batch):
 
 def _session(case, pipeline, needs):
     """A loaded engine whose outputs passed parity: a fast wrong engine is never benchmarked."""
-    skip_unavailable(case.backend, case)
     needs.stage("infer", model=case.model, backend=case.backend, precision=case.precision, shape=case.shape)
     shape = case.spec.engine_shape(case.profile, case.batch)
     return needs(pipeline.session, case.spec, case.backend, case.precision, shape)
@@ -57,9 +53,6 @@ def _check_parity(case, pipeline, session, feeds, dataset):
     """The engine's outputs on the very inputs it is timed on must match torch: a fast wrong engine fails."""
     if case.backend == REFERENCE:
         return
-    if case.precision in CALIBRATED and dataset.name == SYNTHETIC:
-        pytest.skip(f"{case.precision} parity needs real inputs (its quantisation was calibrated on them): give "
-                    f"--data-root a {case.spec.flow.dataset_kind} dataset with inputs")
     spec = case.spec
     got = session.run(feeds)
     ref = pipeline.session(spec, REFERENCE, "fp32").run(feeds)
@@ -135,7 +128,6 @@ def test_decode_cost(case, benchmark, pipeline, run_context, needs, record):
     """Decoding must not dominate: a batch costs less to decode than the baseline backend's inference of it
     (--baseline-backend, ONNX Runtime by default: the case's backend)."""
     spec, profile = case.spec, case.profile
-    skip_unavailable(case.backend)
     session = needs(pipeline.session, spec, case.backend, case.precision)
     flow = spec.flow
     # random weights give noise maps with hundreds of peaks per channel: the decoder oracle's maps of the

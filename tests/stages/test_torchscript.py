@@ -10,7 +10,7 @@ import torch
 
 from models import MODELS
 from posegate.backends import BACKENDS, ModelSource, torch_runtime
-from posegate.backends import torch_compile_backend as tc
+from posegate.backends import torch_compile as tc
 from posegate.export import to_torchscript as torchscript
 from posegate.export.to_onnx import ExportError
 from posegate.metrics.rounding import reordered_sum_tolerance

@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from posegate.backends import BACKENDS
-from posegate.diagnosis.probes import ov_hint
+from posegate.backends import BACKENDS, npu
+from posegate.backends.ascend import atc
+from posegate.backends.openvino.precision import inference_hint as ov_hint
 from posegate.diagnosis.reduce.reference import CannotReduce
 
 
@@ -82,7 +83,7 @@ def converter_call(backend: str, precision: str, feeds: dict[str, np.ndarray], s
         out["python"] = ("onnxruntime.InferenceSession('model.onnx', providers=['CPUExecutionProvider'])"
                          ".run(None, inputs)")
     elif backend == "openvino":
-        # as posegate.backends.openvino_backend converts and loads (fp16 weights compressed, the CPU hint pinned)
+        # as posegate.backends.openvino converts and loads (fp16 weights compressed, the CPU hint pinned)
         out["command"] = ["ovc", "model.onnx", "--output_model", "model.xml",
                           f"--compress_to_fp16={precision == 'fp16'}"]
         out["python"] = ("ov.Core().compile_model('model.xml', 'CPU', {'INFERENCE_PRECISION_HINT': "
@@ -93,12 +94,11 @@ def converter_call(backend: str, precision: str, feeds: dict[str, np.ndarray], s
         out["command"] = ["trtexec", "--onnx=model.onnx", *(["--fp16"] if precision == "fp16" else []), "--noTF32",
                           f"--shapes={shapes}", "--saveEngine=model.engine"]
     elif backend == "ascend":
-        from posegate.backends import atc  # noqa: PLC0415 (Ascend's helpers, only for an Ascend bundle)
-        chip, _ = atc.chip_name()
+        chip, _ = npu.chip_name()
         shapes = ";".join(f"{n}:{','.join(str(d) for d in a.shape)}" for n, a in feeds.items())
         out["command"] = ["atc", "--framework=5", "--model=model.onnx", "--output=model", "--input_format=ND",
                           f'--input_shape="{shapes}"',
-                          *([atc.fp32_flag(chip or "310P3")] if precision == "fp32" else []),
+                          *(atc.fp32_flags(chip or "310P3") if precision == "fp32" else []),
                           f"--soc_version=Ascend{chip or '<chip>'}"]
     return out
 

@@ -35,8 +35,9 @@ import warnings
 from pathlib import Path
 
 from posegate.backends.base import Backend
+from posegate.backends.lazy import load, version
 from posegate.backends.nvidia import cuda_device, seed_device_name, shape_range
-from posegate.backends.onnxruntime_backend import OrtSession
+from posegate.backends.onnxruntime.backend import OrtSession
 
 log = logging.getLogger("posegate.backends")
 TF32_ENV = "NVIDIA_TF32_OVERRIDE"
@@ -86,7 +87,7 @@ class OrtGpuSession(OrtSession):
         self.device_type = device_type
 
     def _stage(self, x):
-        import onnxruntime as ort  # noqa: PLC0415 (optional engine, lazy)
+        ort = load("onnxruntime")
         binding = self.sess.io_binding()
         value = ort.OrtValue.ortvalue_from_numpy(x, self.device_type, 0)
         binding.bind_ortvalue_input(self.io.input, value)
@@ -107,11 +108,13 @@ class OrtGpuBackend(Backend):
     provider = ""
     distributions = ("onnxruntime-gpu", "onnxruntime", "tensorrt", "tensorrt-cu12", "tensorrt-cu13")
 
+    artifact_suffixes = (".onnx",)  # no probe of its own: localisation says so
+
     def unavailable_reason(self):
         try:
-            import onnxruntime  # noqa: PLC0415 (optional engine, lazy)
+            onnxruntime = load("onnxruntime")
         except ImportError as e:
-            return f"onnxruntime is not importable ({e})"
+            return str(e)
         if self.provider not in onnxruntime.get_available_providers():
             return (f"this onnxruntime ({onnxruntime.__version__}) has no {self.provider}; "
                     "pip install -r requirements-nvidia.txt (onnxruntime-gpu)")
@@ -119,8 +122,7 @@ class OrtGpuBackend(Backend):
         return None if gpu else why
 
     def version(self):
-        import onnxruntime  # noqa: PLC0415 (optional engine, lazy)
-        return onnxruntime.__version__
+        return load("onnxruntime").__version__
 
     def device(self):
         return seed_device_name(cuda_device()[0])
@@ -203,13 +205,8 @@ class OrtTensorRtBackend(OrtGpuBackend):
 
     def artifact_settings(self, precision, spec=None):
         # the engines cached beside the artifact depend on the TF32 override, the GPU and TensorRT's version
-        try:
-            import tensorrt  # noqa: PLC0415 (optional engine, lazy)
-            trt_version = tensorrt.__version__
-        except ImportError:
-            trt_version = None
         return {**super().artifact_settings(precision, spec), "execution": trt_execution(precision),
-                "gpu": cuda_device()[0], "tensorrt": trt_version}
+                "gpu": cuda_device()[0], "tensorrt": version("tensorrt")}
 
     def options(self, spec, precision, engine_cache=None):
         if engine_cache is not None:
@@ -225,8 +222,7 @@ class OrtTensorRtBackend(OrtGpuBackend):
                 ("CUDAExecutionProvider", OrtCudaBackend().options(spec, precision)), ("CPUExecutionProvider", {})]
 
     def _session(self, *args, **kwargs):
-        try:  # the pip TensorRT wheels put libnvinfer where the provider finds it only once imported
-            import tensorrt  # noqa: F401, PLC0415 (optional engine, lazy)
-        except ImportError:
-            pass  # a system TensorRT on the library path serves too; the fallback check says if not
+        # the pip TensorRT wheels put libnvinfer where the provider finds it only once imported; a system
+        # TensorRT on the library path serves too (the fallback check says if not)
+        version("tensorrt")
         return super()._session(*args, **kwargs)

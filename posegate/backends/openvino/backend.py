@@ -6,12 +6,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from posegate.backends.base import Backend, EngineIO, Session, SessionInfo
+from posegate.backends.lazy import load, reason
+from posegate.backends.openvino.advice import IrValidator
+from posegate.backends.openvino.advice import write as write_advice
+from posegate.backends.openvino.precision import inference_hint
+from posegate.backends.openvino.probe import OvProbe
 
-# What the CPU plugin computes in for each precision we ask for. fp32 must be pinned: on CPUs with
-# BF16 support the plugin's default is bf16, which would make an "fp32" run silently lossy. An INT8
-# IR carries its quantisation in FakeQuantize nodes; what lies between them stays f32.
-_HINTS = {"fp32": ["f32"], "fp16": ["f16", "bf16", "f32"], "int8": ["f32"]}
-
+INSTALL = "pip install openvino"
 
 @dataclass(frozen=True)
 class OpenVinoSettings:
@@ -23,10 +24,9 @@ class OpenVinoSettings:
 
 class OvSession(Session):
     def __init__(self, spec, xml, precision, io=None, settings: OpenVinoSettings = OpenVinoSettings()):
-        import openvino as ov  # noqa: PLC0415 (optional engine, lazy)
-        core = ov.Core()
+        core = load("openvino", INSTALL).Core()
         caps = set(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
-        hint = next(h for h in _HINTS[precision] if h == "f32" or h.upper() in caps)
+        hint = inference_hint(precision, core)
         self._core, self._xml, self._config, self._static = core, str(xml), {"INFERENCE_PRECISION_HINT": hint}, {}
         self._per_shape = settings.per_shape_engines
         self.compiled = core.compile_model(self._model_to_compile(spec, io), "CPU", self._config)
@@ -89,20 +89,30 @@ class OpenVinoBackend(Backend):
     settings_type = OpenVinoSettings
     settings_change_artifacts = False  # per-shape engines are compiled from the same IR when loading
     precisions = ("fp32", "fp16")
+    calibrated = ("int8",)  # a supplied INT8 IR (Open Model Zoo's): quantised on real images
+    reduced = ("fp16",)
+    artifact_suffixes = (".xml",)
 
     def unavailable_reason(self):
-        try:
-            import openvino  # noqa: F401, PLC0415 (optional engine, lazy)
-        except ImportError as e:
-            return f"openvino is not importable ({e}); pip install openvino"
-        return None
+        return reason("openvino", INSTALL)
 
     def version(self):
-        import openvino  # noqa: PLC0415 (optional engine, lazy)
-        return openvino.__version__
+        return load("openvino", INSTALL).__version__
+
+    def probe(self, pipeline, spec, path, io, precision):
+        path = Path(path)
+        if path.is_dir():
+            path = next(iter(sorted(path.glob("*.xml"))), path)
+        return OvProbe(path, io, precision)
+
+    def advice_validator(self, precision):
+        return IrValidator(inference_hint(precision))
+
+    def write_advice(self, keep, folder, modules, ir=None):
+        return write_advice(keep, folder, modules, ir)
 
     def convert(self, source, out_dir, precision, shape):
-        import openvino as ov  # noqa: PLC0415 (optional engine, lazy)
+        ov = load("openvino", INSTALL)
         model = ov.convert_model(str(source.onnx_path(self.opset)))
         ov.save_model(model, str(out_dir / "model.xml"), compress_to_fp16=(precision == "fp16"))
 

@@ -4,6 +4,10 @@ from __future__ import annotations
 import shutil
 
 from posegate.backends.base import Backend, Session, SessionInfo
+from posegate.backends.lazy import load, reason
+from posegate.diagnosis.probes import CannotLocalize, OrtProbe
+
+INSTALL = "pip install onnxruntime"
 
 
 def dims_of(shape) -> list:
@@ -14,11 +18,11 @@ def dims_of(shape) -> list:
 class OrtSession(Session):
     def __init__(self, spec, path, precision, io=None, providers=("CPUExecutionProvider",), provider_options=None,
                  backend="onnxruntime", execution="f32", log_severity=3, fallback=True):
-        import onnxruntime as ort  # noqa: PLC0415 (optional engine, lazy)
+        ort = load("onnxruntime", INSTALL)
         opts = ort.SessionOptions()
         opts.log_severity_level = log_severity  # 2 (warnings) where a provider's failure must be read
         kwargs = {"provider_options": provider_options} if provider_options else {}
-        if not fallback:  # InferenceSession's own kwarg: no silent retry on the CPU (see onnxruntime_gpu_backend)
+        if not fallback:  # InferenceSession's own kwarg: no silent retry on the CPU (see ..onnxruntime_gpu)
             kwargs["enable_fallback"] = 0
         self.sess = ort.InferenceSession(str(path), opts, providers=list(providers), **kwargs)
         super().__init__(spec, SessionInfo(backend, precision, execution,
@@ -41,17 +45,18 @@ class OnnxRuntimeBackend(Backend):
     distributions = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino")
     # The CPU provider has no fp16 kernels for these convolutions; fp16 belongs to the device backends.
     precisions = ("fp32",)
+    artifact_suffixes = (".onnx",)
 
     def unavailable_reason(self):
-        try:
-            import onnxruntime  # noqa: F401, PLC0415 (optional engine, lazy)
-        except ImportError as e:
-            return f"onnxruntime is not importable ({e}); pip install onnxruntime"
-        return None
+        return reason("onnxruntime", INSTALL)
 
     def version(self):
-        import onnxruntime  # noqa: PLC0415 (optional engine, lazy)
-        return onnxruntime.__version__
+        return load("onnxruntime", INSTALL).__version__
+
+    def probe(self, pipeline, spec, path, io, precision):
+        if path.suffix != ".onnx":
+            raise CannotLocalize(f"{path}: onnxruntime localises ONNX files")
+        return OrtProbe(path, io, precision)
 
     def convert(self, source, out_dir, precision, shape):
         shutil.copyfile(source.onnx_path(self.opset), out_dir / "model.onnx")

@@ -1,4 +1,4 @@
-"""Ascend NPUs: ONNX -> OM through ATC (posegate.backends.atc), one OM per (batch, input shape), run
+"""Ascend NPUs: ONNX -> OM through ATC (posegate.backends.ascend.atc), one OM per (batch, input shape), run
 with ais_bench's InferSession. Timing is the NPU compute time ais_bench reports, which excludes
 host<->device copies, as the seeds' figures do.
 
@@ -21,26 +21,28 @@ from pathlib import Path
 
 import numpy as np
 
-from posegate.backends.atc import (
+from posegate.backends.ascend.advice import write as write_advice
+from posegate.backends.ascend.atc import (
     HF32_LOG_KEY,
     AtcError,
     AtcSettings,
     atc_command,
-    chip_name,
-    computes_fp32,
     execution,
     fp32_flags,
-    fp32_problem,
     hf32_off_in,
     producer_nodes,
     run_atc,
     written_om,
 )
+from posegate.backends.ascend.probe import AscendProbe
 from posegate.backends.base import Backend, Session, SessionInfo
+from posegate.backends.lazy import load, reason
+from posegate.backends.npu import DEVICE_ENV, AscendChip, chip_name, computes_fp32
+from posegate.diagnosis.probes import CannotLocalize, device_source
 
 ATC_OPSET = 11  # seed 001: ATC supports ONNX opset 11
+INSTALL = "see requirements-ascend.txt"
 EXECUTION_FILE = "execution.txt"  # what the built OM computes in, as the ATC run showed it
-DEVICE_ENV = "POSEGATE_ASCEND_DEVICE"
 # ais_bench's path check, as the later ais_bench runs it on InferSession's model_path (interface.py calls
 # interface_check.check_model_path_legality -> common/path_security_check.py check_path_legality with
 # perm READ, suffix ["om"]; the 2023-2025 file of Ascend's tools repo, ais-bench_workload/tool/ais_bench):
@@ -188,7 +190,7 @@ class AisSession(Session):
         if problem:
             raise ValueError(problem)
         if infer_session is None:
-            from ais_bench.infer.interface import InferSession as infer_session  # noqa: PLC0415 (optional engine, lazy)
+            infer_session = load("ais_bench.infer.interface", INSTALL, shown_as="ais_bench").InferSession
         self.process = process or ACL
         self.sess = infer_session(device_id, str(om))
         self.process.opened(self.sess)
@@ -238,13 +240,15 @@ class AisSession(Session):
         self.sess = None
 
 
-class AscendBackend(Backend):
+class AscendBackend(AscendChip, Backend):
     name = "ascend"
     distributions = ("ais_bench",)
     settings_type = AtcSettings
     precisions = ("fp16", "fp32")
+    reduced = ("fp16",)
     static_shapes = True
     opset = ATC_OPSET
+    artifact_suffixes = (".om",)
 
     def unavailable_reason(self):
         if shutil.which("atc") is None:
@@ -252,15 +256,22 @@ class AscendBackend(Backend):
         return self.open_unavailable_reason()
 
     def open_unavailable_reason(self):
-        try:
-            import ais_bench.infer.interface  # noqa: F401, PLC0415 (optional engine, lazy)
-        except ImportError as e:
-            return f"ais_bench is not importable ({e}); see requirements-ascend.txt"
+        missing = reason("ais_bench.infer.interface", INSTALL, shown_as="ais_bench")
+        if missing:
+            return missing
         chip, why = chip_name()
         return None if chip else why
 
-    def precision_problem(self, precision):
-        return fp32_problem(chip_name()[0], self.name) if precision == "fp32" else None
+    def probe(self, pipeline, spec, path, io, precision):
+        source = device_source(self, pipeline, spec, path)
+        chip, why = chip_name()
+        if chip is None:
+            raise CannotLocalize(f"ascend: no chip to build for ({why})")
+        return AscendProbe(source, io, precision, spec, chip=chip, session=AisSession,
+                           settings=self.settings_of(spec))
+
+    def write_advice(self, keep, folder, modules, ir=None):
+        return write_advice(keep, folder)
 
     def version(self):
         home = os.environ.get("ASCEND_TOOLKIT_HOME") or os.environ.get("ASCEND_HOME_PATH") or ""
@@ -270,10 +281,6 @@ class AscendBackend(Backend):
                 if m:
                     return m.group(1)
         return "unknown"
-
-    def device(self) -> str | None:
-        chip, _ = chip_name()
-        return f"Ascend{chip}" if chip else None
 
     def artifact_settings(self, precision, spec=None):
         fields = {**super().artifact_settings(precision, spec), "soc": self.device()}

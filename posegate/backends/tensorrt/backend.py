@@ -14,14 +14,19 @@ around execute_async_v3 give the device compute time.
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from posegate.backends.base import Backend, Session, SessionInfo
+from posegate.backends.lazy import load, reason
 from posegate.backends.nvidia import cuda_device, seed_device_name, shape_range
+from posegate.backends.tensorrt.advice import write as write_advice
+from posegate.backends.tensorrt.probe import TrtProbe
+from posegate.diagnosis.probes import device_source
+
+INSTALL = "pip install -r requirements-nvidia.txt (tensorrt-cu13)"
 
 
 class EngineBuildError(RuntimeError):
@@ -115,9 +120,7 @@ class TrtSession(Session):
               "(device_ms: CUDA events around the launch)")
 
     def __init__(self, spec, engine_path, precision, io=None, execution=None, trt=None, device=None):
-        if trt is None:
-            import tensorrt as trt  # noqa: PLC0415 (optional engine, lazy)
-        self.trt = trt
+        self.trt = trt = trt or load("tensorrt", INSTALL)
         self.device = device or TorchCuda()
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self.engine = runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
@@ -181,53 +184,35 @@ class TrtSession(Session):
         self.context = self.engine = None
 
 
-class HostBuffers:
-    """TrtSession's device interface over host memory: what the plumbing tests run it on."""
-    name = "host stand-in"
-    handle = 0
-
-    def upload(self, x):
-        a = np.ascontiguousarray(x, dtype=np.float32).copy()
-        return a, a.ctypes.data
-
-    def empty(self, shape):
-        a = np.zeros(shape, np.float32)
-        return a, a.ctypes.data
-
-    def download(self, buf):
-        return buf.copy()
-
-    def timed(self, launch):
-        start = time.perf_counter()
-        launch()
-        return (time.perf_counter() - start) * 1000
-
-
-def _unavailable(module: str, pip: str) -> str | None:
-    try:
-        __import__(module)
-    except ImportError as e:
-        return f"{module} is not installed ({e}); pip install -r requirements-nvidia.txt ({pip})"
-    gpu, why = cuda_device()
-    return None if gpu else why
-
-
 class TensorRtBackend(Backend):
     name = "tensorrt"
     # the "tensorrt" meta package installs tensorrt-cu12 / tensorrt-cu13; a wheel may come alone
     distributions = ("tensorrt", "tensorrt-cu12", "tensorrt-cu13")
     precisions = ("fp32", "fp16")
+    reduced = ("fp16",)
+    artifact_suffixes = (".engine", ".plan")
 
     def unavailable_reason(self):
-        reason = _unavailable("tensorrt", "tensorrt-cu13")
-        if reason is None:
-            if not torch.cuda.is_available():
-                return "torch has no CUDA here: TensorRT sessions keep their buffers in torch CUDA tensors"
-        return reason
+        missing = reason("tensorrt", INSTALL, verb="is not installed")
+        if missing:
+            return missing
+        gpu, why = cuda_device()
+        if not gpu:
+            return why
+        if not torch.cuda.is_available():
+            return "torch has no CUDA here: TensorRT sessions keep their buffers in torch CUDA tensors"
+        return None
 
     def version(self):
-        import tensorrt  # noqa: PLC0415 (optional engine, lazy)
-        return tensorrt.__version__
+        return load("tensorrt", INSTALL).__version__
+
+    def probe(self, pipeline, spec, path, io, precision):
+        source = device_source(self, pipeline, spec, path)
+        return TrtProbe(source, io, precision, spec, session=TrtSession,
+                        build=lambda *a, **k: build_engine(load("tensorrt", INSTALL), *a, **k))
+
+    def write_advice(self, keep, folder, modules, ir=None):
+        return write_advice(keep, folder, modules)
 
     def device(self):
         return seed_device_name(cuda_device()[0])
@@ -237,7 +222,7 @@ class TensorRtBackend(Backend):
         return {**super().artifact_settings(precision, spec), "gpu": cuda_device()[0], "tf32": False}
 
     def convert(self, source, out_dir, precision, shape):
-        import tensorrt as trt  # noqa: PLC0415 (optional engine, lazy)
+        trt = load("tensorrt", INSTALL)
         spec = source.spec
         built = build_engine(trt, source.onnx_path(self.opset), out_dir / "model.engine", spec.input_name,
                              precision, shape_range(spec))

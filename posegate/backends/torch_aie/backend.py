@@ -11,7 +11,6 @@ or POSEGATE_ASCEND_CHIP, as for ATC.
 """
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import time
@@ -19,16 +18,12 @@ from importlib import metadata
 
 import torch
 
-from posegate.backends.ascend_backend import DEVICE_ENV
-from posegate.backends.atc import chip_name, fp32_problem
 from posegate.backends.base import Backend, Session, SessionInfo
+from posegate.backends.lazy import load
+from posegate.backends.npu import DEVICE_ENV, AscendChip, chip_name
 
 COMPILED = "model.ts"
 INSTALL = "see requirements-ascend.txt (torch_npu from PyPI for your torch, torch_aie from the CANN/MindIE kit)"
-
-
-def _module(name: str):
-    return importlib.import_module(name)
 
 
 def device_id() -> int:
@@ -40,7 +35,7 @@ def device_id() -> int:
 
 
 def policy(precision: str):
-    enums = _module("torch_aie._enums")  # the examples' `from torch_aie import _enums`
+    enums = load("torch_aie._enums", INSTALL, shown_as="torch_aie")  # the examples' `from torch_aie import _enums`
     return {"fp16": enums.PrecisionPolicy.FP16, "fp32": enums.PrecisionPolicy.FP32}[precision]
 
 
@@ -66,7 +61,7 @@ class TorchAieSession(Session):
         return [o.detach().to("cpu").numpy() for o in ret]
 
 
-class TorchAieBackend(Backend):
+class TorchAieBackend(AscendChip, Backend):
     name = "torch-aie"
     distributions = ("torch", "torch_aie", "torch_npu")
     precisions = ("fp16", "fp32")
@@ -75,14 +70,8 @@ class TorchAieBackend(Backend):
     exports = "torchscript"
 
     def _libraries(self):
-        """(torch_aie, torch_npu), or ImportError naming the one missing."""
-        mods = []
-        for name in ("torch_aie", "torch_npu"):
-            try:
-                mods.append(_module(name))
-            except ImportError as e:
-                raise ImportError(f"{name} is not importable ({e}); {INSTALL}") from None
-        return tuple(mods)
+        """(torch_aie, torch_npu), or lazy.Unavailable naming the one missing."""
+        return tuple(load(name, INSTALL) for name in ("torch_aie", "torch_npu"))
 
     def unavailable_reason(self):
         try:
@@ -92,19 +81,13 @@ class TorchAieBackend(Backend):
         chip, why = chip_name()
         return None if chip else why
 
-    def precision_problem(self, precision):
-        # PrecisionPolicy.FP32 "forces internal dtypes to float32" (MindIE-Torch enum docs,
-        # hiascend.com mindie/100 mindietorch mindie_torch0121); on the 310/310P that meets the same cube
-        # units as ATC's fp32, so the same rule decides (posegate.backends.atc.fp32_problem)
-        return fp32_problem(chip_name()[0], self.name) if precision == "fp32" else None
+    # precision_problem: PrecisionPolicy.FP32 "forces internal dtypes to float32" (MindIE-Torch enum docs,
+    # hiascend.com mindie/100 mindietorch mindie_torch0121); on the 310/310P that meets the same cube units as
+    # ATC's fp32, so the same rule decides (AscendChip, posegate.backends.npu.fp32_problem)
 
     def version(self):
         found = [f"{n} {v}" for n in ("torch_aie", "torch_npu") if (v := _dist_version(n))]
         return ", ".join(found) or "unavailable"
-
-    def device(self):
-        chip, _ = chip_name()
-        return f"Ascend{chip}" if chip else None
 
     def artifact_settings(self, precision, spec=None):
         return {**super().artifact_settings(precision, spec), "soc": self.device(), "optimization_level": 0}
