@@ -172,7 +172,7 @@ class Backend(ABC):
 
     def probe(self, pipeline, spec, path: Path, io: EngineIO, precision: str):
         """A probe exposing the intermediate tensors of the model file ``path`` (the interface of
-        posegate.diagnosis.probes.OrtProbe), raising posegate.diagnosis.probes.CannotLocalize when it cannot be
+        posegate.backends.probing.OrtProbe), raising posegate.backends.probing.CannotLocalize when it cannot be
         built here; None: this backend has no probe."""
         return None
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from posegate.backends import BACKENDS, EngineIO
+from posegate.backends.probing import CannotLocalize
 from posegate.diagnosis import advice
 from posegate.diagnosis.localize import Localization, localize, tolerance_of
-from posegate.diagnosis.probes import CannotLocalize
 from posegate.metrics.visuals import error_along_graph
 
 __all__ = ["CannotLocalize", "advisable", "advise", "artifact_of", "probe_for", "run"]

@@ -1,7 +1,7 @@
 """First divergent layer: the backend's intermediate tensors against the torch modules' outputs.
 
 The backend runs the same input with its intermediate tensors exposed as outputs (a probe, one per
-engine: ``posegate.diagnosis.probes``); torch runs with forward hooks. A tensor is matched to a module through
+engine: ``posegate.backends.probing``); torch runs with forward hooks. A tensor is matched to a module through
 the exporter's scope names: node ``/model/model.6/model.6.3/Conv`` belongs to module ``model.6.3``, and
 a module's output is the output of the last node (in topological order) inside its scope. A
 BatchNorm the exporter folded into the convolution before it has no node of its own: the convolution's
@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from posegate.backends.probing import Node
+
 NO_MODULE = "no torch module (functional op, or made by the exporter or converter)"
 NO_NODE = "module without a node of its own (fused, folded or constant)"
 FOLDED = "convolution folded with the BatchNorm after it (compared as the BatchNorm's output)"
@@ -31,12 +33,6 @@ NOT_TENSOR = "module output is not one tensor"
 BUDGET = 1 << 30  # bytes of exposed tensors per backend run
 
 
-@dataclass(frozen=True)
-class Node:
-    name: str
-    op_type: str
-    inputs: tuple[str, ...]
-    outputs: tuple[str, ...]
 
 
 @dataclass
@@ -173,7 +169,7 @@ def tolerance_of(spec, precision: str, outputs) -> float:
 
 def localize(model: nn.Module, probe, x: np.ndarray, tolerance: float, model_outputs: tuple[str, ...] = (),
              output_names: dict[str, str] | None = None, budget: int = BUDGET) -> Localization:
-    """Compare every matched intermediate tensor of ``probe`` (see posegate.diagnosis.probes) with torch on ``x``.
+    """Compare every matched intermediate tensor of ``probe`` (see posegate.backends.probing) with torch on ``x``.
 
     ``model_outputs``: the names of the torch model's outputs, in order; ``output_names``: engine output
     name -> one of those, for the graph outputs compared as such.

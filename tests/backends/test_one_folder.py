@@ -32,7 +32,7 @@ from posegate.backends.lazy import reason
 
 
 class ToyProbe:
-    """The probe interface localisation reads (posegate.diagnosis.probes.OrtProbe's)."""
+    """The probe interface localisation reads (posegate.backends.probing.OrtProbe's)."""
 
     def __init__(self, path, io, precision):
         self.path, self.io, self.precision = Path(path), io, precision

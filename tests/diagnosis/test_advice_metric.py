@@ -24,13 +24,13 @@ from posegate.backends.openvino import OvProbe
 from posegate.backends.openvino import inference_hint as ov_hint
 from posegate.backends.openvino.advice import IrValidator, ov_keep_fp32
 from posegate.backends.openvino.advice import run_ir as _ov_run
+from posegate.backends.probing import OrtProbe
 from posegate.context import SYNTHETIC
 from posegate.diagnosis import advice_metric
 from posegate.diagnosis.advice import _errors, advise, rank, write
 from posegate.diagnosis.advice_case import metric_of_ir
 from posegate.diagnosis.faults import PRECISION_FAULTS
 from posegate.diagnosis.localize import localize, tolerance_of
-from posegate.diagnosis.probes import OrtProbe
 from posegate.metrics import METRICS
 
 STAGE = "accuracy"

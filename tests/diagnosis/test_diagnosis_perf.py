@@ -14,9 +14,9 @@ import pytest
 from models import MODELS
 from posegate.backends import EngineIO
 from posegate.backends.onnxruntime import OrtSession
+from posegate.backends.probing import OrtProbe
 from posegate.diagnosis.faults import FAULTS
 from posegate.diagnosis.localize import localize, tolerance_of
-from posegate.diagnosis.probes import OrtProbe
 from posegate.diagnosis.reduce import budget, reduce
 from posegate.diagnosis.reduce.runners import OrtRunner
 from posegate.metrics.parity import compare

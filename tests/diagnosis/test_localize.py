@@ -23,11 +23,11 @@ from posegate.backends.openvino import OvProbe
 from posegate.backends.openvino import inference_hint as ov_hint
 from posegate.backends.openvino.advice import IrValidator, ov_keep_fp32
 from posegate.backends.openvino.advice import run_ir as _ov_run
+from posegate.backends.probing import OrtProbe
 from posegate.context import SYNTHETIC
 from posegate.diagnosis.advice import _errors, advise
 from posegate.diagnosis.faults import FAULTS
 from posegate.diagnosis.localize import Node, localize, match, module_scope, tolerance_of
-from posegate.diagnosis.probes import OrtProbe
 from posegate.metrics import METRICS
 from posegate.metrics.parity import compare
 from posegate.pipeline import Pipeline

@@ -24,10 +24,10 @@ from models import MODELS
 from posegate.backends import EngineIO
 from posegate.backends.openvino import OvProbe
 from posegate.backends.openvino.advice import ov_keep_fp32
+from posegate.backends.probing import OrtProbe
 from posegate.context import SYNTHETIC
 from posegate.diagnosis.faults import FAULTS, PRECISION_FAULTS
 from posegate.diagnosis.localize import localize, tolerance_of
-from posegate.diagnosis.probes import OrtProbe
 from posegate.diagnosis.reduce import NOTHING, budget, reduce, replay, same_failure, write
 from posegate.diagnosis.reduce.reference import capture
 from posegate.diagnosis.reduce.runners import OrtRunner, OvRunner

@@ -38,7 +38,7 @@ from posegate.backends.ascend.probe import AscendProbe
 from posegate.backends.base import Backend, Session, SessionInfo
 from posegate.backends.lazy import load, reason
 from posegate.backends.npu import DEVICE_ENV, AscendChip, chip_name, computes_fp32
-from posegate.diagnosis.probes import CannotLocalize, device_source
+from posegate.backends.probing import CannotLocalize, device_source
 
 ATC_OPSET = 11  # seed 001: ATC supports ONNX opset 11
 INSTALL = "see requirements-ascend.txt"

@@ -14,7 +14,7 @@ import numpy as np
 from posegate.backends.ascend.atc import AtcSettings, atc_command, producer_nodes, run_atc
 from posegate.backends.base import EngineIO
 from posegate.backends.npu import DEVICE_ENV
-from posegate.diagnosis.probes import OrtProbe, ProbeSpec
+from posegate.backends.probing import OrtProbe, ProbeSpec
 
 
 class AscendProbe(OrtProbe):

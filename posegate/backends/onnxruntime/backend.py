@@ -5,7 +5,7 @@ import shutil
 
 from posegate.backends.base import Backend, Session, SessionInfo
 from posegate.backends.lazy import load, reason
-from posegate.diagnosis.probes import CannotLocalize, OrtProbe
+from posegate.backends.probing import CannotLocalize, OrtProbe
 
 INSTALL = "pip install onnxruntime"
 

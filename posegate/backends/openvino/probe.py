@@ -9,7 +9,7 @@ import numpy as np
 
 from posegate.backends.lazy import load
 from posegate.backends.openvino.precision import inference_hint
-from posegate.diagnosis.localize import Node
+from posegate.backends.probing import Node
 
 
 class OvProbe:

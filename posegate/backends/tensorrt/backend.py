@@ -22,9 +22,9 @@ import torch
 from posegate.backends.base import Backend, Session, SessionInfo
 from posegate.backends.lazy import load, reason
 from posegate.backends.nvidia import cuda_device, seed_device_name, shape_range
+from posegate.backends.probing import device_source
 from posegate.backends.tensorrt.advice import write as write_advice
 from posegate.backends.tensorrt.probe import TrtProbe
-from posegate.diagnosis.probes import device_source
 
 INSTALL = "pip install -r requirements-nvidia.txt (tensorrt-cu13)"
 

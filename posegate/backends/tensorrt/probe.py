@@ -14,7 +14,7 @@ import numpy as np
 import onnx
 
 from posegate.backends.base import EngineIO
-from posegate.diagnosis.probes import OrtProbe, ProbeSpec
+from posegate.backends.probing import OrtProbe, ProbeSpec
 
 
 class TrtProbe(OrtProbe):

@@ -24,7 +24,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from posegate.diagnosis.probes import OrtProbe
+from posegate.backends.probing import OrtProbe
 from posegate.diagnosis.reduce.reference import CannotReduce, capture
 from posegate.diagnosis.reduce.subgraph import boundary, cone, extract, producers
 

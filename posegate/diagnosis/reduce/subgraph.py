@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from posegate.diagnosis.localize import Node
+from posegate.backends.probing import Node
 
 
 def producers(nodes: list[Node]) -> dict[str, int]:

@@ -8,12 +8,21 @@ This is the library the backends build their probes on (``Backend.probe``, in ea
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import onnx
 
-from posegate.diagnosis.localize import Node
+
+@dataclass(frozen=True)
+class Node:
+    """One graph node as every probe lists it, in topological order (localisation matches it to a module)."""
+    name: str
+    op_type: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+
 
 _FLOATS = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)
 
