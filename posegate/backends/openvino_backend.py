@@ -5,12 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from posegate.backends.base import Backend, Session, SessionInfo
+import numpy as np
+
+from posegate.backends.base import Backend, ModelSource, Session, SessionInfo
 
 # What the CPU plugin computes in for each precision we ask for. fp32 must be pinned: on CPUs with
 # BF16 support the plugin's default is bf16, which would make an "fp32" run silently lossy. An INT8
 # IR carries its quantisation in FakeQuantize nodes; what lies between them stays f32.
 _HINTS = {"fp32": ["f32"], "fp16": ["f16", "bf16", "f32"], "int8": ["f32"]}
+
+
+def cpu_hint(precision: str, caps) -> str:
+    """The inference precision asked of a CPU with these OPTIMIZATION_CAPABILITIES for ``precision``."""
+    return next(h for h in _HINTS.get(precision, ["f32"]) if h == "f32" or h.upper() in caps)
 
 
 @dataclass(frozen=True)
@@ -26,7 +33,7 @@ class OvSession(Session):
         import openvino as ov  # noqa: PLC0415 (optional engine, lazy)
         core = ov.Core()
         caps = set(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
-        hint = next(h for h in _HINTS[precision] if h == "f32" or h.upper() in caps)
+        hint = cpu_hint(precision, caps)
         self._core, self._xml, self._config, self._static = core, str(xml), {"INFERENCE_PRECISION_HINT": hint}, {}
         self._per_shape = settings.per_shape_engines
         self.compiled = core.compile_model(str(xml), "CPU", self._config)
@@ -92,6 +99,30 @@ class OpenVinoBackend(Backend):
         import openvino as ov  # noqa: PLC0415 (optional engine, lazy)
         model = ov.convert_model(str(source.onnx_path(self.opset)))
         ov.save_model(model, str(out_dir / "model.xml"), compress_to_fp16=(precision == "fp16"))
+
+    def run_subgraph(self, onnx_path, feeds, precision, workdir):
+        import openvino as ov  # noqa: PLC0415 (optional engine, lazy)
+        self.convert(ModelSource(None, lambda: None, lambda opset: Path(onnx_path)), Path(workdir), precision, None)
+        core = ov.Core()
+        hint = cpu_hint(precision, set(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")))
+        compiled = core.compile_model(str(Path(workdir) / "model.xml"), "CPU", {"INFERENCE_PRECISION_HINT": hint})
+        result = compiled.create_infer_request().infer(dict(feeds))
+        out = {}
+        for port, value in zip(compiled.outputs, result.values()):
+            for name in port.get_names():
+                out[name] = np.array(value)
+        return out
+
+    def subgraph_call(self, precision, feeds):
+        # as convert and OvSession build and load it: fp16 weights compressed, the CPU hint pinned
+        try:
+            import openvino as ov  # noqa: PLC0415 (optional engine, lazy)
+            hint = cpu_hint(precision, set(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")))
+        except ImportError:  # a bundle written where openvino is absent names the first hint the backend asks for
+            hint = _HINTS.get(precision, ["f32"])[0]
+        return {"command": ["ovc", "model.onnx", "--output_model", "model.xml",
+                            f"--compress_to_fp16={precision == 'fp16'}"],
+                "python": f"ov.Core().compile_model('model.xml', 'CPU', {{'INFERENCE_PRECISION_HINT': {hint!r}}})"}
 
     def load(self, artifact_dir, source, precision):
         return OvSession(source.spec, artifact_dir / "model.xml", precision, settings=self.settings_of(source.spec))

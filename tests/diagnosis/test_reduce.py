@@ -29,7 +29,7 @@ from posegate.diagnosis.localize import localize, tolerance_of
 from posegate.diagnosis.probes import OrtProbe, OvProbe
 from posegate.diagnosis.reduce import NOTHING, budget, reduce, replay, same_failure, write
 from posegate.diagnosis.reduce.reference import capture
-from posegate.diagnosis.reduce.runners import OrtRunner, OvRunner
+from posegate.diagnosis.reduce.runners import SubgraphRunner
 from posegate.diagnosis.reduce.search import judge
 
 STAGE = "infer"
@@ -63,7 +63,8 @@ def zoo(pipeline, run_context, tmp_path_factory):
 def _reduce(zoo, path):
     loc = localize(zoo.model, OrtProbe(path, zoo.io), zoo.x[:1], zoo.tolerance, tuple(zoo.spec.output_names),
                    {n: n for n in zoo.spec.output_names})
-    return reduce(path, zoo.model, loc, OrtRunner("fp32"), zoo.x, zoo.io, tuple(zoo.spec.output_names))
+    return reduce(path, zoo.model, loc, SubgraphRunner("onnxruntime", "fp32"), zoo.x, zoo.io,
+                  tuple(zoo.spec.output_names))
 
 
 def test_faithful_export_has_nothing_to_reduce(zoo):
@@ -143,7 +144,7 @@ def test_an_error_that_accumulates_is_bisected_back_to_where_it_enters(tmp_path,
     io = EngineIO("x", (("y", "y"),))
     loc = localize(net, OrtProbe(broken, io), x[:1].numpy(), 2.5e-3, ("y",), {"y": "y"})
     assert loc.first is not None and loc.first["verdict"].startswith("error accumulated"), loc.describe()
-    result, data = reduce(broken, net, loc, OrtRunner("fp32"), x.numpy(), io, ("y",))
+    result, data = reduce(broken, net, loc, SubgraphRunner("onnxruntime", "fp32"), x.numpy(), io, ("y",))
     record(reduction=result.as_dict())
     assert data is not None and result.reproduces, result.describe()
     assert result.tried[0]["nodes"] == 1 and not result.tried[0]["reproduces"]  # the node alone: not the failure
@@ -166,7 +167,7 @@ def test_higherhrnet_reduces_streaming(pipeline, tmp_path, record):
     io = EngineIO.of(spec)
     loc = localize(model, OrtProbe(broken, io), x[:1], tolerance_of(spec, "fp32", spec.output_names),
                    tuple(spec.output_names), {n: n for n in spec.output_names})
-    result, data = reduce(broken, model, loc, OrtRunner("fp32"), x, io, tuple(spec.output_names))
+    result, data = reduce(broken, model, loc, SubgraphRunner("onnxruntime", "fp32"), x, io, tuple(spec.output_names))
     record(reduction=result.as_dict())
     assert data is not None and result.reproduces, result.describe()
     assert injected.nodes[0] in result.nodes and len(result.nodes) <= 10, result.describe()
@@ -195,8 +196,8 @@ def test_openvino_fp16_failure_reduces_with_its_converter_call(zoo, tmp_path, re
     rows = [r for r in range(len(zoo.x))
             if judge(probe.run(zoo.x[r:r + 1], [target])[target], ref[r:r + 1], tolerance)["class"]]
     assert rows
-    result, data = reduce(source, zoo.model, loc, OvRunner("fp16"), zoo.x, zoo.io, tuple(zoo.spec.output_names),
-                          rows)
+    result, data = reduce(source, zoo.model, loc, SubgraphRunner("openvino", "fp16"), zoo.x, zoo.io,
+                          tuple(zoo.spec.output_names), rows)
     record(reduction=result.as_dict())
     assert data is not None and result.reproduces, result.describe()
     assert set(injected.nodes) & set(result.nodes) and len(result.nodes) <= 10, result.describe()
