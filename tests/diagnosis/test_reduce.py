@@ -24,13 +24,14 @@ from models import MODELS
 from posegate.backends import EngineIO
 from posegate.context import SYNTHETIC
 from posegate.diagnosis.advice import ov_keep_fp32
-from posegate.diagnosis.faults import FAULTS, PRECISION_FAULTS
+from posegate.diagnosis.faults import FAULTS, PRECISION_FAULTS, SHAPE_FAULTS
 from posegate.diagnosis.localize import localize, tolerance_of
 from posegate.diagnosis.probes import OrtProbe, OvProbe
 from posegate.diagnosis.reduce import NOTHING, budget, reduce, replay, same_failure, write
 from posegate.diagnosis.reduce.reference import capture
 from posegate.diagnosis.reduce.runners import SubgraphRunner
-from posegate.diagnosis.reduce.search import judge
+from posegate.diagnosis.reduce.search import SHAPE, judge
+from posegate.diagnosis.reduce.shape import reduce_shape_error
 
 STAGE = "infer"
 pytestmark = pytest.mark.stage
@@ -207,3 +208,75 @@ def test_openvino_fp16_failure_reduces_with_its_converter_call(zoo, tmp_path, re
     assert meta["converter"]["command"] == ["ovc", "model.onnx", "--output_model", "model.xml",
                                             "--compress_to_fp16=True"]
     assert "INFERENCE_PRECISION_HINT" in meta["converter"]["python"]
+
+
+def _shape_fault(zoo, backend):
+    """The reshape-baked-width port on ``backend``: the full export raises (a shape error, not numbers)."""
+    injected = SHAPE_FAULTS["reshape-baked-width"](zoo.base)
+    path = zoo.tmp / f"reshape-baked-width-{backend}.onnx"
+    onnx.save(injected.model, str(path))
+    with pytest.raises(Exception) as raised:
+        SubgraphRunner(backend, "fp32").run(injected.model, {zoo.io.input: zoo.io.to_engine(zoo.x)})
+    return injected, path, raised.value
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_shape_error_reduces_to_the_node_the_backend_names_and_replays(zoo, backend, record):
+    pytest.importorskip(backend, reason=f"{backend} is not installed")
+    injected, path, error = _shape_fault(zoo, backend)
+    assert injected.nodes[0] in str(error), error  # both engines name the failing node
+    result, data = reduce_shape_error(path, zoo.model, error, SubgraphRunner(backend, "fp32"), zoo.x, zoo.io,
+                                      tuple(zoo.spec.output_names), zoo.tolerance)
+    record(reduction=result.as_dict())
+    assert data is not None and result.reproduces, result.describe()
+    assert result.target["node"] == injected.nodes[0] and result.target["class"] == SHAPE, result.target
+    assert injected.nodes[0] in result.nodes and len(result.nodes) <= 10, result.describe()
+    assert result.backend_runs <= budget(len(injected.model.graph.node)), result.describe()
+    folder = write(zoo.tmp / f"bundle-shape-{backend}", result, data, f"reshape-baked-width-{backend}", zoo.spec)
+    now, meta = replay(folder)
+    assert same_failure(now, meta) and all(v["class"] == SHAPE for v in now), now
+
+
+def test_shape_bundle_passes_once_the_reshape_is_fixed(zoo, tmp_path):
+    """The vendor's fix (the Reshape keeps the width it is given: 0 copies a dim) runs, and the tensor then
+    matches torch's: the replay passes."""
+    injected, path, error = _shape_fault(zoo, "onnxruntime")
+    result, data = reduce_shape_error(path, zoo.model, error, SubgraphRunner("onnxruntime", "fp32"), zoo.x, zoo.io,
+                                      tuple(zoo.spec.output_names), zoo.tolerance)
+    assert data is not None and result.target["tensor"] in data[2], result.describe()  # torch has its value
+    folder = write(tmp_path / "fixed", result, data, "reshape fixed", zoo.spec)
+    model = onnx.load(str(folder / "model.onnx"))
+    shape = next(n for n in model.graph.node if n.name == injected.nodes[0]).input[1]
+    init = next(i for i in model.graph.initializer if i.name == shape)
+    init.CopyFrom(onnx.numpy_helper.from_array(np.array([0, 0, 0, -1], np.int64), shape))
+    onnx.save(model, str(folder / "model.onnx"))
+    now, meta = replay(folder)
+    assert not any(v["class"] for v in now) and not same_failure(now, meta), now
+
+
+def test_shape_error_without_a_node_name_is_found_by_bisecting_prefixes(zoo, record):
+    """A backend whose message names no node: the first prefix of the graph that raises names it, within the
+    budget (the prefixes' conversions included)."""
+    injected, path, error = _shape_fault(zoo, "onnxruntime")
+    names = [n.name for n in injected.model.graph.node]
+
+    class Anonymous(SubgraphRunner):
+        def run(self, model, feeds):
+            try:
+                return super().run(model, feeds)
+            except Exception as e:
+                text = str(e)
+                for n in sorted(names, key=len, reverse=True):
+                    text = text.replace(n, "<node>")
+                raise RuntimeError(text) from None
+
+    anonymous = Anonymous("onnxruntime", "fp32")
+    with pytest.raises(RuntimeError) as raised:
+        anonymous.run(injected.model, {zoo.io.input: zoo.io.to_engine(zoo.x)})
+    assert injected.nodes[0] not in str(raised.value)
+    result, data = reduce_shape_error(path, zoo.model, raised.value, anonymous, zoo.x, zoo.io,
+                                      tuple(zoo.spec.output_names), zoo.tolerance)
+    record(reduction=result.as_dict())
+    assert data is not None and result.target["node"] == injected.nodes[0], result.describe()
+    assert not result.target["named_by_backend"] and len(result.nodes) <= 10, result.describe()
+    assert 1 < result.conversions <= budget(len(names)), result.describe()
