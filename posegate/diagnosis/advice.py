@@ -6,7 +6,8 @@ outputs are within the target, re-validating each candidate on OpenVINO here. Th
 each tool's own format (all keyed by the ONNX node names, which ATC, TensorRT's ONNX parser and
 OpenVINO's ONNX frontend keep as operator, layer and friendly names):
 
-- ATC: a ``--keep_dtype`` file (one operator name a line) with ``--precision_mode=force_fp16``
+- ATC: a ``--keep_dtype`` file (one operator name a line; the torch modules in keep_dtype_modules.tsv
+  beside it, as the file takes no comments) with ``--precision_mode=force_fp16``
   (hiascend.com CANN docs, atctool "--keep_dtype": "--keep_dtype=$HOME/exceptionlist.cfg --precision_mode=force_fp16");
 - TensorRT: ``trtexec --fp16 --precisionConstraints=obey --layerPrecisions=NAME:fp32,...`` and the
   same as builder calls (ILayer.precision, set_output_type, BuilderFlag.OBEY_PRECISION_CONSTRAINTS);
@@ -171,9 +172,16 @@ def write(keep: list[str], folder: Path, openvino_ir: str | None = None, modules
     folder.mkdir(parents=True, exist_ok=True)
     files = {}
     cfg = folder / "keep_dtype.cfg"
+    # names only, no comment lines: GE reads every non-empty trimmed line of the file as an operator name (or
+    # OpType::T) and fails the build on one not in the graph, E10042 (graphengine ge/ir_build/attr_options/
+    # keep_dtype_option.cc, KeepDtypeFunc); the torch modules go to a file beside it instead
     cfg.write_text("".join(f"{n}\n" for n in keep))
+    beside = folder / "keep_dtype_modules.tsv"
+    beside.write_text("# keep_dtype.cfg's operators (ONNX node names) and the torch module each computes\n"
+                      + "".join(f"{n}\t{modules.get(n) or '-'}\n" for n in keep))
     (folder / "atc_options.txt").write_text(" ".join(atc_args(cfg)) + "\n")
     files["atc_keep_dtype"], files["atc_options"] = str(cfg), str(folder / "atc_options.txt")
+    files["atc_keep_dtype_modules"] = str(beside)
     (folder / "trtexec_options.txt").write_text(" ".join(f"'{a}'" for a in trtexec_args(keep)) + "\n")
     files["trtexec"] = str(folder / "trtexec_options.txt")
     builder = folder / "tensorrt_layer_precisions.py"
