@@ -28,6 +28,7 @@ from posegate.diagnosis.faults import FAULTS, PRECISION_FAULTS, SHAPE_FAULTS
 from posegate.diagnosis.localize import localize, tolerance_of
 from posegate.diagnosis.probes import OrtProbe, OvProbe
 from posegate.diagnosis.reduce import NOTHING, budget, reduce, replay, same_failure, write
+from posegate.diagnosis.reduce import case as reduce_case
 from posegate.diagnosis.reduce.reference import capture
 from posegate.diagnosis.reduce.runners import SubgraphRunner
 from posegate.diagnosis.reduce.search import SHAPE, judge
@@ -280,3 +281,16 @@ def test_shape_error_without_a_node_name_is_found_by_bisecting_prefixes(zoo, rec
     assert data is not None and result.target["node"] == injected.nodes[0], result.describe()
     assert not result.target["named_by_backend"] and len(result.nodes) <= 10, result.describe()
     assert 1 < result.conversions <= budget(len(names)), result.describe()
+
+
+def test_a_failing_case_whose_backend_raises_a_shape_error_gets_a_bundle(zoo, tmp_path, monkeypatch):
+    """test_infer's --reduce path for a raised shape error (reduce.case.run_shape): the case's ONNX, its
+    backend's runner, the spec's tolerance, a bundle that replays."""
+    injected, path, error = _shape_fault(zoo, "onnxruntime")
+    monkeypatch.setattr(reduce_case, "source_onnx", lambda *a: (path, zoo.io))
+    case = SimpleNamespace(spec=zoo.spec, backend="onnxruntime", precision="fp32", profile=zoo.spec.profile("368x640"),
+                           batch=1)
+    result, folder = reduce_case.run_shape(zoo.pipeline, case, error, zoo.x, tmp_path / "bundle", "test_infer[...]")
+    assert folder is not None and injected.nodes[0] in result.nodes and result.tolerance == zoo.tolerance
+    now, meta = replay(folder)
+    assert same_failure(now, meta), now
