@@ -33,6 +33,7 @@ from posegate.diagnosis.reduce.reference import capture
 from posegate.diagnosis.reduce.runners import SubgraphRunner
 from posegate.diagnosis.reduce.search import SHAPE, judge
 from posegate.diagnosis.reduce.shape import reduce_shape_error
+from posegate.storage import serial
 
 STAGE = "infer"
 pytestmark = pytest.mark.stage
@@ -238,23 +239,6 @@ def test_shape_error_reduces_to_the_node_the_backend_names_and_replays(zoo, back
     assert same_failure(now, meta) and all(v["class"] == SHAPE for v in now), now
 
 
-def test_shape_bundle_passes_once_the_reshape_is_fixed(zoo, tmp_path):
-    """The vendor's fix (the Reshape keeps the width it is given: 0 copies a dim) runs, and the tensor then
-    matches torch's: the replay passes."""
-    injected, path, error = _shape_fault(zoo, "onnxruntime")
-    result, data = reduce_shape_error(path, zoo.model, error, SubgraphRunner("onnxruntime", "fp32"), zoo.x, zoo.io,
-                                      tuple(zoo.spec.output_names), zoo.tolerance)
-    assert data is not None and result.target["tensor"] in data[2], result.describe()  # torch has its value
-    folder = write(tmp_path / "fixed", result, data, "reshape fixed", zoo.spec)
-    model = onnx.load(str(folder / "model.onnx"))
-    shape = next(n for n in model.graph.node if n.name == injected.nodes[0]).input[1]
-    init = next(i for i in model.graph.initializer if i.name == shape)
-    init.CopyFrom(onnx.numpy_helper.from_array(np.array([0, 0, 0, -1], np.int64), shape))
-    onnx.save(model, str(folder / "model.onnx"))
-    now, meta = replay(folder)
-    assert not any(v["class"] for v in now) and not same_failure(now, meta), now
-
-
 def test_shape_error_without_a_node_name_is_found_by_bisecting_prefixes(zoo, record):
     """A backend whose message names no node: the first prefix of the graph that raises names it, within the
     budget (the prefixes' conversions included)."""
@@ -283,9 +267,11 @@ def test_shape_error_without_a_node_name_is_found_by_bisecting_prefixes(zoo, rec
     assert 1 < result.conversions <= budget(len(names)), result.describe()
 
 
-def test_a_failing_case_whose_backend_raises_a_shape_error_gets_a_bundle(zoo, tmp_path, monkeypatch):
+def test_a_failing_case_whose_backend_raises_a_shape_error_gets_a_bundle_that_passes_once_fixed(zoo, tmp_path,
+                                                                                               monkeypatch):
     """test_infer's --reduce path for a raised shape error (reduce.case.run_shape): the case's ONNX, its
-    backend's runner, the spec's tolerance, a bundle that replays."""
+    backend's runner, the spec's tolerance, a bundle that replays the error. The vendor's fix (the Reshape
+    keeps the width it is given: 0 copies a dim) runs, its tensor then matches torch's: the replay passes."""
     injected, path, error = _shape_fault(zoo, "onnxruntime")
     monkeypatch.setattr(reduce_case, "source_onnx", lambda *a: (path, zoo.io))
     case = SimpleNamespace(spec=zoo.spec, backend="onnxruntime", precision="fp32", profile=zoo.spec.profile("368x640"),
@@ -294,3 +280,11 @@ def test_a_failing_case_whose_backend_raises_a_shape_error_gets_a_bundle(zoo, tm
     assert folder is not None and injected.nodes[0] in result.nodes and result.tolerance == zoo.tolerance
     now, meta = replay(folder)
     assert same_failure(now, meta), now
+    assert result.target["tensor"] in serial.load(folder / "expected.npz")  # torch has the value it is held to
+    model = onnx.load(str(folder / "model.onnx"))
+    shape = next(n for n in model.graph.node if n.name == injected.nodes[0]).input[1]
+    init = next(i for i in model.graph.initializer if i.name == shape)
+    init.CopyFrom(onnx.numpy_helper.from_array(np.array([0, 0, 0, -1], np.int64), shape))
+    onnx.save(model, str(folder / "model.onnx"))
+    now, meta = replay(folder)
+    assert not any(v["class"] for v in now) and not same_failure(now, meta), now
