@@ -44,9 +44,12 @@ def runner(backend: str, precision: str) -> SubgraphRunner:
     engine = BACKENDS.get(backend)
     if engine is None:
         raise CannotReduce(f"no backend named {backend}")
-    reason = engine.subgraph_problem() or engine.unavailable_reason()
+    problem = engine.subgraph_problem()
+    if problem:
+        raise CannotReduce(problem)
+    reason = engine.unavailable_reason()
     if reason:
-        raise CannotReduce(f"{backend} unavailable: {reason}" if not engine.subgraph_problem() else reason)
+        raise CannotReduce(f"{backend} unavailable: {reason}")
     return SubgraphRunner(engine, precision)
 
 
