@@ -258,6 +258,27 @@ class Backend(ABC):
         """A session on a converted model supplied as a file (``--artifact``), not built by ``convert``."""
         raise NotImplementedError(f"{self.name} cannot open a supplied artifact")
 
+    # --reduce: convert and run an arbitrary ONNX subgraph fed at several named inputs, as ``convert`` builds
+    # this engine's artifacts (same precision flags), for the reduction search and --replay. A backend that
+    # does not override run_subgraph is refused with subgraph_problem's reason.
+    def subgraph_problem(self) -> str | None:
+        """Why this backend cannot run a reduction's subgraphs (None: it can, once available)."""
+        if type(self).run_subgraph is Backend.run_subgraph:
+            return (f"{self.name} has no subgraph runner (Backend.run_subgraph: convert and run an ONNX subgraph "
+                    "with several named inputs); localisation and the converter call still apply")
+        return None
+
+    def run_subgraph(self, onnx_path: Path, feeds: Mapping[str, np.ndarray], precision: str,
+                     workdir: Path) -> dict[str, np.ndarray]:
+        """Convert ``onnx_path`` with every input fixed at its feed's exact shape (artifacts go to ``workdir``),
+        run it once on ``feeds``: {output name: array} for every graph output. Counts as one conversion."""
+        raise NotImplementedError(self.subgraph_problem())
+
+    def subgraph_call(self, precision: str, feeds: Mapping[str, np.ndarray]) -> dict:
+        """The converter call (``command``, an argv) and/or ``python`` line that builds a bundle's model.onnx
+        as run_subgraph does, for the vendor."""
+        return {}
+
     def artifact_settings(self, precision: str, spec=None) -> dict:
         """Everything besides the ONNX file that changes the converted artifact (part of its cache key);
         with ``spec``, the model's settings for this backend too (a new ATC flag is a new OM)."""

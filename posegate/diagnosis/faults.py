@@ -217,3 +217,32 @@ def rounded_away(model, ranges: dict | None = None, node: str | None = None, **_
 # faults of reduced precision only: fp32 runs them right (not in the fp32 zoo)
 PRECISION_FAULTS: dict[str, Callable[..., Injected]] = {"rounded-away-in-16-bit": rounded_away}
 
+
+
+def reshape_baked_width(model, input_dims: tuple | None = None, **_) -> Injected:
+    """A Reshape whose target shape was baked at the export's static size (a port traced at 368x640 keeps
+    ``view(n, c, h, 80)``): any other width cannot be reshaped to it, a shape error at that node. Inserted
+    after the middle convolution, a no-op at ``input_dims`` (default: batch 1, every other free dim 640)."""
+    m = _copy(model)
+    inp = m.graph.input[0]
+    dims = input_dims or tuple(d.dim_value if d.HasField("dim_value") else 1 if i == 0 else 640
+                               for i, d in enumerate(inp.type.tensor_type.shape.dim))
+    static = _copy(m)
+    for d, n in zip(static.graph.input[0].type.tensor_type.shape.dim, dims):
+        d.Clear()
+        d.dim_value = int(n)
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in onnx.shape_inference.infer_shapes(static).graph.value_info}
+    conv = next(n for n in _convs(m)[len(_convs(m)) // 2:] if len(shapes.get(n.output[0], [])) == 4)
+    t = conv.output[0]
+    scope = conv.name.rsplit("/", 1)[0]
+    name, target = f"{scope}/BakedWidth_Reshape", f"{scope}/baked_shape"
+    m.graph.initializer.append(numpy_helper.from_array(np.array([-1, *shapes[t][1:]], np.int64), target))
+    _rewire(m, t, f"{t}_baked")
+    m.graph.node.insert(list(m.graph.node).index(conv) + 1,
+                        helper.make_node("Reshape", [t, target], [f"{t}_baked"], name=name))
+    return Injected(m, (name,), f"{t} reshaped to {[-1, *shapes[t][1:]]}, its shape at input {list(dims)}")
+
+
+# faults that break the graph's shapes: the backend raises instead of computing (reduced by the error it raises)
+SHAPE_FAULTS: dict[str, Callable[..., Injected]] = {"reshape-baked-width": reshape_baked_width}

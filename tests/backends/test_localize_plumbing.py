@@ -87,6 +87,16 @@ def test_advice_files_follow_each_tools_documented_form(tmp_path):
     assert set(files) >= {"atc_keep_dtype", "atc_options", "trtexec", "tensorrt_builder", "openvino"}
 
 
+def test_atc_keep_dtype_stays_names_only_with_the_modules_beside_it(tmp_path):
+    """GE reads every non-empty line of the --keep_dtype file as an operator name and rejects one not in the
+    graph (graphengine keep_dtype_option.cc, E10042): a '# module' comment line would fail the build."""
+    keep = ["/model/model.0/model.0.0/Conv", "/cpm/align/align.0/Conv"]
+    files = advice.write(keep, tmp_path, modules={keep[0]: "model.0.0"})
+    assert (tmp_path / "keep_dtype.cfg").read_text().splitlines() == keep
+    rows = [ln.split("\t") for ln in open(files["atc_keep_dtype_modules"]).read().splitlines()[1:]]
+    assert rows == [[keep[0], "model.0.0"], [keep[1], "-"]]
+
+
 def test_openvino_rt_info_mark_survives_into_the_saved_ir(exported, tmp_path):
     xml = ov_keep_fp32(exported, ["/model/model.0/model.0.0/Conv"], tmp_path / "k.xml")
     text = xml.read_text()

@@ -18,7 +18,7 @@ from posegate.backends.probing import OrtProbe
 from posegate.diagnosis.faults import FAULTS
 from posegate.diagnosis.localize import localize, tolerance_of
 from posegate.diagnosis.reduce import budget, reduce
-from posegate.diagnosis.reduce.runners import OrtRunner
+from posegate.diagnosis.reduce.runners import SubgraphRunner
 from posegate.metrics.parity import compare
 
 STAGE = "perf"
@@ -75,7 +75,8 @@ def test_reduction_costs_at_most_thirty_parity_checks(benchmark, pipeline, run_c
     case = _failing_case(pipeline, run_context, tmp_path)
 
     def reduced():
-        return reduce(case.path, case.model, case.localize(), OrtRunner("fp32"), case.x, case.io, case.outputs)[0]
+        return reduce(case.path, case.model, case.localize(), SubgraphRunner("onnxruntime", "fp32"), case.x, case.io,
+                      case.outputs)[0]
     benchmark.group = f"{case.spec.name}-{case.profile.name}-reduce"
     result = benchmark.pedantic(reduced, rounds=3, warmup_rounds=0, iterations=1)
     ratio = benchmark.stats.stats.median / case.parity_check_s

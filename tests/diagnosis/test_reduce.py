@@ -26,12 +26,15 @@ from posegate.backends.openvino import OvProbe
 from posegate.backends.openvino.advice import ov_keep_fp32
 from posegate.backends.probing import OrtProbe
 from posegate.context import SYNTHETIC
-from posegate.diagnosis.faults import FAULTS, PRECISION_FAULTS
+from posegate.diagnosis.faults import FAULTS, PRECISION_FAULTS, SHAPE_FAULTS
 from posegate.diagnosis.localize import localize, tolerance_of
 from posegate.diagnosis.reduce import NOTHING, budget, reduce, replay, same_failure, write
+from posegate.diagnosis.reduce import case as reduce_case
 from posegate.diagnosis.reduce.reference import capture
-from posegate.diagnosis.reduce.runners import OrtRunner, OvRunner
-from posegate.diagnosis.reduce.search import judge
+from posegate.diagnosis.reduce.runners import SubgraphRunner
+from posegate.diagnosis.reduce.search import SHAPE, judge
+from posegate.diagnosis.reduce.shape import reduce_shape_error
+from posegate.storage import serial
 
 STAGE = "infer"
 pytestmark = pytest.mark.stage
@@ -64,7 +67,8 @@ def zoo(pipeline, run_context, tmp_path_factory):
 def _reduce(zoo, path):
     loc = localize(zoo.model, OrtProbe(path, zoo.io), zoo.x[:1], zoo.tolerance, tuple(zoo.spec.output_names),
                    {n: n for n in zoo.spec.output_names})
-    return reduce(path, zoo.model, loc, OrtRunner("fp32"), zoo.x, zoo.io, tuple(zoo.spec.output_names))
+    return reduce(path, zoo.model, loc, SubgraphRunner("onnxruntime", "fp32"), zoo.x, zoo.io,
+                  tuple(zoo.spec.output_names))
 
 
 def test_faithful_export_has_nothing_to_reduce(zoo):
@@ -144,7 +148,7 @@ def test_an_error_that_accumulates_is_bisected_back_to_where_it_enters(tmp_path,
     io = EngineIO("x", (("y", "y"),))
     loc = localize(net, OrtProbe(broken, io), x[:1].numpy(), 2.5e-3, ("y",), {"y": "y"})
     assert loc.first is not None and loc.first["verdict"].startswith("error accumulated"), loc.describe()
-    result, data = reduce(broken, net, loc, OrtRunner("fp32"), x.numpy(), io, ("y",))
+    result, data = reduce(broken, net, loc, SubgraphRunner("onnxruntime", "fp32"), x.numpy(), io, ("y",))
     record(reduction=result.as_dict())
     assert data is not None and result.reproduces, result.describe()
     assert result.tried[0]["nodes"] == 1 and not result.tried[0]["reproduces"]  # the node alone: not the failure
@@ -167,7 +171,7 @@ def test_higherhrnet_reduces_streaming(pipeline, tmp_path, record):
     io = EngineIO.of(spec)
     loc = localize(model, OrtProbe(broken, io), x[:1], tolerance_of(spec, "fp32", spec.output_names),
                    tuple(spec.output_names), {n: n for n in spec.output_names})
-    result, data = reduce(broken, model, loc, OrtRunner("fp32"), x, io, tuple(spec.output_names))
+    result, data = reduce(broken, model, loc, SubgraphRunner("onnxruntime", "fp32"), x, io, tuple(spec.output_names))
     record(reduction=result.as_dict())
     assert data is not None and result.reproduces, result.describe()
     assert injected.nodes[0] in result.nodes and len(result.nodes) <= 10, result.describe()
@@ -196,8 +200,8 @@ def test_openvino_fp16_failure_reduces_with_its_converter_call(zoo, tmp_path, re
     rows = [r for r in range(len(zoo.x))
             if judge(probe.run(zoo.x[r:r + 1], [target])[target], ref[r:r + 1], tolerance)["class"]]
     assert rows
-    result, data = reduce(source, zoo.model, loc, OvRunner("fp16"), zoo.x, zoo.io, tuple(zoo.spec.output_names),
-                          rows)
+    result, data = reduce(source, zoo.model, loc, SubgraphRunner("openvino", "fp16"), zoo.x, zoo.io,
+                          tuple(zoo.spec.output_names), rows)
     record(reduction=result.as_dict())
     assert data is not None and result.reproduces, result.describe()
     assert set(injected.nodes) & set(result.nodes) and len(result.nodes) <= 10, result.describe()
@@ -207,3 +211,81 @@ def test_openvino_fp16_failure_reduces_with_its_converter_call(zoo, tmp_path, re
     assert meta["converter"]["command"] == ["ovc", "model.onnx", "--output_model", "model.xml",
                                             "--compress_to_fp16=True"]
     assert "INFERENCE_PRECISION_HINT" in meta["converter"]["python"]
+
+
+def _shape_fault(zoo, backend):
+    """The reshape-baked-width port on ``backend``: the full export raises (a shape error, not numbers)."""
+    injected = SHAPE_FAULTS["reshape-baked-width"](zoo.base)
+    path = zoo.tmp / f"reshape-baked-width-{backend}.onnx"
+    onnx.save(injected.model, str(path))
+    with pytest.raises(Exception) as raised:
+        SubgraphRunner(backend, "fp32").run(injected.model, {zoo.io.input: zoo.io.to_engine(zoo.x)})
+    return injected, path, raised.value
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_shape_error_reduces_to_the_node_the_backend_names_and_replays(zoo, backend, record):
+    pytest.importorskip(backend, reason=f"{backend} is not installed")
+    injected, path, error = _shape_fault(zoo, backend)
+    assert injected.nodes[0] in str(error), error  # both engines name the failing node
+    result, data = reduce_shape_error(path, zoo.model, error, SubgraphRunner(backend, "fp32"), zoo.x, zoo.io,
+                                      tuple(zoo.spec.output_names), zoo.tolerance)
+    record(reduction=result.as_dict())
+    assert data is not None and result.reproduces, result.describe()
+    assert result.target["node"] == injected.nodes[0] and result.target["class"] == SHAPE, result.target
+    assert injected.nodes[0] in result.nodes and len(result.nodes) <= 10, result.describe()
+    assert result.backend_runs <= budget(len(injected.model.graph.node)), result.describe()
+    folder = write(zoo.tmp / f"bundle-shape-{backend}", result, data, f"reshape-baked-width-{backend}", zoo.spec)
+    now, meta = replay(folder)
+    assert same_failure(now, meta) and all(v["class"] == SHAPE for v in now), now
+
+
+def test_shape_error_without_a_node_name_is_found_by_bisecting_prefixes(zoo, record):
+    """A backend whose message names no node: the first prefix of the graph that raises names it, within the
+    budget (the prefixes' conversions included)."""
+    injected, path, error = _shape_fault(zoo, "onnxruntime")
+    names = [n.name for n in injected.model.graph.node]
+
+    class Anonymous(SubgraphRunner):
+        def run(self, model, feeds):
+            try:
+                return super().run(model, feeds)
+            except Exception as e:
+                text = str(e)
+                for n in sorted(names, key=len, reverse=True):
+                    text = text.replace(n, "<node>")
+                raise RuntimeError(text) from None
+
+    anonymous = Anonymous("onnxruntime", "fp32")
+    with pytest.raises(RuntimeError) as raised:
+        anonymous.run(injected.model, {zoo.io.input: zoo.io.to_engine(zoo.x)})
+    assert injected.nodes[0] not in str(raised.value)
+    result, data = reduce_shape_error(path, zoo.model, raised.value, anonymous, zoo.x, zoo.io,
+                                      tuple(zoo.spec.output_names), zoo.tolerance)
+    record(reduction=result.as_dict())
+    assert data is not None and result.target["node"] == injected.nodes[0], result.describe()
+    assert not result.target["named_by_backend"] and len(result.nodes) <= 10, result.describe()
+    assert 1 < result.conversions <= budget(len(names)), result.describe()
+
+
+def test_a_failing_case_whose_backend_raises_a_shape_error_gets_a_bundle_that_passes_once_fixed(zoo, tmp_path,
+                                                                                               monkeypatch):
+    """test_infer's --reduce path for a raised shape error (reduce.case.run_shape): the case's ONNX, its
+    backend's runner, the spec's tolerance, a bundle that replays the error. The vendor's fix (the Reshape
+    keeps the width it is given: 0 copies a dim) runs, its tensor then matches torch's: the replay passes."""
+    injected, path, error = _shape_fault(zoo, "onnxruntime")
+    monkeypatch.setattr(reduce_case, "source_onnx", lambda *a: (path, zoo.io))
+    case = SimpleNamespace(spec=zoo.spec, backend="onnxruntime", precision="fp32", profile=zoo.spec.profile("368x640"),
+                           batch=1)
+    result, folder = reduce_case.run_shape(zoo.pipeline, case, error, zoo.x, tmp_path / "bundle", "test_infer[...]")
+    assert folder is not None and injected.nodes[0] in result.nodes and result.tolerance == zoo.tolerance
+    now, meta = replay(folder)
+    assert same_failure(now, meta), now
+    assert result.target["tensor"] in serial.load(folder / "expected.npz")  # torch has the value it is held to
+    model = onnx.load(str(folder / "model.onnx"))
+    shape = next(n for n in model.graph.node if n.name == injected.nodes[0]).input[1]
+    init = next(i for i in model.graph.initializer if i.name == shape)
+    init.CopyFrom(onnx.numpy_helper.from_array(np.array([0, 0, 0, -1], np.int64), shape))
+    onnx.save(model, str(folder / "model.onnx"))
+    now, meta = replay(folder)
+    assert not any(v["class"] for v in now) and not same_failure(now, meta), now

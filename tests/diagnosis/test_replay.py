@@ -35,7 +35,8 @@ def test_replay(bundle, record):
     failing = [v for v in now if v["class"]]
     if failing:
         what = "the failure the bundle recorded" if same_failure(now, meta) else "differently from the bundle"
-        details = "; ".join(f"input {v['row']}: {v['class']} at {v['first']} (max_rel {v['max_rel']:.3g}, "
-                            f"{v['nan']} NaN, {v['inf']} Inf)" for v in failing)
+        details = "; ".join(f"input {v['row']}: {v['class']} at {v['first']} " + (
+            f"(max_rel {v['max_rel']:.3g}, {v['nan']} NaN, {v['inf']} Inf)" if v["max_rel"] is not None
+            else f"({v.get('error', 'raised')})") for v in failing)
         pytest.fail(f"{r['backend']}-{r['precision']} still fails {what} ({meta['test']}, "
                     f"{len(r['nodes'])} nodes): {details}", pytrace=False)

@@ -10,6 +10,8 @@ from posegate.backends import BACKENDS
 from posegate.diagnosis import advice_case, diagnose
 from posegate.diagnosis.reduce import CannotReduce
 from posegate.diagnosis.reduce.case import run as reduce_run
+from posegate.diagnosis.reduce.case import run_shape as reduce_shape
+from posegate.diagnosis.reduce.shape import is_shape_error
 from posegate.metrics.parity import compare
 
 STAGE = "infer"
@@ -25,7 +27,13 @@ def test_infer(case, pipeline, run_context, needs, record, request):
     if session.info.precision_problem:  # known once built, e.g. an Ascend OM whose ATC log kept HF32 on
         pytest.skip(f"{case.backend}-{case.precision} parity: {session.info.precision_problem}")
     batch = pipeline.parity_batch(spec, profile, dataset, case.batch)
-    outputs = session.run({spec.input_name: batch.x})
+    try:
+        outputs = session.run({spec.input_name: batch.x})
+    except Exception as e:  # a shape error under --reduce is reduced like a numeric failure; others as they are
+        if not (request.config.option.reduce and is_shape_error(e)):
+            raise
+        pytest.fail(f"{case.backend}-{case.precision} raised a shape error: {str(e).strip()[:600]}"
+                    + reduce_case(pipeline, case, e, (batch.x, None, None), record, request), pytrace=False)
     errors = {name: compare(outputs[name], reference[name], spec.tolerance(case.precision, name))
               for name in session.output_names}  # a supplied artifact may keep only some outputs
     record(parity={n: e.as_dict() for n, e in errors.items()}, dataset=dataset.name, dataset_id=dataset.identity,
@@ -80,11 +88,15 @@ def localize_case(pipeline, case, x, record, request, reference=None, reducing=N
 
 
 def reduce_case(pipeline, case, loc, reducing, record, request) -> str:
-    """--reduce: the smallest subgraph that fails the same way, as a bundle --replay replays."""
+    """--reduce: the smallest subgraph that fails the same way, as a bundle --replay replays (``loc``: the
+    localisation, or the shape error the backend raised)."""
     folder = Path(request.config.option.reduce).resolve() / safe_name(request.node.name)
     x, outputs, reference = reducing
     try:
-        result, bundle = reduce_run(pipeline, case, loc, x, outputs, reference, folder, request.node.name)
+        if isinstance(loc, BaseException):  # the backend raised: the error is the failure, not a localisation
+            result, bundle = reduce_shape(pipeline, case, loc, x, folder, request.node.name)
+        else:
+            result, bundle = reduce_run(pipeline, case, loc, x, outputs, reference, folder, request.node.name)
     except CannotReduce as e:
         record(reduction={"unavailable": str(e)})
         return f"\nnot reduced: {e}"

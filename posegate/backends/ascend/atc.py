@@ -113,6 +113,21 @@ def atc_command(spec, onnx_path, output_stem, shape, chip: str, precision: str, 
     args += [f"--input_format={fmt}", f'--input_shape="{spec.input_name}:{dims}"', *extra]
     if out_nodes:
         args.append('--out_nodes="' + ";".join(out_nodes) + '"')
+    return args + _build_flags(chip, precision, settings)
+
+
+def subgraph_command(onnx_path, output_stem, shapes: dict, chip: str, precision: str,
+                     settings: AtcSettings = AtcSettings()) -> list[str]:
+    """The ATC argument list for a reduced subgraph: every input static at its feed's shape in one
+    --input_shape ("name:d0,d1;name2:..."), the ND format (its inputs need not be images), and the
+    model's own log, tuning and precision flags, as atc_command passes them."""
+    spec = ";".join(f"{n}:{','.join(str(int(d)) for d in shape)}" for n, shape in shapes.items())
+    return ["atc", "--framework=5", f"--model={onnx_path}", f"--output={output_stem}", "--input_format=ND",
+            f'--input_shape="{spec}"', *_build_flags(chip, precision, settings)]
+
+
+def _build_flags(chip: str, precision: str, settings: AtcSettings) -> list[str]:
+    args = []
     log = settings.log
     if precision == "fp32" and computes_fp32(chip) and log in (None, "null", "error", "warning"):
         log = "info"  # the ge.exec.allow_hf32 line that proves HF32 off is not an error-level line

@@ -20,6 +20,7 @@ import stat
 from pathlib import Path
 
 import numpy as np
+import onnx
 
 from posegate.backends.ascend.advice import write as write_advice
 from posegate.backends.ascend.atc import (
@@ -32,6 +33,7 @@ from posegate.backends.ascend.atc import (
     hf32_off_in,
     producer_nodes,
     run_atc,
+    subgraph_command,
     written_om,
 )
 from posegate.backends.ascend.probe import AscendProbe
@@ -271,7 +273,7 @@ class AscendBackend(AscendChip, Backend):
                            settings=self.settings_of(spec))
 
     def write_advice(self, keep, folder, modules, ir=None):
-        return write_advice(keep, folder)
+        return write_advice(keep, folder, modules)
 
     def version(self):
         home = os.environ.get("ASCEND_TOOLKIT_HOME") or os.environ.get("ASCEND_HOME_PATH") or ""
@@ -319,6 +321,41 @@ class AscendBackend(AscendChip, Backend):
                        f"{artifact_dir / 'atc.log'} does not show {HF32_LOG_KEY} after --allow_hf32=false")
         return AisSession(source.spec, om, precision, int(os.environ.get(DEVICE_ENV, "0")),
                           execution_name=name, precision_problem=problem)
+
+    def run_subgraph(self, onnx_path, feeds, precision, workdir, infer_session=None):
+        """ATC with every input static at its feed's shape, then one ais_bench InferSession.infer on the
+        feeds as a list in the OM's input order (ais_bench interface.py: infer(feeds, mode="static"); Ascend's
+        ait benchmark API guide and its add_model samples feed two inputs as [ndata0, ndata1])."""
+        chip, why = chip_name()
+        if not chip:
+            raise AtcError(why)
+        settings = AtcSettings()  # a subgraph has no spec; the backend's defaults (log level) apply
+        shapes = {n: a.shape for n, a in feeds.items()}
+        run_atc(subgraph_command(onnx_path, "model", shapes, chip, precision, settings), Path(workdir))
+        om = written_om(Path(workdir), "model")
+        problem = ais_path_problem(om)
+        if problem:
+            raise ValueError(problem)
+        if infer_session is None:
+            infer_session = load("ais_bench.infer.interface", INSTALL, shown_as="ais_bench").InferSession
+        sess = infer_session(int(os.environ.get(DEVICE_ENV, "0")), str(om))
+        ACL.opened(sess)
+        try:
+            names = [i.name for i in sess.get_inputs()]
+            unmatched = sorted(set(names) ^ set(feeds))
+            if unmatched:
+                raise ValueError(f"{om}: OM inputs {names}, feeds {list(feeds)}: {unmatched} unmatched")
+            outs = [_to_numpy(o) for o in sess.infer([np.ascontiguousarray(feeds[n]) for n in names], mode="static")]
+            wanted = [o.name for o in onnx.load(str(onnx_path), load_external_data=False).graph.output]
+            order = match_outputs([o.name for o in sess.get_outputs()], wanted)
+        finally:
+            ACL.closed(sess)  # never finalize here: that ends ACL for every session
+        return {w: outs[i] for w, i in zip(wanted, order)}
+
+    def subgraph_call(self, precision, feeds):
+        chip = chip_name()[0] or "<chip>"
+        return {"command": subgraph_command("model.onnx", "model", {n: a.shape for n, a in feeds.items()}, chip,
+                                            precision)}
 
     def open(self, path, spec, precision, io):
         if Path(path).suffix != ".om":

@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from posegate.backends.base import Backend, EngineIO, Session, SessionInfo
+import numpy as np
+
+from posegate.backends.base import Backend, EngineIO, ModelSource, Session, SessionInfo
 from posegate.backends.lazy import load, reason
 from posegate.backends.openvino.advice import IrValidator
 from posegate.backends.openvino.advice import write as write_advice
-from posegate.backends.openvino.precision import inference_hint
+from posegate.backends.openvino.precision import HINTS, inference_hint
 from posegate.backends.openvino.probe import OvProbe
 
 INSTALL = "pip install openvino"
@@ -115,6 +117,28 @@ class OpenVinoBackend(Backend):
         ov = load("openvino", INSTALL)
         model = ov.convert_model(str(source.onnx_path(self.opset)))
         ov.save_model(model, str(out_dir / "model.xml"), compress_to_fp16=(precision == "fp16"))
+
+    def run_subgraph(self, onnx_path, feeds, precision, workdir):
+        self.convert(ModelSource(None, lambda: None, lambda opset: Path(onnx_path)), Path(workdir), precision, None)
+        core = load("openvino", INSTALL).Core()
+        hint = inference_hint(precision, core)
+        compiled = core.compile_model(str(Path(workdir) / "model.xml"), "CPU", {"INFERENCE_PRECISION_HINT": hint})
+        result = compiled.create_infer_request().infer(dict(feeds))
+        out = {}
+        for port, value in zip(compiled.outputs, result.values()):
+            for name in port.get_names():
+                out[name] = np.array(value)
+        return out
+
+    def subgraph_call(self, precision, feeds):
+        # as convert and OvSession build and load it: fp16 weights compressed, the CPU hint pinned
+        try:
+            hint = inference_hint(precision)
+        except ImportError:  # a bundle written where openvino is absent names the first hint the backend asks for
+            hint = HINTS.get(precision, ["f32"])[0]
+        return {"command": ["ovc", "model.onnx", "--output_model", "model.xml",
+                            f"--compress_to_fp16={precision == 'fp16'}"],
+                "python": f"ov.Core().compile_model('model.xml', 'CPU', {{'INFERENCE_PRECISION_HINT': {hint!r}}})"}
 
     def load(self, artifact_dir, source, precision):
         return OvSession(source.spec, artifact_dir / "model.xml", precision, settings=self.settings_of(source.spec))

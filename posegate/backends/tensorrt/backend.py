@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from posegate.backends.base import Backend, Session, SessionInfo
+from posegate.backends.base import Backend, EngineIO, Session, SessionInfo
 from posegate.backends.lazy import load, reason
 from posegate.backends.nvidia import cuda_device, seed_device_name, shape_range
 from posegate.backends.probing import device_source
@@ -33,9 +33,21 @@ class EngineBuildError(RuntimeError):
     pass
 
 
+SUBGRAPH_IO = EngineIO("", ())  # a reduced subgraph's session: its inputs and outputs are the engine's own
+
+
 def build_engine(trt, onnx_path: Path, engine_path: Path, input_name: str, precision: str, shapes,
                  workspace_bytes: int = 2 << 30) -> dict:
     """Parse, configure (precision, optimisation profile), build and write the serialized engine."""
+    build_engine_for(trt, onnx_path, engine_path, precision, {input_name: shapes}, workspace_bytes)
+    low, opt, high = shapes
+    return {"min": list(low), "opt": list(opt), "max": list(high), "tf32": False}
+
+
+def build_engine_for(trt, onnx_path: Path, engine_path: Path, precision: str, shapes: dict,
+                     workspace_bytes: int = 2 << 30) -> None:
+    """``build_engine`` with one optimisation profile over several named inputs: ``shapes`` maps each
+    input to its (min, opt, max); a reduced subgraph gives each input its feed's exact shape three times."""
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     flags = 0
@@ -58,22 +70,55 @@ def build_engine(trt, onnx_path: Path, engine_path: Path, input_name: str, preci
         config.set_flag(trt.BuilderFlag.FP16)
     elif precision != "fp32":
         raise EngineBuildError(f"no TensorRT build for precision {precision!r} (fp32, fp16)")
-    low, opt, high = shapes
     profile = builder.create_optimization_profile()
-    try:
-        profile.set_shape(input_name, low, opt, high)
-    except RuntimeError as e:
-        raise EngineBuildError(f"{onnx_path}: TensorRT refused the profile {input_name} min {low} opt {opt} "
-                               f"max {high}: {e}") from None
+    for input_name, (low, opt, high) in shapes.items():
+        try:
+            profile.set_shape(input_name, low, opt, high)
+        except RuntimeError as e:
+            raise EngineBuildError(f"{onnx_path}: TensorRT refused the profile {input_name} min {low} opt {opt} "
+                                   f"max {high}: {e}") from None
+    span = ", ".join(f"{n + ' ' if len(shapes) > 1 else ''}{lo}..{hi}" for n, (lo, _, hi) in shapes.items())
     if not profile:
-        raise EngineBuildError(f"{onnx_path}: TensorRT refused the profile {input_name} {low}..{opt}..{high}")
+        raise EngineBuildError(f"{onnx_path}: TensorRT refused the profile " + "; ".join(
+            f"{n} {lo}..{o}..{hi}" for n, (lo, o, hi) in shapes.items()))
     if config.add_optimization_profile(profile) < 0:
-        raise EngineBuildError(f"{onnx_path}: TensorRT refused the optimisation profile {low}..{high}")
+        raise EngineBuildError(f"{onnx_path}: TensorRT refused the optimisation profile {span}")
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        raise EngineBuildError(f"{onnx_path}: TensorRT built no engine ({precision}, profile {low}..{high})")
+        raise EngineBuildError(f"{onnx_path}: TensorRT built no engine ({precision}, profile {span})")
     Path(engine_path).write_bytes(bytes(serialized))
-    return {"min": list(low), "opt": list(opt), "max": list(high), "tf32": False}
+
+
+def bind(context, feeds: dict, outputs: list[str], device, profile_of) -> dict:
+    """Set each input's shape, upload it, allocate each output at the shape TensorRT resolved and bind every
+    address (IExecutionContext.set_input_shape / get_tensor_shape / set_tensor_address, which answer False or
+    -1 dims instead of raising); {tensor: (buffer, address)}."""
+    buffers = {}
+    for name, x in feeds.items():
+        if not context.set_input_shape(name, tuple(x.shape)):
+            raise ValueError(f"tensorrt: input {name!r} of shape {tuple(x.shape)} is outside the engine's "
+                             f"{profile_of(name)}")
+        buffers[name] = device.upload(x)
+    shapes = {n: tuple(x.shape) for n, x in feeds.items()}
+    given = next(iter(shapes.values())) if len(shapes) == 1 else shapes
+    for out in outputs:
+        shape = tuple(context.get_tensor_shape(out))
+        if any(d < 0 for d in shape):
+            raise RuntimeError(f"tensorrt: output {out!r} has unresolved shape {shape} for input {given}")
+        buffers[out] = device.empty(shape)
+    for n, (_, ptr) in buffers.items():
+        if not context.set_tensor_address(n, ptr):
+            raise RuntimeError(f"tensorrt: set_tensor_address refused {n!r}")
+    return buffers
+
+
+def launch(context, device) -> float:
+    """execute_async_v3 on the device's stream, checked (it returns False on failure); its device ms."""
+    ok = []
+    ms = device.timed(lambda: ok.append(context.execute_async_v3(device.handle)))
+    if not all(ok):
+        raise RuntimeError("tensorrt: execute_async_v3 failed (see TensorRT's log above)")
+    return ms
 
 
 class TorchCuda:
@@ -154,28 +199,21 @@ class TrtSession(Session):
     def _stage(self, x):
         if self.problem:
             raise ValueError(self.problem)
-        name = self.io.input
-        if not self.context.set_input_shape(name, tuple(x.shape)):
-            raise ValueError(f"tensorrt: input {name!r} of shape {tuple(x.shape)} is outside the engine's "
-                             f"{self._profile(name)}")
-        buffers = {name: self.device.upload(x)}
-        for out in self.outputs:
-            shape = tuple(self.context.get_tensor_shape(out))
-            if any(d < 0 for d in shape):
-                raise RuntimeError(f"tensorrt: output {out!r} has unresolved shape {shape} for input {tuple(x.shape)}")
-            buffers[out] = self.device.empty(shape)
-        for n, (_, ptr) in buffers.items():
-            if not self.context.set_tensor_address(n, ptr):
-                raise RuntimeError(f"tensorrt: set_tensor_address refused {n!r}")
-        return buffers
+        return bind(self.context, {self.io.input: x}, self.outputs, self.device, self._profile)
 
     def _run(self, buffers):
-        ok = []
-        ms = self.device.timed(lambda: ok.append(self.context.execute_async_v3(self.device.handle)))
-        if not all(ok):
-            raise RuntimeError("tensorrt: execute_async_v3 failed (see TensorRT's log above)")
-        self.device_ms.append(ms)
+        self.device_ms.append(launch(self.context, self.device))
         return buffers
+
+    def run_feeds(self, feeds: dict) -> dict:
+        """One run on several named inputs (a reduced subgraph's): {output: host array} for every output."""
+        missing = sorted(set(self.inputs) ^ set(feeds))
+        if missing:
+            raise ValueError(f"tensorrt: engine inputs {self.inputs}, feeds {list(feeds)}: {missing} unmatched")
+        buffers = bind(self.context, {n: np.ascontiguousarray(feeds[n]) for n in self.inputs}, self.outputs,
+                       self.device, self._profile)
+        self.device_ms.append(launch(self.context, self.device))
+        return {n: self.device.download(buffers[n][0]) for n in self.outputs}
 
     def _fetch(self, buffers):
         return [self.device.download(buffers[n][0]) for n in self.io.engine_outputs]
@@ -232,6 +270,25 @@ class TensorRtBackend(Backend):
         # built here with TF32 cleared: fp32 is IEEE fp32; fp16 engines keep fp32 layers in fp32 too
         return TrtSession(source.spec, artifact_dir / "model.engine", precision,
                           execution="f32" if precision == "fp32" else "f16")
+
+    def run_subgraph(self, onnx_path, feeds, precision, workdir, device=None):
+        """One profile with each feed's exact shape as min, opt and max; the engine built as convert builds
+        (TF32 cleared, FP16 flag for fp16), run through the session's own binding. ``device``: the buffers'
+        home (TorchCuda; the plumbing tests' HostBuffers)."""
+        trt = load("tensorrt", INSTALL)
+        engine = Path(workdir) / "model.engine"
+        build_engine_for(trt, onnx_path, engine, precision, {n: (a.shape,) * 3 for n, a in feeds.items()})
+        session = TrtSession(None, engine, precision, trt=trt, device=device, io=SUBGRAPH_IO)
+        try:
+            return session.run_feeds(dict(feeds))
+        finally:
+            session.close()
+
+    def subgraph_call(self, precision, feeds):
+        # trtexec's --noTF32 as build_engine clears BuilderFlag.TF32; --shapes as the feeds' own (one profile)
+        shapes = ",".join(f"{n}:{'x'.join(str(d) for d in a.shape)}" for n, a in feeds.items())
+        return {"command": ["trtexec", "--onnx=model.onnx", *(["--fp16"] if precision == "fp16" else []), "--noTF32",
+                            f"--shapes={shapes}", "--saveEngine=model.engine"]}
 
     def open(self, path, spec, precision, io):
         # a supplied engine's builder flags are not readable back: TF32 may have been left on

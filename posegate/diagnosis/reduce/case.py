@@ -8,10 +8,12 @@ import numpy as np
 
 from posegate.backends import BACKENDS
 from posegate.diagnosis.diagnose import artifact_of
+from posegate.diagnosis.localize import tolerance_of
 from posegate.diagnosis.reduce.bundle import write
 from posegate.diagnosis.reduce.reference import CannotReduce
 from posegate.diagnosis.reduce.runners import runner
 from posegate.diagnosis.reduce.search import reduce
+from posegate.diagnosis.reduce.shape import reduce_shape_error
 from posegate.metrics.parity import compare
 
 
@@ -31,6 +33,18 @@ def failing_rows(spec, precision: str, outputs: dict, reference: dict) -> list[i
     rows = next(iter(outputs.values())).shape[0]
     return [r for r in range(rows) if any(
         not compare(outputs[n][r:r + 1], reference[n][r:r + 1], spec.tolerance(precision, n)).ok for n in outputs)]
+
+
+def run_shape(pipeline, case, error: BaseException, x: np.ndarray, folder: Path, test_id: str):
+    """(Reduction, bundle folder or None) for a case whose backend raised ``error``, a shape error."""
+    spec = case.spec
+    source, io = source_onnx(pipeline, spec, case.backend, case.precision, spec.engine_shape(case.profile, case.batch))
+    result, data = reduce_shape_error(source, pipeline.torch_model(spec), error, runner(case.backend, case.precision),
+                                      x, io, tuple(spec.output_names), tolerance_of(spec, case.precision,
+                                                                                    spec.output_names))
+    if data is None:
+        return result, None
+    return result, write(folder, result, data, test_id, spec)
 
 
 def run(pipeline, case, loc, x: np.ndarray, outputs: dict, reference: dict, folder: Path, test_id: str):

@@ -51,7 +51,7 @@ def boundary(nodes: list[Node], keep: list[int], initializers: set[str]) -> list
 def extract(model: onnx.ModelProto, keep: list[int], feeds: dict[str, np.ndarray], outputs: dict[str, int],
             types: dict[str, int]) -> onnx.ModelProto:
     """The kept nodes (graph order) as a model of their own: inputs typed and shaped as the fed arrays,
-    the weights they read, ``outputs`` (name -> rank) as its outputs, their dims left free."""
+    the weights they read, ``outputs`` (name -> rank, None: unknown) as its outputs, their dims left free."""
     g = model.graph
     nodes = [g.node[i] for i in keep]
     read = {t for n in nodes for t in n.input}
@@ -59,7 +59,8 @@ def extract(model: onnx.ModelProto, keep: list[int], feeds: dict[str, np.ndarray
     inputs = [helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(a.dtype), list(a.shape))
               for name, a in feeds.items()]
     outs = [helper.make_tensor_value_info(name, types.get(name, onnx.TensorProto.FLOAT),
-                                          [f"{name}_d{k}" for k in range(rank)]) for name, rank in outputs.items()]
+                                          None if rank is None else [f"{name}_d{k}" for k in range(rank)])
+            for name, rank in outputs.items()]
     graph = helper.make_graph(nodes, f"{g.name or 'graph'}-reduced", inputs, outs, initializer=inits)
     sub = helper.make_model(graph, opset_imports=list(model.opset_import), ir_version=model.ir_version,
                             producer_name="posegate-reduce")
