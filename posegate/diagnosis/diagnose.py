@@ -13,16 +13,17 @@ from posegate.metrics.visuals import error_along_graph
 __all__ = ["CannotLocalize", "PROBES", "advise", "artifact_of", "probe_for", "run"]
 
 
-def artifact_of(pipeline, spec, backend: str, precision: str, shape) -> tuple[Path, EngineIO]:
-    """The file the case ran (a supplied one or the suite's conversion) and its engine-side names."""
-    bound = pipeline.artifacts.get((spec.name, backend, precision))
+def artifact_of(pipeline, target) -> tuple[Path, EngineIO]:
+    """The file the case's target ran (a supplied one or the suite's conversion) and its engine-side names."""
+    spec, backend = target.spec, target.backend
+    bound = pipeline.artifacts.get((spec.name, backend, target.precision))
     if bound is not None:
         if bound.path is None:
             raise CannotLocalize(bound.missing_reason())
         return Path(bound.path), EngineIO.of(spec, bound.contract)
     if not BACKENDS[backend].converts:
         raise CannotLocalize(f"{backend} is the reference itself")
-    folder = pipeline.converted(spec, backend, precision, shape)
+    folder = pipeline.converted(target)
     files = [p for p in sorted(folder.iterdir()) if p.suffix in (".onnx", ".xml", ".om", ".engine", ".plan")]
     if not files:
         raise CannotLocalize(f"{folder}: no model file the probes read")
@@ -46,16 +47,18 @@ PROBES = {"onnxruntime": _ort_probe, "openvino": _ov_probe,
           "tensorrt": partial(device_probes.probe, "tensorrt"), "ascend": partial(device_probes.probe, "ascend")}
 
 
-def probe_for(pipeline, spec, backend: str, precision: str, shape=None):
-    path, io = artifact_of(pipeline, spec, backend, precision, shape)
-    make = PROBES.get(backend)
+def probe_for(pipeline, target):
+    path, io = artifact_of(pipeline, target)
+    make = PROBES.get(target.backend)
     if make is None:
-        raise CannotLocalize(f"{backend}: no probe exposes its intermediate tensors ({', '.join(PROBES)} have one)")
-    return make(pipeline, spec, path, io, precision)
+        raise CannotLocalize(f"{target.backend}: no probe exposes its intermediate tensors ({', '.join(PROBES)} have "
+                             "one)")
+    return make(pipeline, target.spec, path, io, target.precision)
 
 
-def run(pipeline, spec, backend: str, precision: str, shape, x, plot_dir: Path | None = None) -> Localization:
-    probe = probe_for(pipeline, spec, backend, precision, shape)
+def run(pipeline, target, x, plot_dir: Path | None = None) -> Localization:
+    spec, precision = target.spec, target.precision
+    probe = probe_for(pipeline, target)
     names = dict(probe.io.outputs)
     tolerance = tolerance_of(spec, precision, list(names.values()))
     model = pipeline.torch_model(spec)

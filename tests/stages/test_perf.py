@@ -16,6 +16,7 @@ from fixtures.artifacts import skip_unavailable
 from models.mspn_2xstg import codec as mspn_codec
 from models.mspn_2xstg import recipe as mspn_recipe
 from posegate.backends import BACKENDS, REFERENCE
+from posegate.cases.target import Target
 from posegate.context import SYNTHETIC
 from posegate.gate.throughput import MIN_ROUNDS, expected, per_second, validity
 from posegate.golden import decoders as golden
@@ -44,12 +45,11 @@ def _perf_input(spec, profile, pipeline, run_context, batch):
     return b.x, b.records
 
 
-def _session(case, pipeline, needs):
+def _session(case, target, pipeline, needs):
     """A loaded engine whose outputs passed parity: a fast wrong engine is never benchmarked."""
     skip_unavailable(case.backend, case)
     needs.stage("infer", model=case.model, backend=case.backend, precision=case.precision, shape=case.shape)
-    shape = case.spec.engine_shape(case.profile, case.batch)
-    return needs(pipeline.session, case.spec, case.backend, case.precision, shape)
+    return needs(pipeline.session, target)
 
 
 def _check_parity(case, pipeline, session, feeds, dataset):
@@ -61,7 +61,7 @@ def _check_parity(case, pipeline, session, feeds, dataset):
                     f"--data-root a {case.spec.flow.dataset_kind} dataset with inputs")
     spec = case.spec
     got = session.run(feeds)
-    ref = pipeline.session(spec, REFERENCE, "fp32").run(feeds)
+    ref = pipeline.session(Target(spec, REFERENCE, "fp32")).run(feeds)
     bad = [f"{n}: {e.describe()}" for n in session.output_names
            if not (e := compare(got[n], ref[n], spec.tolerance(case.precision, n))).ok]
     if bad:
@@ -89,9 +89,9 @@ def _time(benchmark, fn, samples, unit, scope, record, group, **extra):
 
 
 @pytest.mark.cases("perf")
-def test_perf_device(case, benchmark, pipeline, run_context, needs, record):
+def test_perf_device(case, target, benchmark, pipeline, run_context, needs, record):
     spec, profile = case.spec, case.profile
-    session = _session(case, pipeline, needs)
+    session = _session(case, target, pipeline, needs)
     x, records = _perf_input(spec, profile, pipeline, run_context, case.batch)
     feeds = {spec.input_name: x}
     units = spec.flow.units(x, records)
@@ -113,9 +113,9 @@ def test_perf_device(case, benchmark, pipeline, run_context, needs, record):
 
 
 @pytest.mark.cases("perf")
-def test_perf_end_to_end(case, benchmark, pipeline, run_context, needs, record):
+def test_perf_end_to_end(case, target, benchmark, pipeline, run_context, needs, record):
     spec, profile = case.spec, case.profile
-    session = _session(case, pipeline, needs)
+    session = _session(case, target, pipeline, needs)
     dataset = run_context.parity_dataset(spec.flow.dataset_kind)
     samples = pipeline.parity_batch(spec, profile, dataset, case.batch).samples
     raws = [spec.flow.load(dataset, s) for s in samples]  # decoded in memory: file reading is not timed
@@ -135,7 +135,8 @@ def test_decode_cost(case, benchmark, pipeline, run_context, needs, record):
     (--baseline-backend, ONNX Runtime by default: the case's backend)."""
     spec, profile = case.spec, case.profile
     skip_unavailable(case.backend)
-    session = needs(pipeline.session, spec, case.backend, case.precision)
+    # no engine shape: the baseline runs whole batches and the last, shorter one alike
+    session = needs(pipeline.session, Target(spec, case.backend, case.precision))
     flow = spec.flow
     # random weights give noise maps with hundreds of peaks per channel: the decoder oracle's maps of the
     # same images (their real people) stand in for trained outputs where the flow has an oracle
