@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from posegate.backends import BACKENDS, REFERENCE
 from posegate.cases.case import Case
 from posegate.cases.readiness import BACKEND, BUILD, LEVELS, PARITY
+from posegate.cases.target import per_engine_shape
 from posegate.export.to_torchscript import engine_cases
 
 CaseGenerator = Callable[["ModelScope"], Iterable[Case]]
@@ -136,7 +137,7 @@ def convert(scope):
     """One conversion per backend and precision; a static-shape backend builds one per engine shape."""
     m = scope.spec.name
     for b, prec in scope.engines(include_reference=False):
-        if not BACKENDS[b].static_shapes:
+        if not per_engine_shape(b):
             yield Case(m, b, prec)
             continue
         for p in scope.spec.profiles:

@@ -12,33 +12,35 @@ from posegate.metrics.visuals import error_along_graph
 __all__ = ["CannotLocalize", "advisable", "advise", "artifact_of", "probe_for", "run"]
 
 
-def artifact_of(pipeline, spec, backend: str, precision: str, shape) -> tuple[Path, EngineIO]:
-    """The file the case ran (a supplied one or the suite's conversion) and its engine-side names."""
-    bound = pipeline.artifacts.get((spec.name, backend, precision))
+def artifact_of(pipeline, target) -> tuple[Path, EngineIO]:
+    """The file the case's target ran (a supplied one or the suite's conversion) and its engine-side names."""
+    spec, backend = target.spec, target.backend
+    bound = pipeline.artifacts.get((spec.name, backend, target.precision))
     if bound is not None:
         if bound.path is None:
             raise CannotLocalize(bound.missing_reason())
         return Path(bound.path), EngineIO.of(spec, bound.contract)
     if not BACKENDS[backend].converts:
         raise CannotLocalize(f"{backend} is the reference itself")
-    folder = pipeline.converted(spec, backend, precision, shape)
+    folder = pipeline.converted(target)
     files = [p for p in sorted(folder.iterdir()) if p.suffix in BACKENDS[backend].artifact_suffixes]
     if not files:
         raise CannotLocalize(f"{folder}: no model file the probes read")
     return files[0], EngineIO.of(spec)
 
 
-def probe_for(pipeline, spec, backend: str, precision: str, shape=None):
-    path, io = artifact_of(pipeline, spec, backend, precision, shape)
-    probe = BACKENDS[backend].probe(pipeline, spec, path, io, precision)
+def probe_for(pipeline, target):
+    path, io = artifact_of(pipeline, target)
+    probe = BACKENDS[target.backend].probe(pipeline, target.spec, path, io, target.precision)
     if probe is None:
         having = ", ".join(name for name, b in BACKENDS.items() if b.has_probe)
-        raise CannotLocalize(f"{backend}: no probe exposes its intermediate tensors ({having} have one)")
+        raise CannotLocalize(f"{target.backend}: no probe exposes its intermediate tensors ({having} have one)")
     return probe
 
 
-def run(pipeline, spec, backend: str, precision: str, shape, x, plot_dir: Path | None = None) -> Localization:
-    probe = probe_for(pipeline, spec, backend, precision, shape)
+def run(pipeline, target, x, plot_dir: Path | None = None) -> Localization:
+    spec, precision = target.spec, target.precision
+    probe = probe_for(pipeline, target)
     names = dict(probe.io.outputs)
     tolerance = tolerance_of(spec, precision, list(names.values()))
     model = pipeline.torch_model(spec)

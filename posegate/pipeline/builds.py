@@ -13,9 +13,9 @@ import torch
 
 from posegate import __version__
 from posegate.backends import BACKENDS, ModelSource
+from posegate.cases.target import Target
 from posegate.export.to_onnx import export_onnx
 from posegate.export.to_torchscript import default_trace_shape, export_torchscript, trace_shape
-from posegate.pipeline.origins import Origin
 from posegate.weights import WeightsInfo, build_model, file_digest
 
 
@@ -31,9 +31,9 @@ def stack_versions() -> dict:
 class Weights:
     """The reference network: the spec's checkpoint from the weights folder, or seeded random weights."""
 
-    def __init__(self, weights_dir: Path | None, memo):
+    def __init__(self, weights_dir: Path | None, outcomes, origins):
         self.weights_dir = Path(weights_dir) if weights_dir else None
-        self.memo = memo
+        self.outcomes, self.origins = outcomes, origins
         self._models: dict[str, torch.nn.Module] = {}
 
     def checkpoint_path(self, spec) -> Path | None:
@@ -52,8 +52,8 @@ class Weights:
         """The reference network; dependants of a failed weights stage skip instead of failing."""
         if spec.name not in self._models:
             path = self.checkpoint_path(spec)
-            self._models[spec.name] = self.memo.once(("weights", spec.name), spec, Origin.weights(spec, path),
-                                                     lambda: build_model(spec, path))
+            self._models[spec.name] = self.outcomes.once(("weights", spec.name), self.origins.weights(spec, path),
+                                                         lambda: build_model(spec, path))
         return self._models[spec.name]
 
     def weights_info(self, spec) -> WeightsInfo:
@@ -67,8 +67,8 @@ class Builds:
     replaces one stage on the pipeline (say its ONNX export) replaces it for every dependant.
     """
 
-    def __init__(self, cache, stages, memo):
-        self.cache, self.stages, self.memo = cache, stages, memo
+    def __init__(self, cache, stages, outcomes, origins):
+        self.cache, self.stages, self.outcomes, self.origins = cache, stages, outcomes, origins
 
     def onnx(self, spec, opset: int) -> Path:
         sample = (1, *spec.sample_dims)
@@ -80,7 +80,7 @@ class Builds:
             model = self.stages.torch_model(spec)
             return self.cache.get_or_build("onnx", fields,
                                            lambda d: export_onnx(model, spec, d / "model.onnx", opset, sample))
-        entry = self.memo.once(("onnx", spec.name, opset), spec, Origin.onnx_export(spec, opset), build)
+        entry = self.outcomes.once(("onnx", spec.name, opset), self.origins.onnx_export(spec, opset), build)
         return entry.file("model.onnx")
 
     def torchscript(self, spec, shape: tuple) -> Path:
@@ -93,31 +93,30 @@ class Builds:
             model = self.stages.torch_model(spec)
             return self.cache.get_or_build("torchscript", fields,
                                            lambda d: export_torchscript(model, d / "model.ts", traced))
-        entry = self.memo.once(("torchscript", spec.name, traced), spec, Origin.trace(spec, shape), build)
+        entry = self.outcomes.once(("torchscript", spec.name, traced), self.origins.trace(spec, shape), build)
         return entry.file("model.ts")
 
-    def exported(self, spec, backend_name: str, shape: tuple | None = None) -> Path | None:
-        """What a backend converts from: its ONNX export, its trace (a static backend's at ``shape``), or
-        None for one that compiles the network itself."""
-        backend = BACKENDS[backend_name]
+    def exported(self, target: Target) -> Path | None:
+        """What a backend converts from: its ONNX export, its trace (a static backend's at the target's engine
+        shape), or None for one that compiles the network itself."""
+        spec, backend = target.spec, BACKENDS[target.backend]
         if backend.exports == "module":
             self.stages.torch_model(spec)
             return None
         if backend.exports == "torchscript":
-            traced = shape if backend.static_shapes and shape else default_trace_shape(spec)
-            return self.stages.torchscript(spec, traced)
+            return self.stages.torchscript(spec, target.artifact_shape or default_trace_shape(spec))
         return self.stages.onnx(spec, backend.opset)
 
     def source(self, spec) -> ModelSource:
         return ModelSource(spec, lambda: self.stages.torch_model(spec), lambda opset: self.stages.onnx(spec, opset),
                            lambda shape: self.stages.torchscript(spec, shape))
 
-    def converted(self, spec, backend_name: str, precision: str, shape: tuple | None = None) -> Path | None:
-        backend = BACKENDS[backend_name]
+    def converted(self, target: Target) -> Path | None:
+        spec, precision, backend = target.spec, target.precision, BACKENDS[target.backend]
         if not backend.converts:
             return None
-        shape = shape if backend.static_shapes else None
-        exported = self.stages.exported(spec, backend_name, shape)
+        shape = target.artifact_shape
+        exported = self.stages.exported(target)
         fields = {backend.exports: file_digest(exported) if exported else self.stages.weights_identity(spec),
                   "settings": backend.artifact_settings(precision, spec),
                   "shape": shape, "spec_version": spec.version, **stack_versions()}
@@ -125,5 +124,5 @@ class Builds:
         def build():
             return self.cache.get_or_build(
                 "convert", fields, lambda d: backend.convert(self.stages.source(spec), d, precision, shape))
-        origin = Origin.conversion(spec, backend_name, precision, shape)
-        return self.memo.once(("convert", spec.name, backend_name, precision, shape), spec, origin, build).path
+        key = ("convert", spec.name, target.backend, precision, shape)
+        return self.outcomes.once(key, self.origins.conversion(target), build).path

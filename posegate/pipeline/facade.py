@@ -13,7 +13,8 @@ from pathlib import Path
 from posegate.artifacts import BoundArtifact
 from posegate.pipeline.batches import Inputs
 from posegate.pipeline.builds import Builds, Weights
-from posegate.pipeline.failures import Memo
+from posegate.pipeline.failures import StageOutcomes
+from posegate.pipeline.origins import Origins
 from posegate.pipeline.predictions import Predictor
 from posegate.pipeline.sessions import Sessions
 from posegate.storage.cache import ArtifactCache
@@ -22,20 +23,23 @@ from posegate.storage.cache import ArtifactCache
 class Pipeline:
     """``shard`` (k, N) predicts only that shard of a full dataset into ``predictions_dir``; ``merge_dir``
     scores the shards written there instead. ``artifacts`` maps (model, backend, precision) to a supplied
-    converted model; ``options`` are the run options flows read, e.g. {"boxes": "ground-truth"}."""
+    converted model; ``options`` are the run options flows read, e.g. {"boxes": "ground-truth"}; ``outcomes``
+    the run's store of failed stages (the pytest session shares its own; a new one by default)."""
 
     def __init__(self, cache: ArtifactCache, weights_dir: Path | None = None, options: dict | None = None,
                  shard: tuple[int, int] | None = None, predictions_dir: Path | None = None,
-                 merge_dir: Path | None = None, artifacts: dict[tuple, BoundArtifact] | None = None):
+                 merge_dir: Path | None = None, artifacts: dict[tuple, BoundArtifact] | None = None,
+                 outcomes: StageOutcomes | None = None):
         self.cache = cache
         self.shard, self.predictions_dir, self.merge_dir = shard, predictions_dir, merge_dir
         self.artifacts = dict(artifacts or {})
         self.options = dict(options or {})
-        self.memo = Memo(self.artifacts)
-        self.weights = Weights(weights_dir, self.memo)
+        self.outcomes = outcomes if outcomes is not None else StageOutcomes()
+        self.origins = Origins(self.artifacts)
+        self.weights = Weights(weights_dir, self.outcomes, self.origins)
         self.weights_dir = self.weights.weights_dir
-        self.builds = Builds(cache, self, self.memo)
-        self.sessions = Sessions(self, self.memo, self.artifacts)
+        self.builds = Builds(cache, self, self.outcomes, self.origins)
+        self.sessions = Sessions(self, self.outcomes, self.origins, self.artifacts)
         self.inputs = Inputs(cache, self, self.options)
         self.predictor = Predictor(cache, self, self.options, self.artifacts, shard, predictions_dir, merge_dir)
         self.nonfinite = self.predictor.nonfinite
@@ -59,18 +63,18 @@ class Pipeline:
     def torchscript(self, spec, shape):
         return self.builds.torchscript(spec, shape)
 
-    def exported(self, spec, backend_name, shape=None):
-        return self.builds.exported(spec, backend_name, shape)
+    def exported(self, target):
+        return self.builds.exported(target)
 
     def source(self, spec):
         return self.builds.source(spec)
 
-    def converted(self, spec, backend_name, precision, shape=None):
-        return self.builds.converted(spec, backend_name, precision, shape)
+    def converted(self, target):
+        return self.builds.converted(target)
 
     # ---- sessions (posegate.pipeline.sessions) ---------------------------------------------------
-    def session(self, spec, backend_name, precision, shape=None):
-        return self.sessions.session(spec, backend_name, precision, shape)
+    def session(self, target):
+        return self.sessions.session(target)
 
     def artifact_session(self, spec, bound):
         return self.sessions.artifact_session(spec, bound)

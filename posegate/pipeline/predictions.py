@@ -12,6 +12,7 @@ import numpy as np
 import posegate.pipeline.shards as shards
 from posegate import __version__
 from posegate.backends import BACKENDS, REFERENCE
+from posegate.cases.target import Target
 from posegate.metrics.parity import nonfinite_counts
 from posegate.pipeline.progress import Progress
 from posegate.storage import serial
@@ -38,7 +39,7 @@ class Predictor:
                   "backend": REFERENCE, "backend_version": BACKENDS[REFERENCE].version()}
 
         def build(d: Path):
-            outputs = self.stages.session(spec, REFERENCE, "fp32").run({spec.input_name: b.x})
+            outputs = self.stages.session(Target(spec, REFERENCE, "fp32")).run({spec.input_name: b.x})
             np.savez(d / "outputs.npz", **outputs)
         entry = self.cache.get_or_build("outputs", fields, build)
         with np.load(entry.file("outputs.npz")) as z:
@@ -75,7 +76,7 @@ class Predictor:
     def predict(self, spec, backend_name, precision, profile, dataset, samples, fields) -> list:
         """Decoded results of ``samples`` in eval batches, before the flow's per-image finalisation."""
         def build(d: Path):
-            session = self.stages.session(spec, backend_name, precision, spec.engine_shape(profile, profile.eval_batch))
+            session = self.stages.session(Target(spec, backend_name, precision, profile, profile.eval_batch))
             results, tally = [], _NonfiniteTally()
             progress = Progress(len(samples), f"{spec.name} {backend_name}-{precision} {dataset.name}", spec.flow.unit)
             for b in self.stages.batches(spec, profile, dataset, profile.eval_batch, samples):

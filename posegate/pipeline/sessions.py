@@ -5,28 +5,28 @@ import torch
 
 from posegate.artifacts import BoundArtifact, check_signature
 from posegate.backends import BACKENDS, EngineIO
+from posegate.cases.target import Target
 from posegate.flows.kinds import MissingData
-from posegate.pipeline.origins import Origin
 
 
 class Sessions:
     """Loaded engines, kept open for the run; upstream builds are asked of ``stages`` (the Pipeline)."""
 
-    def __init__(self, stages, memo, artifacts: dict):
-        self.stages, self.memo, self.artifacts = stages, memo, artifacts
+    def __init__(self, stages, outcomes, origins, artifacts: dict):
+        self.stages, self.outcomes, self.origins, self.artifacts = stages, outcomes, origins, artifacts
         self._open: dict[tuple, object] = {}
 
-    def session(self, spec, backend_name: str, precision: str, shape: tuple | None = None):
-        bound = self.artifacts.get((spec.name, backend_name, precision))
+    def session(self, target: Target):
+        spec, precision = target.spec, target.precision
+        bound = self.artifacts.get((spec.name, target.backend, precision))
         if bound is not None:
             return self.stages.artifact_session(spec, bound)
-        backend = BACKENDS[backend_name]
-        key = (spec.name, backend_name, precision, shape if backend.static_shapes else None)
+        backend = BACKENDS[target.backend]
+        key = (spec.name, target.backend, precision, target.artifact_shape)
         if key not in self._open:
-            artifact = self.stages.converted(spec, backend_name, precision, shape)
-            origin = Origin.conversion(spec, backend_name, precision, key[-1])
-            self._open[key] = self.memo.once(("load",) + key, spec, origin,
-                                             lambda: backend.load(artifact, self.stages.source(spec), precision))
+            artifact = self.stages.converted(target)
+            self._open[key] = self.outcomes.once(("load",) + key, self.origins.conversion(target),
+                                                 lambda: backend.load(artifact, self.stages.source(spec), precision))
         return self._open[key]
 
     def artifact_session(self, spec, bound: BoundArtifact):
@@ -36,7 +36,8 @@ class Sessions:
         c = bound.contract
         key = ("artifact", spec.name, c.backend, c.precision)
         if key not in self._open:
-            self._open[key] = self.memo.once(key, spec, Origin.supplied(spec, c), lambda: self._checked(spec, bound))
+            self._open[key] = self.outcomes.once(key, self.origins.supplied(spec, c),
+                                                 lambda: self._checked(spec, bound))
         return self._open[key]
 
     def _checked(self, spec, bound: BoundArtifact):

@@ -20,6 +20,7 @@ from posegate.backends import BACKENDS, Backend, EngineIO, ModelSource, Session,
 from posegate.backends.ascend import atc as atc_tool
 from posegate.backends.ascend import backend as asc
 from posegate.backends.ascend.atc import AtcSettings
+from posegate.cases.target import Target
 from posegate.gate.throughput import expected, per_second
 from posegate.pipeline import Pipeline
 from posegate.spec import InputProfile
@@ -386,16 +387,16 @@ def test_plumbing_static_shape_backend_builds_and_caches_one_artifact_per_engine
         return p
     p = pipeline()
     static, wide = spec.profile("368x640"), spec.profile("368xW")
-    one = p.session(spec, "stand-in", "fp16", static.engine_shape(1))
-    assert p.session(spec, "stand-in", "fp16", static.engine_shape(1)) is one
-    four = p.session(spec, "stand-in", "fp16", static.engine_shape(4))
-    p.session(spec, "stand-in", "fp16", wide.engine_shape(1))
+    one = p.session(Target(spec, "stand-in", "fp16", static, 1))
+    assert p.session(Target(spec, "stand-in", "fp16", static, 1)) is one
+    four = p.session(Target(spec, "stand-in", "fp16", static, 4))
+    p.session(Target(spec, "stand-in", "fp16", wide, 1))
     assert four is not one
     assert [c for c in calls if c[0] == "convert"] == [("convert", "fp16", (1, 3, 368, 640)),
                                                       ("convert", "fp16", (4, 3, 368, 640)),
                                                       ("convert", "fp16", (1, 3, 368, None))]
     calls.clear()
-    pipeline().session(spec, "stand-in", "fp16", static.engine_shape(4))  # a new run: the cache answers
+    pipeline().session(Target(spec, "stand-in", "fp16", static, 4))  # a new run: the cache answers
     assert calls == [("load", "(4, 3, 368, 640)")]
 
 

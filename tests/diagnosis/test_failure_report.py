@@ -2,13 +2,12 @@
 accuracy outcome never masked by a model-wide pass, and metric tests that skip only when infer could not run."""
 from __future__ import annotations
 
-import json
 import uuid
 
 import numpy as np
 import pytest
 
-from fixtures.artifacts import LEDGER
+from fixtures.artifacts import OUTCOMES
 from posegate.gate.report import Summary, format_result, markdown
 from posegate.metrics.parity import compare, describe_nonfinite, nonfinite_counts
 from posegate.spec import Tolerance
@@ -74,12 +73,8 @@ def test_tensor_errors_and_the_metric_change_read_side_by_side():
 
 @pytest.mark.parametrize("judged, skips", [(True, False), (False, True)])
 def test_metric_tests_skip_only_when_infer_could_not_run(pytestconfig, needs, judged, skips):
-    ledger = pytestconfig.stash[LEDGER]
-    ledger.mkdir(parents=True, exist_ok=True)
     model = f"ledger-test-{uuid.uuid4().hex}"
-    entry = ledger / f"{model}.json"
-    entry.write_text(json.dumps({"nodeid": "t::test_infer[x]", "stage": "infer", "case": {"model": model},
-                                 "message": "m", "judged": judged}))
+    entry = pytestconfig.stash[OUTCOMES].record("t::test_infer[x]", "infer", {"model": model}, "m", judged)
     try:
         if skips:
             with pytest.raises(pytest.skip.Exception, match="infer failed"):

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from posegate.cases.target import Target
 from posegate.pipeline import Pipeline
 from posegate.storage.cache import ArtifactBuildError, ArtifactCache
 
@@ -102,7 +103,7 @@ def test_pipeline_rebuilds_nothing_on_a_second_run(case, run_context, tmp_path, 
     """The real artifacts: an ONNX export and its conversion are hits for a fresh session."""
     spec = case.spec
     first = Pipeline(ArtifactCache(tmp_path / "c"), run_context.weights_dir)
-    needs(first.converted, spec, "openvino", "fp32")
+    needs(first.converted, Target(spec, "openvino", "fp32"))
     second = Pipeline(ArtifactCache(tmp_path / "c"), run_context.weights_dir)
-    second.converted(spec, "openvino", "fp32")
+    second.converted(Target(spec, "openvino", "fp32"))
     assert second.cache.stats.builds == 0 and second.cache.stats.hits == 2, second.cache.stats

@@ -20,6 +20,7 @@ from models import MODELS
 from posegate.artifacts import bind
 from posegate.backends import BACKENDS
 from posegate.cases.generate import Case, generate
+from posegate.cases.target import Target
 from posegate.export.to_torchscript import engine_cases
 from posegate.pipeline import Pipeline, StageFailed, builds  # builds: its builders are replaced
 from posegate.storage.cache import ArtifactCache
@@ -136,7 +137,7 @@ def test_trace_failures_name_the_torchscript_test_of_their_engine_shape(tmp_path
             failure = _fails(p.torchscript, spec, spec.engine_shape(profile, batch))
             assert failure.case.shape is not None and stale(failure, datasets, {}) == []
         # a shape-generic backend converts from the default trace: its failure names a test too
-        assert stale(_fails(p.exported, spec, "torchscript"), datasets, {}) == []
+        assert stale(_fails(p.exported, Target(spec, "torchscript", "fp32")), datasets, {}) == []
 
 
 def test_convert_failures_name_the_convert_case_of_every_backend_and_shape(pipe, monkeypatch, datasets):
@@ -146,7 +147,7 @@ def test_convert_failures_name_the_convert_case_of_every_backend_and_shape(pipe,
     for case in generate("convert", MODELS.values(), datasets):
         spec = MODELS[case.model]
         shape = None if case.shape is None else spec.engine_shape(spec.profile(case.shape), case.batch)
-        failure = _fails(pipe.converted, spec, case.backend, case.precision, shape)
+        failure = _fails(pipe.converted, Target.from_case(case))
         assert failure.stage == "convert" and stale(failure, datasets, {}) == []
         # the case names the same artifact: its backend, precision and (static) engine shape
         assert (failure.case.backend, failure.case.precision) == (case.backend, case.precision)
@@ -161,8 +162,8 @@ def test_load_failures_name_the_convert_case(pipe, monkeypatch, datasets):
         monkeypatch.setattr(backend, "load", _raise)
     spec = MODELS["mspn_2xstg"]
     profile = spec.profile("256x192")
-    for backend, precision, shape in [("openvino", "fp16", None), ("ascend", "fp16", spec.engine_shape(profile, 4))]:
-        failure = _fails(pipe.session, spec, backend, precision, shape)
+    for target in [Target(spec, "openvino", "fp16"), Target(spec, "ascend", "fp16", profile, 4)]:
+        failure = _fails(pipe.session, target)
         assert failure.stage == "convert" and stale(failure, datasets, {}) == []
     assert failure.case == Case("mspn_2xstg", "ascend", "fp16", 4, "256x192")
 
@@ -177,7 +178,7 @@ def test_a_supplied_artifact_that_fails_to_open_names_its_artifact_test(tmp_path
     outputs = lambda x: tuple(torch.zeros(x.shape[0], 2, 4, 4) for _ in spec.output_names)  # noqa: E731
     monkeypatch.setattr(p, "torch_model", lambda spec: outputs)
     monkeypatch.setattr(BACKENDS[contract.backend], "open", _raise)
-    failure = _fails(p.session, spec, contract.backend, contract.precision)
+    failure = _fails(p.session, Target(spec, contract.backend, contract.precision))
     assert failure.test == "test_artifact" and failure.case.variant == "artifact"
     assert stale(failure, datasets, bound) == []
     assert stale(failure, datasets, {}), "without the supplied artifact its test case does not exist"
@@ -186,7 +187,7 @@ def test_a_supplied_artifact_that_fails_to_open_names_its_artifact_test(tmp_path
 def test_faithful_message_shape(pipe, monkeypatch, datasets):
     monkeypatch.setattr(BACKENDS["ascend"], "convert", _raise)
     spec = MODELS["lightweight_openpose"]
-    failure = _fails(pipe.converted, spec, "ascend", "fp16", spec.engine_shape(spec.profile("368xW"), 1))
+    failure = _fails(pipe.converted, Target(spec, "ascend", "fp16", spec.profile("368xW"), 1))
     want = Case("lightweight_openpose", "ascend", "fp16", 1, "368xW")
     assert failure.case == want and failure.test == "test_convert"
     assert str(failure).startswith(f"convert failed (see test_convert[{want.id}]): ")
@@ -198,7 +199,7 @@ def test_an_artifact_no_stage_test_builds_says_so(pipe, monkeypatch, datasets):
     """A static backend asked for no engine shape: no convert case builds that, and the message does not
     pretend one does."""
     monkeypatch.setattr(BACKENDS["ascend"], "convert", _raise)
-    failure = _fails(pipe.converted, MODELS["mspn_2xstg"], "ascend", "fp16", None)
+    failure = _fails(pipe.converted, Target(MODELS["mspn_2xstg"], "ascend", "fp16"))
     assert failure.case is None and "no case of test_convert builds mspn_2xstg" in str(failure)
     assert stale(failure, datasets, {})
 

@@ -10,6 +10,7 @@ from fixtures.options import ports
 from models import MODELS
 from posegate.backends import REFERENCE
 from posegate.cases.case import Case
+from posegate.cases.target import Target
 from posegate.port.cost import stage_costs
 from posegate.port.stages import Audit, StageReport, audit_dataset
 
@@ -50,7 +51,7 @@ def _audit(request, case, kinds):
         spec = case.spec
         dataset = audit_dataset(ctx, spec, files)
         samples = pipeline.samples(spec, spec.profile(spec.port.profile), dataset)
-        audits[case.model] = Audit(spec, dataset, samples, files, pipeline.session(spec, REFERENCE, "fp32"))
+        audits[case.model] = Audit(spec, dataset, samples, files, pipeline.session(Target(spec, REFERENCE, "fp32")))
     return audits[case.model]
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from models import MODELS
 from posegate.backends import REFERENCE
+from posegate.cases.target import Target
 from posegate.datasets.coco import CocoKeypointDataset
 from posegate.datasets.synthetic import generate
 from posegate.port.cost import stage_costs
@@ -27,7 +28,7 @@ def test_port_audit_costs_at_most_1_5_reference_pipelines(benchmark, pipeline, t
     profile = spec.profile(spec.port.profile)
     dataset = CocoKeypointDataset(generate(tmp_path / "dataset", num_images=1))
     samples = pipeline.samples(spec, profile, dataset)
-    session = pipeline.session(spec, REFERENCE, "fp32")
+    session = pipeline.session(Target(spec, REFERENCE, "fp32"))
     files = write_port(tmp_path / "port", spec, dataset, samples, session)
 
     def reference():

@@ -15,6 +15,7 @@ import pytest
 
 from models import MODELS
 from posegate.backends import REFERENCE
+from posegate.cases.target import Target
 from posegate.datasets.coco import CocoKeypointDataset
 from posegate.datasets.synthetic import generate
 from posegate.port.cost import stage_costs
@@ -71,7 +72,7 @@ def zoo(tmp_path_factory, pipeline, run_context):
         if every and isinstance(every[0], dict):
             samples = list({s["image_id"]: s for s in reversed(every)}.values())[::-1]
         if model not in sessions:
-            sessions[model] = _Remembered(pipeline.session(spec, REFERENCE, "fp32"))
+            sessions[model] = _Remembered(pipeline.session(Target(spec, REFERENCE, "fp32")))
         return spec, data, samples, sessions[model], root
     return make
 
@@ -254,7 +255,7 @@ def test_zoo_faithful_real(tmp_path, pipeline, run_context, model):
     dataset = min(real, key=len)
     profile = spec.profile(spec.port.profile)
     samples = pipeline.samples(spec, profile, dataset)
-    session = _Remembered(pipeline.session(spec, REFERENCE, "fp32"))
+    session = _Remembered(pipeline.session(Target(spec, REFERENCE, "fp32")))
     files = write_port(tmp_path / "port", spec, dataset, samples, session)
     audit = Audit(spec, dataset, samples, files, session)
     for stage in ("inputs", "outputs", "results"):

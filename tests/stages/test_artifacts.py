@@ -14,7 +14,9 @@ from models import MODELS
 from posegate.artifacts import ArtifactMismatch, bind, check_signature, parse_option
 from posegate.backends import BACKENDS, EngineIO, Session, SessionInfo
 from posegate.cases.generate import generate
+from posegate.cases.target import Target
 from posegate.pipeline.builds import Builds
+from posegate.pipeline.origins import Origins
 from posegate.spec import ArtifactContract, InputProfile
 from posegate.storage.cache import cache_key
 
@@ -143,16 +145,16 @@ def test_every_artifact_key_names_the_torch_and_onnx_it_was_built_under(tmp_path
             return SimpleNamespace(path=exported, file=lambda name: exported)
 
     stages = SimpleNamespace(weights_identity=lambda spec: "synthetic-seed0", torch_model=lambda spec: None,
-                             exported=lambda spec, name, shape: exported)
-    memo = SimpleNamespace(once=lambda key, spec, origin, build: build())
-    builds = Builds(Recording(), stages, memo)
+                             exported=lambda target: exported)
+    outcomes = SimpleNamespace(once=lambda key, origin, build: build())
+    builds = Builds(Recording(), stages, outcomes, Origins())
     spec = MODELS["lightweight_openpose"]
 
     def keys():
         seen.clear()
         builds.onnx(spec, 11)
         builds.torchscript(spec, (1, 3, 368, 640))
-        builds.converted(spec, "openvino", "fp32")
+        builds.converted(Target(spec, "openvino", "fp32"))
         return dict(seen)
 
     today = keys()

@@ -13,17 +13,16 @@ pytestmark = pytest.mark.stage
 
 
 @pytest.mark.cases("convert")
-def test_convert(case, pipeline, needs, record):
+def test_convert(case, target, pipeline, needs, record):
     spec = case.spec
     backend = BACKENDS[case.backend]
-    shape = None if case.shape is None else spec.engine_shape(case.profile, case.batch)
-    needs(pipeline.exported, spec, case.backend, shape)
-    artifact = pipeline.converted(spec, case.backend, case.precision, shape)
+    needs(pipeline.exported, target)
+    artifact = pipeline.converted(target)
     files = sorted(p.name for p in artifact.iterdir())
-    session = pipeline.session(spec, case.backend, case.precision, shape)
+    session = pipeline.session(target)
     record(artifact_files=files, execution=session.info.execution, backend_version=backend.version())
-    if case.shape:  # a static engine: its own batch rows (flip copies included) and the profile's dims
-        x = np.zeros((spec.engine_shape(case.profile, case.batch)[0], *case.profile.concrete_dims), np.float32)
+    if target.engine_shape:  # a static engine: its own batch rows (flip copies included) and the profile's dims
+        x = np.zeros((target.engine_shape[0], *target.profile.concrete_dims), np.float32)
     else:
         x = np.zeros((1, *spec.sample_dims), np.float32)
     out = session.run({spec.input_name: x})

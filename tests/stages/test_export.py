@@ -46,13 +46,12 @@ def test_export(case, pipeline, needs, record):
 
 
 @pytest.mark.cases("torchscript")
-def test_torchscript(case, pipeline, run_context, needs, record):
+def test_torchscript(case, target, pipeline, run_context, needs, record):
     """Seed 000's export: a trace per engine shape, faithful on real inputs, saved and loaded back."""
     spec, profile = case.spec, case.profile
     needs(pipeline.torch_model, spec)
     # traces (a TracerWarning fails here, naming its source line), saves, reloads, compares the two
-    shape = spec.engine_shape(profile, case.batch)
-    path = pipeline.torchscript(spec, shape)
+    path = pipeline.torchscript(spec, target.engine_shape)
     dataset = run_context.parity_dataset(spec.flow.dataset_kind)
     reference = needs(pipeline.reference_outputs, spec, profile, dataset, case.batch)
     x = pipeline.parity_batch(spec, profile, dataset, case.batch).x
@@ -62,7 +61,7 @@ def test_torchscript(case, pipeline, run_context, needs, record):
     assert len(out) == len(spec.output_names), f"{len(out)} outputs, the spec declares {list(spec.output_names)}"
     errors = {n: compare(o.numpy(), reference[n], spec.tolerance("fp32", n)) for n, o in zip(spec.output_names, out)}
     batch = torchscript.other_batch(module, x, reference, spec.output_names, lambda n: spec.tolerance("fp32", n))
-    record(torchscript_bytes=path.stat().st_size, traced_shape=list(torchscript.trace_shape(spec, shape)),
+    record(torchscript_bytes=path.stat().st_size, traced_shape=list(torchscript.trace_shape(spec, target.engine_shape)),
            input_shape=list(x.shape), other_batch=batch, dataset=dataset.name,
            parity={n: e.as_dict() for n, e in errors.items()})
     failing = [f"{n}: {e.describe()}" for n, e in errors.items() if not e.ok]

@@ -16,6 +16,7 @@ from models.mspn_2xstg import codec as mspn_codec
 from models.mspn_2xstg import golden as mspn_golden
 from models.mspn_2xstg import recipe as mspn_recipe
 from posegate.backends import BACKENDS, REFERENCE
+from posegate.cases.target import Target
 from posegate.gate.throughput import MIN_ROUNDS, expected, per_second, validity
 from posegate.golden import decoders as golden
 from posegate.metrics.parity import compare
@@ -42,11 +43,10 @@ def _perf_input(spec, profile, pipeline, run_context, batch):
     return b.x, b.records
 
 
-def _session(case, pipeline, needs):
+def _session(case, target, pipeline, needs):
     """A loaded engine whose outputs passed parity: a fast wrong engine is never benchmarked."""
     needs.stage("infer", model=case.model, backend=case.backend, precision=case.precision, shape=case.shape)
-    shape = case.spec.engine_shape(case.profile, case.batch)
-    return needs(pipeline.session, case.spec, case.backend, case.precision, shape)
+    return needs(pipeline.session, target)
 
 
 def _check_parity(case, pipeline, session, feeds, dataset):
@@ -55,7 +55,7 @@ def _check_parity(case, pipeline, session, feeds, dataset):
         return
     spec = case.spec
     got = session.run(feeds)
-    ref = pipeline.session(spec, REFERENCE, "fp32").run(feeds)
+    ref = pipeline.session(Target(spec, REFERENCE, "fp32")).run(feeds)
     bad = [f"{n}: {e.describe()}" for n in session.output_names
            if not (e := compare(got[n], ref[n], spec.tolerance(case.precision, n))).ok]
     if bad:
@@ -83,9 +83,9 @@ def _time(benchmark, fn, samples, unit, scope, record, group, **extra):
 
 
 @pytest.mark.cases("perf")
-def test_perf_device(case, benchmark, pipeline, run_context, needs, record):
+def test_perf_device(case, target, benchmark, pipeline, run_context, needs, record):
     spec, profile = case.spec, case.profile
-    session = _session(case, pipeline, needs)
+    session = _session(case, target, pipeline, needs)
     x, records = _perf_input(spec, profile, pipeline, run_context, case.batch)
     feeds = {spec.input_name: x}
     units = spec.flow.units(x, records)
@@ -107,9 +107,9 @@ def test_perf_device(case, benchmark, pipeline, run_context, needs, record):
 
 
 @pytest.mark.cases("perf")
-def test_perf_end_to_end(case, benchmark, pipeline, run_context, needs, record):
+def test_perf_end_to_end(case, target, benchmark, pipeline, run_context, needs, record):
     spec, profile = case.spec, case.profile
-    session = _session(case, pipeline, needs)
+    session = _session(case, target, pipeline, needs)
     dataset = run_context.parity_dataset(spec.flow.dataset_kind)
     samples = pipeline.parity_batch(spec, profile, dataset, case.batch).samples
     raws = [spec.flow.load(dataset, s) for s in samples]  # decoded in memory: file reading is not timed
@@ -128,7 +128,8 @@ def test_decode_cost(case, benchmark, pipeline, run_context, needs, record):
     """Decoding must not dominate: a batch costs less to decode than the baseline backend's inference of it
     (--baseline-backend, ONNX Runtime by default: the case's backend)."""
     spec, profile = case.spec, case.profile
-    session = needs(pipeline.session, spec, case.backend, case.precision)
+    # no engine shape: the baseline runs whole batches and the last, shorter one alike
+    session = needs(pipeline.session, Target(spec, case.backend, case.precision))
     flow = spec.flow
     # random weights give noise maps with hundreds of peaks per channel: the decoder oracle's maps of the
     # same images (their real people) stand in for trained outputs where the flow has an oracle

@@ -17,15 +17,15 @@ from posegate.diagnosis.reduce.shape import reduce_shape_error
 from posegate.metrics.parity import compare
 
 
-def source_onnx(pipeline, spec, backend: str, precision: str, shape):
+def source_onnx(pipeline, target):
     """The ONNX file the backend's artifact was made from, and the engine's input naming."""
-    path, io = artifact_of(pipeline, spec, backend, precision, shape)
+    path, io = artifact_of(pipeline, target)
     if path.suffix == ".onnx":
         return path, io
-    if pipeline.artifacts.get((spec.name, backend, precision)) is not None:
+    if pipeline.artifacts.get((target.model, target.backend, target.precision)) is not None:
         raise CannotReduce(f"{path}: a supplied {path.suffix} artifact holds no ONNX graph to cut; supply the ONNX "
                            "it was converted from as the --artifact")
-    return pipeline.onnx(spec, BACKENDS[backend].opset), io
+    return pipeline.onnx(target.spec, BACKENDS[target.backend].opset), io
 
 
 def failing_rows(spec, precision: str, outputs: dict, reference: dict) -> list[int]:
@@ -35,24 +35,24 @@ def failing_rows(spec, precision: str, outputs: dict, reference: dict) -> list[i
         not compare(outputs[n][r:r + 1], reference[n][r:r + 1], spec.tolerance(precision, n)).ok for n in outputs)]
 
 
-def run_shape(pipeline, case, error: BaseException, x: np.ndarray, folder: Path, test_id: str):
-    """(Reduction, bundle folder or None) for a case whose backend raised ``error``, a shape error."""
-    spec = case.spec
-    source, io = source_onnx(pipeline, spec, case.backend, case.precision, spec.engine_shape(case.profile, case.batch))
-    result, data = reduce_shape_error(source, pipeline.torch_model(spec), error, runner(case.backend, case.precision),
-                                      x, io, tuple(spec.output_names), tolerance_of(spec, case.precision,
-                                                                                    spec.output_names))
+def run_shape(pipeline, target, error: BaseException, x: np.ndarray, folder: Path, test_id: str):
+    """(Reduction, bundle folder or None) for a case's target whose backend raised ``error``, a shape error."""
+    spec = target.spec
+    source, io = source_onnx(pipeline, target)
+    result, data = reduce_shape_error(source, pipeline.torch_model(spec), error,
+                                      runner(target.backend, target.precision), x, io, tuple(spec.output_names),
+                                      tolerance_of(spec, target.precision, spec.output_names))
     if data is None:
         return result, None
     return result, write(folder, result, data, test_id, spec)
 
 
-def run(pipeline, case, loc, x: np.ndarray, outputs: dict, reference: dict, folder: Path, test_id: str):
-    """(Reduction, bundle folder or None) for a failing case localised as ``loc``."""
-    spec = case.spec
-    source, io = source_onnx(pipeline, spec, case.backend, case.precision, spec.engine_shape(case.profile, case.batch))
-    rows = failing_rows(spec, case.precision, outputs, reference)
-    result, data = reduce(source, pipeline.torch_model(spec), loc, runner(case.backend, case.precision), x, io,
+def run(pipeline, target, loc, x: np.ndarray, outputs: dict, reference: dict, folder: Path, test_id: str):
+    """(Reduction, bundle folder or None) for a failing case's target localised as ``loc``."""
+    spec = target.spec
+    source, io = source_onnx(pipeline, target)
+    rows = failing_rows(spec, target.precision, outputs, reference)
+    result, data = reduce(source, pipeline.torch_model(spec), loc, runner(target.backend, target.precision), x, io,
                           tuple(spec.output_names), rows or None)
     if data is None:
         return result, None
