@@ -17,6 +17,7 @@ from posegate.cases.case import Case
 from posegate.cases.generate import generate
 from posegate.cases.kinds import KINDS, READY
 from posegate.cases.readiness import BACKEND, BUILD, PARITY, Readiness
+from posegate.cases.target import Target
 from posegate.datasets import KINDS as DATASET_KINDS
 from posegate.diagnosis import advice, diagnose
 
@@ -118,8 +119,8 @@ def test_localisation_and_advice_ask_the_new_folder(throwaway, tmp_path):
     folder.mkdir()
     (folder / "notes.txt").write_text("not a model")
     (folder / "model.tw").write_bytes(b"tw")
-    pipeline = SimpleNamespace(artifacts={}, converted=lambda spec, backend, precision, shape: folder)
-    probe = diagnose.probe_for(pipeline, MODELS[MODEL], "throwaway", "fp16", (1, 3, 368, 640))
+    pipeline = SimpleNamespace(artifacts={}, converted=lambda target: folder)
+    probe = diagnose.probe_for(pipeline, Target(MODELS[MODEL], "throwaway", "fp16", MODELS[MODEL].profiles[0], 1))
     assert probe.path == folder / "model.tw" and probe.io == EngineIO.of(MODELS[MODEL])
     files = advice.write(["/a/Conv", "/b/Conv"], tmp_path / "advice")
     assert Path(files["throwaway"]).read_text().splitlines() == ["/a/Conv", "/b/Conv"]
@@ -130,10 +131,10 @@ def test_a_backend_without_a_probe_says_so_and_names_those_that_have_one(tmp_pat
     folder = tmp_path / "artifact"
     folder.mkdir()
     (folder / "model.onnx").write_bytes(b"")
-    pipeline = SimpleNamespace(artifacts={}, converted=lambda spec, backend, precision, shape: folder)
+    pipeline = SimpleNamespace(artifacts={}, converted=lambda target: folder)
     with pytest.raises(diagnose.CannotLocalize, match=r"onnxruntime-cuda: no probe exposes its intermediate "
                                                       r"tensors \(onnxruntime, openvino, ascend, tensorrt have one\)"):
-        diagnose.probe_for(pipeline, MODELS[MODEL], "onnxruntime-cuda", "fp32")
+        diagnose.probe_for(pipeline, Target(MODELS[MODEL], "onnxruntime-cuda", "fp32"))
     assert np.all([BACKENDS[n].has_probe for n in ("onnxruntime", "openvino", "ascend", "tensorrt")])
 
 

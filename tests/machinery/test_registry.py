@@ -212,6 +212,7 @@ def test_openvino_sessions_follow_the_specs_per_shape_setting(per_shape, tmp_pat
     onnx_path = tmp_path / "m.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(onnx_path))
     spec = SimpleNamespace(name="m", input_name="x", output_names=("y",),
+                           profiles=(SimpleNamespace(concrete_dims=(5,)),),  # the per-shape session's first engine
                            backend_settings={"openvino": OpenVinoSettings(per_shape_engines=per_shape)})
     backend = BACKENDS["openvino"]
     backend.convert(SimpleNamespace(spec=spec, onnx_path=lambda opset: onnx_path), tmp_path, "fp32", None)
