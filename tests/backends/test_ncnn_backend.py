@@ -298,3 +298,45 @@ def test_ncnn_probe_refuses_a_graph_it_cannot_pair(tiny, tmp_path):
     with pytest.raises(diagnose.CannotLocalize, match=r"other.param: convolution #0 .* is not /down/Conv"):
         scoped_names(other, source.onnx_path(17))
 
+
+
+class TwoFed(torch.nn.Module):
+    """A reduction's subgraph: two named inputs (a cut inside the network), two outputs."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(3)
+        self.conv = torch.nn.Conv2d(4, 6, 3, padding=1)
+
+    def forward(self, skip, deep):
+        y = torch.relu(self.conv(deep))
+        return y, y[:, :4] + skip
+
+
+def test_ncnn_runs_a_subgraph_fed_at_two_named_inputs_as_onnxruntime_does(tmp_path):
+    _needs_ncnn()
+    assert NCNN.subgraph_problem() is None
+    path = tmp_path / "sub.onnx"
+    rng = np.random.default_rng(4)
+    # fed in the other order than the graph lists them: matched by name, not position
+    feeds = {"deep": rng.standard_normal((2, 4, 8, 12)).astype(np.float32),
+             "skip": rng.standard_normal((2, 4, 8, 12)).astype(np.float32)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(TwoFed().eval(), (torch.from_numpy(feeds["skip"]), torch.from_numpy(feeds["deep"])),
+                          str(path), opset_version=NCNN.opset, input_names=["skip", "deep"],
+                          output_names=["act", "sum"], dynamo=False)
+    want = BACKENDS["onnxruntime"].run_subgraph(path, feeds, "fp32", tmp_path / "ort")
+    got = NCNN.run_subgraph(path, feeds, "fp32", tmp_path / "ncnn")
+    assert sorted(got) == ["act", "sum"]
+    for name in got:
+        assert got[name].shape == want[name].shape, name
+        bound = reordered_sum_tolerance(float(np.abs(want[name]).max()), 3 * 3 * 4, np.float32)
+        assert float(np.abs(got[name] - want[name]).max()) <= bound, name
+    # the fault: a swapped pair of feeds changes what the subgraph computes, so a mismatch would show
+    swapped = NCNN.run_subgraph(path, {"deep": feeds["skip"], "skip": feeds["deep"]}, "fp32", tmp_path / "swap")
+    assert float(np.abs(swapped["sum"] - want["sum"]).max()) > 1e-2
+    call = NCNN.subgraph_call("fp16", feeds)
+    assert "inputshape=[2,4,8,12]f32,[2,4,8,12]f32" in call["command"] and "fp16=1" in call["command"]
+    with pytest.raises(ValueError, match=r"sub.onnx: feeds \['deep'\] are not the graph's inputs"):
+        NCNN.run_subgraph(path, {"deep": feeds["deep"]}, "fp32", tmp_path / "short")

@@ -7,6 +7,7 @@ from types import MappingProxyType
 
 from posegate.backends.base import Backend, EngineIO
 from posegate.backends.lazy import load
+from posegate.backends.ncnn import subgraph
 from posegate.backends.ncnn.availability import (
     CONVERTER,
     INSTALL,
@@ -100,6 +101,12 @@ class NcnnBackend(Backend):
                 + (f" (+{len(lacking) - 4} more)" if len(lacking) > 4 else "")
                 + (f"; pnnx: {'; '.join(ignored[:2])}" if ignored else ""))
         (Path(out_dir) / "pnnx.log").write_text(log)
+
+    def run_subgraph(self, onnx_path, feeds, precision, workdir):
+        return subgraph.run(Path(onnx_path), feeds, precision, Path(workdir))
+
+    def subgraph_call(self, precision, feeds):
+        return subgraph.call(precision, feeds)
 
     def load(self, artifact_dir, source, precision_name):
         artifact_dir = Path(artifact_dir)

@@ -51,13 +51,17 @@ def input_shapes(spec) -> tuple[list[int], list[int] | None]:
     return sample, other
 
 
-def _shape_arg(shape: list[int]) -> str:
+def _shape_arg(shape) -> str:
+    """One shape ``[1,3,32,48]f32``, or several (a list of shapes, one per graph input) joined by commas."""
+    if shape and isinstance(shape[0], (list, tuple)):
+        return ",".join(_shape_arg(s) for s in shape)
     return "[" + ",".join(str(int(d)) for d in shape) + "]f32"
 
 
-def run_pnnx(exe: Path, onnx_path: Path, out_dir: Path, fp16: bool, shape: list[int], shape2: list[int] | None,
+def run_pnnx(exe: Path, onnx_path: Path, out_dir: Path, fp16: bool, shape: list, shape2: list | None,
              timeout: float = TIMEOUT_S) -> str:
-    """Convert; returns pnnx's log (stdout and stderr). Raises ConvertError naming the file on failure."""
+    """Convert; returns pnnx's log (stdout and stderr). Raises ConvertError naming the file on failure.
+    ``shape``: the input's shape, or a list of shapes, one per graph input in the graph's order."""
     with tempfile.TemporaryDirectory(prefix="posegate-pnnx-") as scratch:
         scratch = Path(scratch)
         src = scratch / "model.onnx"  # pnnx writes side files beside its input: keep them in scratch
