@@ -7,7 +7,6 @@ from types import MappingProxyType
 
 from posegate.backends.base import Backend, EngineIO
 from posegate.backends.lazy import load
-from posegate.backends.ncnn import subgraph
 from posegate.backends.ncnn.availability import (
     CONVERTER,
     INSTALL,
@@ -29,6 +28,8 @@ from posegate.backends.ncnn.convert import (
 from posegate.backends.ncnn.precision import PRECISIONS, converter_fp16, plan_here
 from posegate.backends.ncnn.probe import NcnnProbe
 from posegate.backends.ncnn.session import NcnnSession, pnnx_io
+from posegate.backends.ncnn.subgraph import call as call_for_subgraph
+from posegate.backends.ncnn.subgraph import run as run_a_subgraph
 from posegate.backends.probing import CannotLocalize
 
 # What pnnx 20261020 cannot lower to ncnn layers, measured here and shown by the conversion's own error
@@ -103,10 +104,10 @@ class NcnnBackend(Backend):
         (Path(out_dir) / "pnnx.log").write_text(log)
 
     def run_subgraph(self, onnx_path, feeds, precision, workdir):
-        return subgraph.run(Path(onnx_path), feeds, precision, Path(workdir))
+        return run_a_subgraph(Path(onnx_path), feeds, precision, Path(workdir))
 
     def subgraph_call(self, precision, feeds):
-        return subgraph.call(precision, feeds)
+        return call_for_subgraph(precision, feeds)
 
     def load(self, artifact_dir, source, precision_name):
         artifact_dir = Path(artifact_dir)
