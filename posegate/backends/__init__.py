@@ -12,7 +12,7 @@ from posegate.backends.base import Backend, EngineIO, ModelSource, Session, Sess
 
 # the backend folders, in the order their cases are generated
 PACKAGES = ("torch", "torchscript", "torch_compile", "onnxruntime", "openvino", "ascend", "torch_aie", "tensorrt",
-            "onnxruntime_gpu")
+            "onnxruntime_gpu", "ncnn")
 
 
 def _registered(packages) -> dict[str, Backend]:
