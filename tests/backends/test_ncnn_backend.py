@@ -22,6 +22,7 @@ from posegate.backends.ncnn import availability, convert, precision
 from posegate.backends.ncnn.probe import NcnnProbe, scoped_names
 from posegate.backends.ncnn.session import NcnnSession, pnnx_io
 from posegate.cases.target import Target
+from posegate.compat.onnx_export import exporter_keywords
 from posegate.diagnosis import diagnose
 from posegate.metrics.rounding import reordered_sum_tolerance
 from posegate.spec import InputProfile, Tolerance
@@ -92,7 +93,7 @@ def _export(net, spec, path):
         warnings.simplefilter("ignore")
         torch.onnx.export(net, (torch.zeros((1, *spec.sample_dims)),), str(path), opset_version=NCNN.opset,
                           input_names=[spec.input_name], output_names=list(spec.output_names),
-                          dynamic_axes=spec.dynamic_axes(), dynamo=False)
+                          dynamic_axes=spec.dynamic_axes(), **exporter_keywords())
     return path
 
 
@@ -325,7 +326,7 @@ def test_ncnn_runs_a_subgraph_fed_at_two_named_inputs_as_onnxruntime_does(tmp_pa
         warnings.simplefilter("ignore")
         torch.onnx.export(TwoFed().eval(), (torch.from_numpy(feeds["skip"]), torch.from_numpy(feeds["deep"])),
                           str(path), opset_version=NCNN.opset, input_names=["skip", "deep"],
-                          output_names=["act", "sum"], dynamo=False)
+                          output_names=["act", "sum"], **exporter_keywords())
     want = BACKENDS["onnxruntime"].run_subgraph(path, feeds, "fp32", tmp_path / "ort")
     got = NCNN.run_subgraph(path, feeds, "fp32", tmp_path / "ncnn")
     assert sorted(got) == ["act", "sum"]

@@ -26,6 +26,7 @@ from posegate.backends import BACKENDS, EngineIO, npu
 from posegate.backends.ascend import backend as asc
 from posegate.backends.probing import OrtProbe
 from posegate.backends.tensorrt import backend as trt_backend
+from posegate.compat.onnx_export import exporter_keywords
 from posegate.diagnosis.localize import localize
 from posegate.diagnosis.reduce import CannotReduce, reduce, replay, same_failure, write
 from posegate.diagnosis.reduce.runners import SubgraphRunner, runner
@@ -62,7 +63,7 @@ def broken(tmp_path):
     x = np.random.default_rng(0).uniform(-1, 1, (2, 3, 8, 8)).astype(np.float32)
     path = tmp_path / "net.onnx"
     torch.onnx.export(net, (torch.from_numpy(x[:1]),), str(path), input_names=["x"], output_names=["y"],
-                      opset_version=17, dynamic_axes={"x": {0: "n"}, "y": {0: "n"}}, dynamo=False)
+                      opset_version=17, dynamic_axes={"x": {0: "n"}, "y": {0: "n"}}, **exporter_keywords())
     model = onnx.load(str(path))
     node = next(n for n in model.graph.node if n.op_type == "Add")
     node.op_type = "Sub"

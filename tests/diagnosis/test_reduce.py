@@ -25,6 +25,7 @@ from posegate.backends import EngineIO
 from posegate.backends.openvino import OvProbe
 from posegate.backends.openvino.advice import ov_keep_fp32
 from posegate.backends.probing import OrtProbe
+from posegate.compat.onnx_export import exporter_keywords
 from posegate.context import SYNTHETIC
 from posegate.diagnosis.faults import FAULTS, PRECISION_FAULTS, SHAPE_FAULTS
 from posegate.diagnosis.localize import localize, tolerance_of
@@ -139,7 +140,7 @@ def test_an_error_that_accumulates_is_bisected_back_to_where_it_enters(tmp_path,
     x = torch.rand(2, 4, 16, 16)
     path = tmp_path / "chain.onnx"
     torch.onnx.export(net, (x,), str(path), input_names=["x"], output_names=["y"], opset_version=17,
-                      dynamic_axes={"x": {0: "n"}, "y": {0: "n"}}, dynamo=False)
+                      dynamic_axes={"x": {0: "n"}, "y": {0: "n"}}, **exporter_keywords())
     model = onnx.load(str(path))
     for init in model.graph.initializer:
         init.CopyFrom(onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(init) * np.float32(1.001), init.name))
