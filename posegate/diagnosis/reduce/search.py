@@ -189,16 +189,7 @@ def reduce(source: Path, model, loc, runner, x: np.ndarray, io, model_outputs: t
             result.tried[-1]["start"] = s
         return seen[keep]
 
-    if not attempt(target):
-        lo, hi = 0, target  # the whole cone is the full model's computation: it fails as the model does
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if attempt(mid):
-                lo = mid
-            else:
-                hi = mid
-        if lo == 0:
-            attempt(0)
+    widen(attempt, target)
     result.conversions = runner.conversions
     result.seconds = time.perf_counter() - start
     if kept_data is None:
@@ -211,3 +202,20 @@ def reduce(source: Path, model, loc, runner, x: np.ndarray, io, model_outputs: t
     result.op_types = [nodes[i].op_type for i in keep]
     result.inputs, result.outputs, result.rows = list(feeds), [o.name for o in sub.graph.output], verdicts
     return result, (sub, feeds, expected)
+
+
+def widen(attempt, target: int) -> None:
+    """The target node alone first; else bisect how far back its cone must start to reproduce (``attempt(k)``:
+    the cone from node k, True when it fails the same way). The whole cone is the full model's computation, so
+    it fails as the model does."""
+    if attempt(target):
+        return
+    lo, hi = 0, target
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if attempt(mid):
+            lo = mid
+        else:
+            hi = mid
+    if lo == 0:
+        attempt(0)

@@ -21,7 +21,7 @@ from onnx import helper
 from posegate.backends.probing import OrtProbe
 from posegate.diagnosis.localize import Node, match
 from posegate.diagnosis.reduce.reference import CannotReduce, capture
-from posegate.diagnosis.reduce.search import SHAPE, Reduction, budget
+from posegate.diagnosis.reduce.search import SHAPE, Reduction, budget, widen
 from posegate.diagnosis.reduce.subgraph import boundary, cone, extract, producers
 
 # words ONNX Runtime (reshape_helper.h "cannot be reshaped to the requested shape", ShapeInferenceError,
@@ -132,16 +132,7 @@ def reduce_shape_error(source, model, error: BaseException, runner, x: np.ndarra
         seen[keep] = ok
         return ok
 
-    if not attempt(target):
-        lo, hi = 0, target
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if attempt(mid):
-                lo = mid
-            else:
-                hi = mid
-        if lo == 0:
-            attempt(0)
+    widen(attempt, target)
     result.conversions = runner.conversions
     result.seconds = time.perf_counter() - start
     if kept is None:
