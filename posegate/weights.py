@@ -115,11 +115,12 @@ def _numpy_globals() -> list:
     return [core._reconstruct, core.scalar, np.ndarray, np.dtype, *dtypes]
 
 
-def read_checkpoint(path: Path, allow_numpy: bool = False) -> object:
+def read_checkpoint(path: Path, allow_numpy: bool = False, admit: tuple = ()) -> object:
     """torch.load with weights_only, every failure turned into a message about the file.
 
     ``allow_numpy`` admits numpy arrays beside the tensors: training containers (VideoPose3D's)
-    keep the data loader's RNG state as one, and weights_only refuses them by default.
+    keep the data loader's RNG state as one, and weights_only refuses them by default. ``admit`` names more
+    plain-data classes a container may hold (a scheduler's Counter).
     """
     path = Path(path)
     if not os.path.lexists(path):
@@ -135,7 +136,7 @@ def read_checkpoint(path: Path, allow_numpy: bool = False) -> object:
         raise WeightsError(f"{path}: not a PyTorch checkpoint (starts with {head!r}, neither a torch.save "
                            "zip archive nor a pickle)")
     try:
-        return load_weights_only(path, _numpy_globals() if allow_numpy else [])
+        return load_weights_only(path, (_numpy_globals() if allow_numpy else []) + list(admit))
     except VersionLimit as e:
         raise WeightsError(str(e)) from None
     except pickle.UnpicklingError as e:

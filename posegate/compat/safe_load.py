@@ -25,11 +25,12 @@ def load_weights_only(path, extra_globals=(), have: tuple[int, int] | None = Non
         try:
             return torch_module.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as e:
-            if not any(_qualified(g) in str(e) for g in extra):
+            needed = [g for g in extra if _qualified(g) in str(e)]
+            if not needed:
                 raise  # refused for a global nobody admits: the caller's "refused to unpickle"
             raise VersionLimit(f"{path}: " + requirement(
-                "reading a checkpoint that holds numpy arrays", ADD_SAFE_GLOBALS, have,
-                "its weights_only unpickler admits no numpy globals before torch.serialization.add_safe_globals"
+                f"reading a checkpoint that holds {_described(needed[0])}", ADD_SAFE_GLOBALS, have,
+                "its weights_only unpickler admits no more globals before torch.serialization.add_safe_globals"
             )) from None
     with _admitted(extra, have, torch_module):
         return torch_module.load(path, map_location="cpu", weights_only=True)
@@ -39,6 +40,11 @@ def _qualified(obj) -> str:
     """How torch's unpickler names a global in its refusal (torch 2.0: 'Unsupported class
     numpy.core.multiarray._reconstruct')."""
     return f"{getattr(obj, '__module__', '')}.{getattr(obj, '__name__', obj)}"
+
+
+def _described(obj) -> str:
+    name = _qualified(obj)
+    return "numpy arrays" if name.startswith("numpy") else name
 
 
 @contextlib.contextmanager

@@ -2,9 +2,15 @@
 
 Upstream: {state_dict (no 'module.'), optimizer, scheduler, iter, current_epoch}.
 Port:     {epoch, arch, state_dict ('module.' prefixed), optimizer, amp, scheduler, ap}; model_best.pth.
+
+A scheduler's milestones are a collections.Counter, which torch's weights_only unpickler admits only from torch
+2.4: the suite writes them as a plain dict, so its checkpoints resume on every supported torch, and turns them
+back into a Counter on resume. A file written by upstream (a Counter inside) needs torch >= 2.4 to resume, and
+says so.
 """
 from __future__ import annotations
 
+import collections
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,12 +101,12 @@ def save(path: Path, layout: str, net, optimizer, scheduler, *, iteration: int, 
         raise ValueError(f"checkpoint layout {layout!r}: expected one of {LAYOUTS}")
     state = strip_module(net.state_dict())
     if layout == "upstream":
-        obj = {"state_dict": state, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        obj = {"state_dict": state, "optimizer": optimizer.state_dict(), "scheduler": _portable(scheduler.state_dict()),
                "iter": iteration, "current_epoch": epoch}
     else:
         # The port saves at an epoch's end and resumes at the next: 'epoch' counts finished epochs.
         obj = {"epoch": epoch, "arch": ARCH, "state_dict": {f"module.{k}": v for k, v in state.items()},
-               "optimizer": optimizer.state_dict(), "amp": amp_state, "scheduler": scheduler.state_dict(),
+               "optimizer": optimizer.state_dict(), "amp": amp_state, "scheduler": _portable(scheduler.state_dict()),
                "ap": ap}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -108,6 +114,17 @@ def save(path: Path, layout: str, net, optimizer, scheduler, *, iteration: int, 
     torch.save(obj, tmp)
     os.replace(tmp, path)
     return path
+
+
+def _portable(state: dict) -> dict:
+    return {k: dict(v) if isinstance(v, collections.Counter) else v for k, v in state.items()}
+
+
+def _as_written_by(scheduler, state: dict) -> dict:
+    """The scheduler's own container types back (MultiStepLR counts repeated milestones with a Counter)."""
+    own = scheduler.state_dict()
+    return {k: collections.Counter(v) if isinstance(own.get(k), collections.Counter) and isinstance(v, dict) else v
+            for k, v in state.items()}
 
 
 @dataclass
@@ -121,7 +138,7 @@ class ResumePoint:
 def restore(path: Path, net, optimizer, scheduler, iters_per_epoch: int) -> ResumePoint:
     """Full resume: weights (strict), optimizer, scheduler and the position in the run."""
     path = Path(path)
-    obj = read_checkpoint(path)
+    obj = read_checkpoint(path, admit=(collections.Counter,))
     if not isinstance(obj, dict) or not {"state_dict", "optimizer", "scheduler"} <= set(obj):
         raise WeightsError(f"{path}: cannot resume from it: needs state_dict, optimizer and scheduler "
                            f"(found {sorted(obj) if isinstance(obj, dict) else type(obj).__name__}); "
@@ -131,7 +148,7 @@ def restore(path: Path, net, optimizer, scheduler, iters_per_epoch: int) -> Resu
         raise WeightsError(f"{path}: does not fit the network: missing {missing[:4]}, unexpected {unexpected[:4]}; "
                            "a different number of refinement stages? use --weights-only")
     optimizer.load_state_dict(obj["optimizer"])
-    scheduler.load_state_dict(obj["scheduler"])
+    scheduler.load_state_dict(_as_written_by(scheduler, obj["scheduler"]))
     if "iter" in obj:
         return ResumePoint(int(obj["current_epoch"]), int(obj["iter"]))
     return ResumePoint(int(obj["epoch"]), int(obj["epoch"]) * iters_per_epoch, obj.get("amp"), obj.get("ap"))

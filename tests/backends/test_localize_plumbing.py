@@ -10,7 +10,7 @@ import pytest
 from models import MODELS
 from posegate.backends import BACKENDS, EngineIO
 from posegate.backends.ascend.probe import AscendProbe
-from posegate.backends.openvino.advice import ov_keep_fp32
+from posegate.backends.openvino.advice import SAVED_MARKS, ov_keep_fp32, saved_mark
 from posegate.backends.tensorrt.advice import trtexec_args
 from posegate.backends.tensorrt.probe import TrtProbe
 from posegate.diagnosis import advice
@@ -100,6 +100,6 @@ def test_atc_keep_dtype_stays_names_only_with_the_modules_beside_it(tmp_path):
 def test_openvino_rt_info_mark_survives_into_the_saved_ir(exported, tmp_path):
     xml = ov_keep_fp32(exported, ["/model/model.0/model.0.0/Conv"], tmp_path / "k.xml")
     text = xml.read_text()
-    assert text.count('name="DisablePrecisionConversion"') >= 1  # what the CPU plugin reads back
-    none = ov_keep_fp32(exported, [], tmp_path / "n.xml").read_text()
-    assert 'name="DisablePrecisionConversion"' not in none
+    mark = saved_mark(text)  # what the CPU plugin reads back, spelt by the installed release
+    assert mark in SAVED_MARKS and text.count(f'<attribute name="{mark}"') >= 1
+    assert saved_mark(ov_keep_fp32(exported, [], tmp_path / "n.xml").read_text()) is None

@@ -30,6 +30,7 @@ from posegate.compat.onnx_export import exporter_keywords
 from posegate.diagnosis.localize import localize
 from posegate.diagnosis.reduce import CannotReduce, reduce, replay, same_failure, write
 from posegate.diagnosis.reduce.runners import SubgraphRunner, runner
+from posegate.diagnosis.reduce.shape import Node, named_node
 from tests.standins import HostBuffers, OnnxInferSession, OnnxTrt
 
 STAGE = "convert"
@@ -177,3 +178,16 @@ def test_a_backend_without_a_subgraph_runner_is_refused_naming_it():
     for name in without:
         with pytest.raises(CannotReduce, match=f"^{name} has no subgraph runner"):
             runner(name, "fp32")
+
+
+def test_the_node_a_shape_error_names_is_read_in_each_engines_spelling():
+    """OpenVINO's ONNX frontend names the node in "<Node(Reshape): X>": X is the node's name on 2024.4 and its
+    output tensor on later releases; ONNX Runtime quotes the node name. A prefix of a longer name never wins."""
+    nodes = [Node("/a/Reshape", "Reshape", ("x", "s"), ("/a/Reshape_output_0",)),
+             Node("/a/Reshape_1", "Reshape", ("y", "s"), ("/a/Reshape_1_output_0",))]
+    frontend = "[ONNX Frontend] Conversion failed for Reshape-17\nWhile validating ONNX node '<Node(Reshape): {}>'"
+    assert named_node(frontend.format("/a/Reshape_1"), nodes) == "/a/Reshape_1"  # OpenVINO 2024.4
+    assert named_node(frontend.format("/a/Reshape_output_0"), nodes) == "/a/Reshape"  # OpenVINO 2026
+    assert named_node("Non-zero status code returned while running Reshape node. Name:'/a/Reshape_1' ...",
+                      nodes) == "/a/Reshape_1"
+    assert named_node("Reshape failed: input size mismatch", nodes) is None

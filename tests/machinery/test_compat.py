@@ -2,7 +2,9 @@
 torch 2.0.1 (the TorchAIE samples' pin) up to the installed one."""
 from __future__ import annotations
 
+import collections
 import pickle
+import zipfile
 from importlib import metadata
 from types import SimpleNamespace
 
@@ -18,6 +20,7 @@ from posegate.compat.numpy_pickle import multiarray
 from posegate.compat.onnx_export import DYNAMO_KEYWORD, exporter_keywords
 from posegate.compat.safe_load import ADD_SAFE_GLOBALS, SCOPED_SAFE_GLOBALS, load_weights_only
 from posegate.gate import machine
+from posegate.training import checkpoints, optim
 from posegate.weights import WeightsError, read_checkpoint
 
 STAGE = "weights"
@@ -174,3 +177,37 @@ def test_the_session_header_names_torch_its_cpu_kernels_numpy_onnx_and_each_engi
         assert name in line
     assert machine.cpu_capability() in {"DEFAULT", "AVX2", "AVX512", "ZVECTOR", "VSX", "SVE256", "SVE128", "SVE"} \
         or machine.cpu_capability().startswith("not reported")
+
+
+def test_a_training_checkpoint_written_here_resumes_on_torch_2_0_and_an_upstream_one_names_the_release(tmp_path,
+                                                                                                      monkeypatch):
+    """MultiStepLR keeps its milestones in a collections.Counter, which weights_only admits only from torch 2.4."""
+    net = torch.nn.Linear(2, 2)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    sched = optim.make_scheduler(opt, (2, 2, 5))
+    mine = checkpoints.save(tmp_path / "mine.pth", "port", net, opt, sched, iteration=3, epoch=1)
+    with zipfile.ZipFile(mine) as archive:
+        pickled = b"".join(archive.read(n) for n in archive.namelist() if n.endswith("data.pkl"))
+    assert pickled and b"Counter" not in pickled  # nothing torch 2.0's weights_only unpickler refuses
+    again = optim.make_scheduler(torch.optim.SGD(net.parameters(), lr=0.1), (9,))
+    checkpoints.restore(mine, net, torch.optim.SGD(net.parameters(), lr=0.1), again, 3)
+    assert again.milestones == sched.milestones and isinstance(again.milestones, collections.Counter)
+    upstream = tmp_path / "upstream.pth"
+    torch.save({"state_dict": net.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                "iter": 3, "current_epoch": 1}, upstream)
+    new_torch = torch_release() >= ADD_SAFE_GLOBALS
+    if new_torch:
+        checkpoints.restore(upstream, net, opt, optim.make_scheduler(opt), 3)
+        monkeypatch.setattr(torch, "__version__", "2.0.1")
+    real_load = torch.load
+
+    def load_of_2_0(path, map_location=None, weights_only=None):  # torch 2.0's fixed allow-list: no Counter
+        raise pickle.UnpicklingError("Weights only load failed. WeightsUnpickler error: "
+                                     "Unsupported class collections.Counter")
+    if new_torch:
+        monkeypatch.setattr(torch, "load", load_of_2_0)
+    with pytest.raises(WeightsError, match=r"upstream.pth: reading a checkpoint that holds collections.Counter "
+                                           r"needs torch >= 2.4"):
+        checkpoints.restore(upstream, net, opt, optim.make_scheduler(opt), 3)
+    monkeypatch.setattr(torch, "load", real_load)
+    assert checkpoints.restore(mine, net, opt, optim.make_scheduler(opt), 3).epoch == 1  # plain dict: any torch

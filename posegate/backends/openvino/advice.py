@@ -1,5 +1,5 @@
 """The precision advice on OpenVINO: runtime info on the nodes to keep in fp32. Python's
-``rt_info["precise_0"]`` is what ``save_model`` writes as the ``DisablePrecisionConversion`` attribute the CPU
+``rt_info["precise_0"]`` is what ``save_model`` writes as the keep-fp32 attribute (SAVED_MARKS) the CPU
 plugin honours (checked here: marking in memory alone changes nothing; through a saved IR it does), so the
 advice is applied by saving an IR; OpenVINO's ONNX frontend keeps the ONNX node names as friendly names.
 The same IRs re-validate every candidate of the advice search here (posegate.diagnosis.advice).
@@ -15,6 +15,14 @@ import numpy as np
 from posegate.backends.lazy import load
 
 OV_KEEP = "precise_0"
+# What the IR carries for the mark: OpenVINO 2024 serializes it as its DisableFP16Compression attribute (RTTI
+# "precise"); later releases renamed the attribute DisablePrecisionConversion. Each reads back its own spelling.
+SAVED_MARKS = ("DisablePrecisionConversion", "precise")
+
+
+def saved_mark(xml_text: str) -> str | None:
+    """The spelling of the keep-fp32 mark in a saved IR, or None where no layer carries it."""
+    return next((m for m in SAVED_MARKS if f'<attribute name="{m}"' in xml_text), None)
 
 
 def ov_keep_fp32(source: Path, keep: list[str], out_xml: Path, compress: bool = False) -> Path:
@@ -67,7 +75,8 @@ def write(keep: list[str], folder: Path, modules: dict, ir: str | None = None) -
     """The nodes to mark (with their torch modules) and the IR the advice saved, for whoever converts again."""
     files = {}
     ov_file = folder / "openvino_keep_fp32.json"
-    ov_file.write_text(json.dumps({"rt_info": OV_KEEP, "saved_as": "DisablePrecisionConversion",
+    saved_as = saved_mark(Path(ir).read_text()) if ir and Path(ir).is_file() else None
+    ov_file.write_text(json.dumps({"rt_info": OV_KEEP, "saved_as": saved_as or " or ".join(SAVED_MARKS),
                                    "nodes": keep, "modules": {n: modules.get(n) for n in keep},
                                    "ir": ir}, indent=1))
     files["openvino"] = str(ov_file)

@@ -37,11 +37,12 @@ def is_shape_error(error: BaseException) -> bool:
 def named_node(message: str, nodes: list[Node]) -> str | None:
     """The node a backend's message names: the longest graph node name quoted or bracketed in it (ONNX
     Runtime's run error "Name:'...'", its load-time shape inference "Node (...)", OpenVINO's plugin "node with
-    name '...'"; a longer name wins over its own prefix), else the node whose output OpenVINO's ONNX frontend
-    names ("While validating ONNX node '<Node(Reshape): tensor>'")."""
+    name '...'"; a longer name wins over its own prefix), else the node OpenVINO's ONNX frontend names in
+    "While validating ONNX node '<Node(Reshape): X>'": X is the node's name on OpenVINO 2024, its first output
+    tensor on later releases."""
     hits = [n.name for n in nodes if n.name and any(f"{a}{n.name}{b}" in message for a, b in ("''", '""', "()"))]
     if not hits:
-        hits = [n.name for n in nodes if any(f"): {t}>" in message for t in n.outputs if t)]
+        hits = [n.name for n in nodes if any(f"): {t}>" in message for t in (n.name, *n.outputs) if t)]
     return max(hits, key=len) if hits else None
 
 
