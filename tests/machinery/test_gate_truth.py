@@ -368,6 +368,11 @@ def test_a_measurement_the_loader_would_refuse_is_never_saved(tmp_path):
     assert not (tmp_path / "b.json").exists()
 
 
+def _as_a_terminal_job():
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
+
+
 def test_ctrl_c_in_a_real_process_leaves_the_baseline_as_it_was(tmp_path):
     """A real SIGINT, as a terminal's Ctrl-C sends it, while a test measures: exit 2, the file untouched."""
     (tmp_path / "conftest.py").write_text(CONFTEST)
@@ -379,18 +384,29 @@ def test_ctrl_c_in_a_real_process_leaves_the_baseline_as_it_was(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("POSEGATE_DATA_ROOT", "POSEGATE_WEIGHTS_DIR",
                                                             "PYTEST_ADDOPTS", "PYTEST_XDIST_WORKER")}
     env["PYTHONPATH"] = str(REPO)
+    # As a shell starts a foreground job: SIGINT at its default and unblocked, whatever this worker inherited
+    # (a disposition of SIG_IGN and a blocked mask both survive exec).
     proc = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-p", "no:cacheprovider",
                              "-p", "no:xdist", "-m", "accuracy", f"--cache-dir={tmp_path / 'cache'}",
                              f"--save-accuracy-baseline={base}"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True, preexec_fn=_as_a_terminal_job)
+    inherited = (f"this process: SIGINT {signal.getsignal(signal.SIGINT)!r}, "
+                 f"blocked {signal.pthread_sigmask(signal.SIG_BLOCK, [])}")
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 240  # a cold start on a loaded 2-core runner: imports, collection
         while not flag.exists() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.1)
+        reached = flag.exists()
         proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=60)
+        try:
+            out, _ = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+            pytest.fail(f"no exit 60 s after SIGINT (measuring test reached: {reached}; {inherited}):\n{out}")
     finally:
         proc.kill()
+    assert reached, f"the run never reached the measuring test in 240 s:\n{out}"
     assert proc.returncode == 2, out
     assert "accuracy baseline not saved: the run was interrupted" in out, out
     assert base.read_text() == "the night before"
