@@ -19,6 +19,7 @@ import torch
 from models import MODELS
 from posegate.backends import BACKENDS, EngineIO, ModelSource
 from posegate.backends.ncnn import availability, convert, precision
+from posegate.backends.ncnn import backend as backend_module
 from posegate.backends.ncnn.probe import NcnnProbe, scoped_names
 from posegate.backends.ncnn.session import NcnnSession, pnnx_io
 from posegate.cases.target import Target
@@ -157,8 +158,8 @@ def test_ncnn_fp16_is_really_reduced_and_reports_what_it_computes_in(tiny):
 
 
 def test_ncnn_precision_plan_sets_every_option_and_refuses_int8():
-    import ncnn  # noqa: PLC0415 (optional engine, lazy)
     _needs_ncnn()
+    import ncnn  # noqa: PLC0415 (optional engine, lazy)
     opt = ncnn.Option()  # the binding's defaults turn fp16 storage on: fp32 must turn it off
     precision.plan("fp32", arm_fp16=True).apply(opt)
     assert not (opt.use_fp16_storage or opt.use_fp16_arithmetic or opt.use_bf16_storage)
@@ -243,9 +244,12 @@ def test_ncnn_supplied_model_is_a_param_with_its_bin(tiny, tmp_path):
 
 
 def test_ncnn_availability_names_what_is_missing(monkeypatch):
+    """Each half missing in turn, whatever this machine has installed (the min stack has neither)."""
+    monkeypatch.setattr(backend_module, "runtime_problem", lambda: None)  # a runtime, and no converter
     monkeypatch.setattr(availability, "CONVERTER", "posegate_no_such_pnnx")
     assert "pnnx converter is not installed" in NCNN.unavailable_reason()
-    assert NCNN.open_unavailable_reason() == availability.runtime_problem()  # opening needs no converter
+    assert NCNN.open_unavailable_reason() is None  # opening a supplied .param/.bin needs no converter
+    monkeypatch.setattr(backend_module, "runtime_problem", availability.runtime_problem)
     monkeypatch.setitem(sys.modules, "ncnn", None)  # import ncnn now raises ImportError
     assert NCNN.unavailable_reason().startswith("ncnn is not importable")
     assert "pip install ncnn==" in NCNN.open_unavailable_reason()
